@@ -1,0 +1,153 @@
+/*
+ * fastmlp C core: plain C99 kernels over raw, C-contiguous (row-major) arrays.
+ *
+ * Layers: the Python layer validates every shape, dtype and label range; the Cython
+ * wrapper converts arrays to pointers and calls these functions with the GIL released;
+ * the functions below still re-check what is cheap to check (sizes, label range,
+ * enum values) and report it through fm_status instead of trusting the caller.
+ *
+ * Every kernel exists as _f32 (float) and _f64 (double). Both come from one templated
+ * body per file in csrc/kernels/ (see csrc/real_f32.c and csrc/real_f64.c).
+ * The core allocates nothing: every buffer is owned by the caller.
+ */
+#ifndef FASTMLP_H
+#define FASTMLP_H
+
+#include <stdint.h>
+
+typedef enum {
+    FM_OK = 0,
+    FM_EINVAL = 1,       /* a size, enum value or option out of range */
+    FM_ELABEL = 2        /* a class label outside [0, n_classes) */
+} fm_status;
+
+typedef enum {
+    FM_ACT_IDENTITY = 0,
+    FM_ACT_RELU = 1,
+    FM_ACT_LEAKY_RELU = 2,
+    FM_ACT_SIGMOID = 3,
+    FM_ACT_TANH = 4,
+    FM_ACT_ELU = 5,
+    FM_ACT_SOFTPLUS = 6,
+    FM_ACT_COUNT = 7
+} fm_activation;
+
+typedef enum {
+    FM_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* y: int64 labels */
+    FM_LOSS_SIGMOID_BCE = 1,           /* y: real targets, same shape as the output */
+    FM_LOSS_MSE = 2,                   /* y: real targets, same shape as the output */
+    FM_LOSS_COUNT = 3
+} fm_loss;
+
+typedef enum {
+    FM_OPT_SGD = 0,
+    FM_OPT_MOMENTUM = 1,
+    FM_OPT_NESTEROV = 2,
+    FM_OPT_ADAM = 3,
+    FM_OPT_ADAMW = 4,
+    FM_OPT_COUNT = 5
+} fm_optimizer_kind;
+
+/* Fortran-convention gemm, as exported by scipy.linalg.cython_blas (LP64 ints). */
+typedef void (*fm_sgemm_fn)(const char *transa, const char *transb, const int *m,
+                            const int *n, const int *k, const float *alpha,
+                            const float *a, const int *lda, const float *b,
+                            const int *ldb, const float *beta, float *c,
+                            const int *ldc);
+typedef void (*fm_dgemm_fn)(const char *transa, const char *transb, const int *m,
+                            const int *n, const int *k, const double *alpha,
+                            const double *a, const int *lda, const double *b,
+                            const int *ldb, const double *beta, double *c,
+                            const int *ldc);
+
+/* Where matrix products come from: the kernels never know which BLAS this is. */
+typedef struct {
+    fm_sgemm_fn sgemm;
+    fm_dgemm_fn dgemm;
+    /* Products with m*n*k at or below this many multiply-adds use the built-in
+       small-matrix kernels instead of BLAS (call overhead dominates there). */
+    int64_t small_gemm_flops;
+} fm_blas;
+
+typedef struct {
+    int kind;                 /* fm_optimizer_kind */
+    double learning_rate;
+    double momentum;          /* momentum, nesterov */
+    double beta1, beta2, eps; /* adam, adamw */
+    double weight_decay;      /* adamw: decoupled decay, applied to weights only */
+} fm_optimizer;
+
+/*
+ * A network plan: layer l maps sizes[l] -> sizes[l+1], A = f_l(X W_l + b_l).
+ * Every pointer array has n_layers entries pointing at caller-owned buffers of the
+ * plan's dtype: W[l] (sizes[l] x sizes[l+1]), b[l] (sizes[l+1]), the gradients dW, db of
+ * the same shapes, optimizer state (state1 = velocity or Adam m, state2 = Adam v; NULL
+ * where the optimizer has none), and the activations A[l] and their gradients dA[l]
+ * (max_batch x sizes[l+1]). X_batch (max_batch x sizes[0]) and y_batch (max_batch labels
+ * or max_batch x sizes[n_layers] targets) hold the rows gathered for a shuffled epoch.
+ */
+typedef struct {
+    int n_layers;
+    const int64_t *sizes;
+    const int32_t *activations;
+    const double *alphas;
+    int loss;                 /* fm_loss; the output activation must be identity for
+                                 softmax cross-entropy and sigmoid BCE (they take logits) */
+    double l2, l1;            /* penalties on weights (not biases), per step as in the course */
+    fm_optimizer opt;
+    int64_t step;             /* optimizer steps taken (Adam's t) */
+    int64_t max_batch;
+    void *const *W, *const *b, *const *dW, *const *db;
+    void *const *state1_W, *const *state1_b, *const *state2_W, *const *state2_b;
+    void *const *A, *const *dA;
+    void *X_batch, *y_batch;
+    const fm_blas *blas;
+} fm_network;
+
+#define FM_DECLARE(REAL, SFX)                                                          \
+    fm_status fm_gemm_##SFX(const fm_blas *blas, int trans_a, int trans_b, int64_t m,  \
+                            int64_t n, int64_t k, REAL alpha, const REAL *A,           \
+                            int64_t lda, const REAL *B, int64_t ldb, REAL beta,        \
+                            REAL *C, int64_t ldc);                                     \
+    fm_status fm_activation_forward_##SFX(int act, double alpha, int64_t rows,         \
+                                          int64_t cols, const REAL *Z,                 \
+                                          const REAL *bias, REAL *A);                  \
+    fm_status fm_activation_backward_##SFX(int act, double alpha, int64_t n,           \
+                                           const REAL *dA, const REAL *A, REAL *dZ);   \
+    fm_status fm_dense_forward_##SFX(const fm_blas *blas, int64_t rows, int64_t d_in,  \
+                                     int64_t d_out, const REAL *X, const REAL *W,      \
+                                     const REAL *b, int act, double alpha, REAL *A);   \
+    fm_status fm_dense_backward_##SFX(const fm_blas *blas, int64_t rows, int64_t d_in, \
+                                      int64_t d_out, const REAL *dA, const REAL *X,    \
+                                      const REAL *W, const REAL *A, int act,           \
+                                      double alpha, double l2, double l1, REAL *dZ,    \
+                                      REAL *dX, REAL *dW, REAL *db, double *penalty);  \
+    fm_status fm_softmax_##SFX(int64_t rows, int64_t cols, const REAL *Z, int log,     \
+                               REAL *out);                                             \
+    fm_status fm_softmax_cross_entropy_##SFX(int64_t rows, int64_t cols,               \
+                                             const REAL *Z, const int64_t *labels,     \
+                                             const REAL *sample_weight, double *loss,  \
+                                             REAL *dZ);                                \
+    fm_status fm_sigmoid_bce_##SFX(int64_t rows, int64_t cols, const REAL *Z,          \
+                                   const REAL *Y, double *loss, REAL *dZ);             \
+    fm_status fm_mse_##SFX(int64_t rows, int64_t cols, const REAL *P, const REAL *Y,   \
+                           double *loss, REAL *dP);                                    \
+    fm_status fm_optimizer_update_##SFX(const fm_optimizer *opt, int64_t step,         \
+                                        int64_t n, REAL *w, const REAL *g,             \
+                                        REAL *state1, REAL *state2, int decay);        \
+    fm_status fm_network_train_step_##SFX(fm_network *net, int64_t rows,               \
+                                          const REAL *X, const void *y, double *loss); \
+    fm_status fm_network_train_epoch_##SFX(fm_network *net, int64_t n_total,           \
+                                           const REAL *X, const void *y,               \
+                                           const int64_t *order, int64_t batch_size,   \
+                                           double *batch_losses, double *mean_loss);   \
+    fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
+                                       const REAL *X, REAL *out, REAL *work_a,         \
+                                       REAL *work_b, int64_t chunk_rows);
+
+FM_DECLARE(float, f32)
+FM_DECLARE(double, f64)
+
+#undef FM_DECLARE
+
+#endif /* FASTMLP_H */

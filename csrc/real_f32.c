@@ -1,0 +1,5 @@
+/* The float32 instantiation of every templated kernel in kernels/. */
+#define REAL float
+#define FM_SFX f32
+#define FM_BLAS_GEMM sgemm
+#include "kernels/all.inc"

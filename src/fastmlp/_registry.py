@@ -1,0 +1,31 @@
+"""Names of activations, losses and optimizers, and their codes in the C core (fastmlp.h)."""
+
+from __future__ import annotations
+
+# name -> (code, default alpha); alpha is the slope of leaky_relu and the scale of elu.
+ACTIVATIONS = {
+    "identity": (0, 0.0),
+    "relu": (1, 0.0),
+    "leaky_relu": (2, 0.01),
+    "sigmoid": (3, 0.0),
+    "tanh": (4, 0.0),
+    "elu": (5, 1.0),
+    "softplus": (6, 0.0),
+}
+ACTIVATIONS_WITH_ALPHA = ("leaky_relu", "elu")
+
+# name -> code. The classification losses take logits: the output layer is linear.
+LOSSES = {
+    "softmax_cross_entropy": 0,
+    "sigmoid_binary_cross_entropy": 1,
+    "mean_squared_error": 2,
+}
+LOSS_ALIASES = {
+    "cross_entropy": "softmax_cross_entropy",
+    "softmax": "softmax_cross_entropy",
+    "binary_cross_entropy": "sigmoid_binary_cross_entropy",
+    "bce": "sigmoid_binary_cross_entropy",
+    "mse": "mean_squared_error",
+}
+
+OPTIMIZERS = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "adamw": 4}

@@ -1,0 +1,26 @@
+"""The three interchangeable implementations of fastmlp's kernels.
+
+Each backend module provides every name in BACKEND_API with the same signature as the
+reference, numpy_backend: validated, C-contiguous arrays in, preallocated outputs
+written, no checks of its own beyond what it cannot trust.
+"""
+
+BACKEND_MODULES = {
+    "c": "fastmlp.backends._c_kernels",
+    "numba": "fastmlp.backends.numba_backend",
+    "numpy": "fastmlp.backends.numpy_backend",
+}
+
+BACKEND_API = (
+    "NAME",
+    "activation_forward",
+    "activation_backward",
+    "dense_forward",
+    "dense_backward",
+    "softmax",
+    "softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "mean_squared_error",
+    "optimizer_update",
+    "Network",
+)

@@ -1,0 +1,103 @@
+# Declarations of the C core (csrc/fastmlp.h) for the Cython wrapper.
+from libc.stdint cimport int32_t, int64_t
+
+cdef extern from "fastmlp.h" nogil:
+    ctypedef enum fm_status:
+        FM_OK
+        FM_EINVAL
+        FM_ELABEL
+
+    ctypedef void (*fm_sgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                                 const float*, const float*, const int*, const float*,
+                                 const int*, const float*, float*, const int*)
+    ctypedef void (*fm_dgemm_fn)(const char*, const char*, const int*, const int*, const int*,
+                                 const double*, const double*, const int*, const double*,
+                                 const int*, const double*, double*, const int*)
+
+    ctypedef struct fm_blas:
+        fm_sgemm_fn sgemm
+        fm_dgemm_fn dgemm
+        int64_t small_gemm_flops
+
+    ctypedef struct fm_optimizer:
+        int kind
+        double learning_rate
+        double momentum
+        double beta1, beta2, eps
+        double weight_decay
+
+    ctypedef struct fm_network:
+        int n_layers
+        const int64_t *sizes
+        const int32_t *activations
+        const double *alphas
+        int loss
+        double l2, l1
+        fm_optimizer opt
+        int64_t step
+        int64_t max_batch
+        void **W
+        void **b
+        void **dW
+        void **db
+        void **state1_W
+        void **state1_b
+        void **state2_W
+        void **state2_b
+        void **A
+        void **dA
+        void *X_batch
+        void *y_batch
+        const fm_blas *blas
+
+    fm_status fm_gemm_f32(const fm_blas*, int, int, int64_t, int64_t, int64_t, float,
+                          const float*, int64_t, const float*, int64_t, float, float*, int64_t)
+    fm_status fm_gemm_f64(const fm_blas*, int, int, int64_t, int64_t, int64_t, double,
+                          const double*, int64_t, const double*, int64_t, double, double*,
+                          int64_t)
+    fm_status fm_activation_forward_f32(int, double, int64_t, int64_t, const float*,
+                                        const float*, float*)
+    fm_status fm_activation_forward_f64(int, double, int64_t, int64_t, const double*,
+                                        const double*, double*)
+    fm_status fm_activation_backward_f32(int, double, int64_t, const float*, const float*,
+                                         float*)
+    fm_status fm_activation_backward_f64(int, double, int64_t, const double*, const double*,
+                                         double*)
+    fm_status fm_dense_forward_f32(const fm_blas*, int64_t, int64_t, int64_t, const float*,
+                                   const float*, const float*, int, double, float*)
+    fm_status fm_dense_forward_f64(const fm_blas*, int64_t, int64_t, int64_t, const double*,
+                                   const double*, const double*, int, double, double*)
+    fm_status fm_dense_backward_f32(const fm_blas*, int64_t, int64_t, int64_t, const float*,
+                                    const float*, const float*, const float*, int, double,
+                                    double, double, float*, float*, float*, float*, double*)
+    fm_status fm_dense_backward_f64(const fm_blas*, int64_t, int64_t, int64_t, const double*,
+                                    const double*, const double*, const double*, int, double,
+                                    double, double, double*, double*, double*, double*,
+                                    double*)
+    fm_status fm_softmax_f32(int64_t, int64_t, const float*, int, float*)
+    fm_status fm_softmax_f64(int64_t, int64_t, const double*, int, double*)
+    fm_status fm_softmax_cross_entropy_f32(int64_t, int64_t, const float*, const int64_t*,
+                                           const float*, double*, float*)
+    fm_status fm_softmax_cross_entropy_f64(int64_t, int64_t, const double*, const int64_t*,
+                                           const double*, double*, double*)
+    fm_status fm_sigmoid_bce_f32(int64_t, int64_t, const float*, const float*, double*, float*)
+    fm_status fm_sigmoid_bce_f64(int64_t, int64_t, const double*, const double*, double*,
+                                 double*)
+    fm_status fm_mse_f32(int64_t, int64_t, const float*, const float*, double*, float*)
+    fm_status fm_mse_f64(int64_t, int64_t, const double*, const double*, double*, double*)
+    fm_status fm_optimizer_update_f32(const fm_optimizer*, int64_t, int64_t, float*,
+                                      const float*, float*, float*, int)
+    fm_status fm_optimizer_update_f64(const fm_optimizer*, int64_t, int64_t, double*,
+                                      const double*, double*, double*, int)
+    fm_status fm_network_train_step_f32(fm_network*, int64_t, const float*, const void*,
+                                        double*)
+    fm_status fm_network_train_step_f64(fm_network*, int64_t, const double*, const void*,
+                                        double*)
+    fm_status fm_network_train_epoch_f32(fm_network*, int64_t, const float*, const void*,
+                                         const int64_t*, int64_t, double*, double*)
+    fm_status fm_network_train_epoch_f64(fm_network*, int64_t, const double*, const void*,
+                                         const int64_t*, int64_t, double*, double*)
+    fm_status fm_network_forward_f32(const fm_network*, int64_t, const float*, float*,
+                                     float*, float*, int64_t)
+    fm_status fm_network_forward_f64(const fm_network*, int64_t, const double*, double*,
+                                     double*, double*, int64_t)

@@ -1,0 +1,359 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""The "c" backend: the C core of csrc/ behind the backend API.
+
+This layer only converts arrays to pointers, releases the GIL around each C call and
+maps the returned status to an exception. Shapes, dtypes and label ranges were checked
+by fastmlp._validation before anything reaches here; the typed memoryviews below still
+refuse a wrong dtype or a non-contiguous array instead of misreading it.
+"""
+from cpython.pycapsule cimport PyCapsule_GetName, PyCapsule_GetPointer
+from libc.stdint cimport int32_t, int64_t, uintptr_t
+
+import numpy as np
+
+from fastmlp.backends._c_kernels cimport *
+
+NAME = "c"
+
+ctypedef fused real:
+    float
+    double
+
+cdef fm_blas BLAS
+
+
+def _load_blas():
+    """Take sgemm/dgemm from SciPy's exported BLAS (the same OpenBLAS NumPy's SciPy uses)."""
+    from scipy.linalg import cython_blas
+    capi = cython_blas.__pyx_capi__
+    BLAS.sgemm = <fm_sgemm_fn>PyCapsule_GetPointer(capi["sgemm"], PyCapsule_GetName(capi["sgemm"]))
+    BLAS.dgemm = <fm_dgemm_fn>PyCapsule_GetPointer(capi["dgemm"], PyCapsule_GetName(capi["dgemm"]))
+
+
+_load_blas()
+BLAS.small_gemm_flops = 0
+
+
+def set_small_gemm_flops(int64_t flops):
+    """Products of at most `flops` multiply-adds use the built-in kernels, not BLAS."""
+    if flops < 0:
+        raise ValueError(f"flops: expected a non-negative integer, got {flops}")
+    BLAS.small_gemm_flops = flops
+
+
+def get_small_gemm_flops():
+    return BLAS.small_gemm_flops
+
+
+cdef int check(fm_status status) except -1:
+    if status == FM_OK:
+        return 0
+    if status == FM_ELABEL:
+        raise ValueError("y: class labels must lie in [0, n_classes)")
+    raise ValueError("fastmlp C core rejected its arguments (a size or option out of range)")
+
+
+def gemm(const real[:, ::1] A, const real[:, ::1] B, real[:, ::1] out, bint trans_a=False,
+         bint trans_b=False):
+    """out = op(A) @ op(B) (used by tests to check both the BLAS and the small path)."""
+    cdef int64_t m = out.shape[0], n = out.shape[1]
+    cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_gemm_f32(&BLAS, trans_a, trans_b, m, n, k, 1, &A[0, 0], A.shape[1],
+                             &B[0, 0], B.shape[1], 0, &out[0, 0], n)
+        else:
+            st = fm_gemm_f64(&BLAS, trans_a, trans_b, m, n, k, 1, &A[0, 0], A.shape[1],
+                             &B[0, 0], B.shape[1], 0, &out[0, 0], n)
+    check(st)
+
+
+def activation_forward(int act, double alpha, const real[:, ::1] Z, real[:, ::1] out):
+    """out = f(Z)."""
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_activation_forward_f32(act, alpha, Z.shape[0], Z.shape[1], &Z[0, 0], NULL,
+                                           &out[0, 0])
+        else:
+            st = fm_activation_forward_f64(act, alpha, Z.shape[0], Z.shape[1], &Z[0, 0], NULL,
+                                           &out[0, 0])
+    check(st)
+
+
+def activation_backward(int act, double alpha, const real[:, ::1] dA, const real[:, ::1] A,
+                        real[:, ::1] out):
+    """out = dA * f'(.) from the saved output A."""
+    cdef fm_status st
+    cdef int64_t n = A.shape[0] * A.shape[1]
+    with nogil:
+        if real is float:
+            st = fm_activation_backward_f32(act, alpha, n, &dA[0, 0], &A[0, 0], &out[0, 0])
+        else:
+            st = fm_activation_backward_f64(act, alpha, n, &dA[0, 0], &A[0, 0], &out[0, 0])
+    check(st)
+
+
+def dense_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b, int act,
+                  double alpha, real[:, ::1] out):
+    """out = f(X @ W + b)."""
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_dense_forward_f32(&BLAS, X.shape[0], X.shape[1], W.shape[1], &X[0, 0],
+                                      &W[0, 0], &b[0], act, alpha, &out[0, 0])
+        else:
+            st = fm_dense_forward_f64(&BLAS, X.shape[0], X.shape[1], W.shape[1], &X[0, 0],
+                                      &W[0, 0], &b[0], act, alpha, &out[0, 0])
+    check(st)
+
+
+def dense_backward(const real[:, ::1] dA, const real[:, ::1] X, const real[:, ::1] W,
+                   const real[:, ::1] A, int act, double alpha, double l2, double l1,
+                   real[:, ::1] dZ, real[:, ::1] dX, real[:, ::1] dW, real[::1] db):
+    """dZ = dA * f'(A); dW = X.T @ dZ + penalty; db = dZ.sum(0); dX = dZ @ W.T (dX may be None)."""
+    cdef fm_status st
+    cdef real *dx = NULL if dX is None else &dX[0, 0]
+    with nogil:
+        if real is float:
+            st = fm_dense_backward_f32(&BLAS, X.shape[0], X.shape[1], W.shape[1], &dA[0, 0],
+                                       &X[0, 0], &W[0, 0], &A[0, 0], act, alpha, l2, l1,
+                                       &dZ[0, 0], dx, &dW[0, 0], &db[0], NULL)
+        else:
+            st = fm_dense_backward_f64(&BLAS, X.shape[0], X.shape[1], W.shape[1], &dA[0, 0],
+                                       &X[0, 0], &W[0, 0], &A[0, 0], act, alpha, l2, l1,
+                                       &dZ[0, 0], dx, &dW[0, 0], &db[0], NULL)
+    check(st)
+
+
+def softmax(const real[:, ::1] Z, bint log, real[:, ::1] out):
+    """out = softmax(Z) or log_softmax(Z) along rows."""
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_softmax_f32(Z.shape[0], Z.shape[1], &Z[0, 0], log, &out[0, 0])
+        else:
+            st = fm_softmax_f64(Z.shape[0], Z.shape[1], &Z[0, 0], log, &out[0, 0])
+    check(st)
+
+
+def softmax_cross_entropy(const real[:, ::1] Z, const int64_t[::1] y,
+                          const real[::1] sample_weight, real[:, ::1] dZ):
+    """Mean (weighted) softmax cross-entropy of Z on labels y; its gradient into dZ."""
+    cdef fm_status st
+    cdef double loss = 0
+    cdef const real *w = NULL if sample_weight is None else &sample_weight[0]
+    with nogil:
+        if real is float:
+            st = fm_softmax_cross_entropy_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w,
+                                              &loss, &dZ[0, 0])
+        else:
+            st = fm_softmax_cross_entropy_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w,
+                                              &loss, &dZ[0, 0])
+    check(st)
+    return loss
+
+
+def sigmoid_binary_cross_entropy(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
+    """Sigmoid BCE with logits Z on targets Y; its gradient into dZ."""
+    cdef fm_status st
+    cdef double loss = 0
+    with nogil:
+        if real is float:
+            st = fm_sigmoid_bce_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss,
+                                    &dZ[0, 0])
+        else:
+            st = fm_sigmoid_bce_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss,
+                                    &dZ[0, 0])
+    check(st)
+    return loss
+
+
+def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
+    """sum((P - Y)**2) / (2 rows); its gradient into dP."""
+    cdef fm_status st
+    cdef double loss = 0
+    with nogil:
+        if real is float:
+            st = fm_mse_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
+        else:
+            st = fm_mse_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
+    check(st)
+    return loss
+
+
+cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1, double beta2,
+                             double eps, double weight_decay):
+    cdef fm_optimizer opt
+    opt.kind = kind
+    opt.learning_rate = lr
+    opt.momentum = momentum
+    opt.beta1 = beta1
+    opt.beta2 = beta2
+    opt.eps = eps
+    opt.weight_decay = weight_decay
+    return opt
+
+
+def optimizer_update(int kind, double lr, double momentum, double beta1, double beta2,
+                     double eps, double weight_decay, int64_t step, real[::1] param,
+                     const real[::1] grad, real[::1] state1, real[::1] state2, bint decay):
+    """One fused in-place update of the flat parameter array `param` (see optimizer.inc)."""
+    cdef fm_optimizer opt = _optimizer(kind, lr, momentum, beta1, beta2, eps, weight_decay)
+    cdef real *s1 = NULL if state1 is None else &state1[0]
+    cdef real *s2 = NULL if state2 is None else &state2[0]
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_optimizer_update_f32(&opt, step, param.shape[0], &param[0], &grad[0], s1,
+                                         s2, decay)
+        else:
+            st = fm_optimizer_update_f64(&opt, step, param.shape[0], &param[0], &grad[0], s1,
+                                         s2, decay)
+    check(st)
+
+
+cdef uintptr_t _address(object array) except? 0:
+    if array is None:
+        return 0
+    return array.__array_interface__["data"][0]
+
+
+cdef class Network:
+    """The compiled engine of a NetworkPlan: pointers into the plan's NumPy buffers.
+
+    The plan owns every array (weights, gradients, optimizer state, workspace); this
+    object keeps them alive and hands their addresses to fm_network_* calls.
+    """
+
+    cdef fm_network net
+    cdef bint is_f32
+    cdef object _keep
+
+    def __init__(self, plan):
+        keep = []
+
+        def table(arrays):
+            addresses = np.array([_address(a) for a in arrays], dtype=np.uintp)
+            keep.append(addresses)
+            return addresses.__array_interface__["data"][0]
+
+        sizes = np.ascontiguousarray(plan.layer_sizes, dtype=np.int64)
+        activations = np.ascontiguousarray(plan._activation_codes, dtype=np.int32)
+        alphas = np.ascontiguousarray(plan._activation_alphas, dtype=np.float64)
+        keep += [sizes, activations, alphas, plan._buffers]
+        if plan.dtype == np.float32:
+            self.is_f32 = True
+        elif plan.dtype == np.float64:
+            self.is_f32 = False
+        else:
+            raise TypeError(f"dtype: expected float32 or float64, got {plan.dtype}")
+        self.net.n_layers = len(plan.layer_sizes) - 1
+        self.net.sizes = <const int64_t *><uintptr_t>_address(sizes)
+        self.net.activations = <const int32_t *><uintptr_t>_address(activations)
+        self.net.alphas = <const double *><uintptr_t>_address(alphas)
+        self.net.loss = plan._loss_code
+        self.net.max_batch = plan.batch_size
+        buffers = plan._buffers
+        self.net.W = <void **><uintptr_t>table(buffers["W"])
+        self.net.b = <void **><uintptr_t>table(buffers["b"])
+        self.net.dW = <void **><uintptr_t>table(buffers["dW"])
+        self.net.db = <void **><uintptr_t>table(buffers["db"])
+        self.net.state1_W = <void **><uintptr_t>table(buffers["state1_W"])
+        self.net.state1_b = <void **><uintptr_t>table(buffers["state1_b"])
+        self.net.state2_W = <void **><uintptr_t>table(buffers["state2_W"])
+        self.net.state2_b = <void **><uintptr_t>table(buffers["state2_b"])
+        self.net.A = <void **><uintptr_t>table(buffers["A"])
+        self.net.dA = <void **><uintptr_t>table(buffers["dA"])
+        self.net.X_batch = <void *>_address(buffers["X_batch"])
+        self.net.y_batch = <void *>_address(buffers["y_batch"])
+        self.net.blas = &BLAS
+        self._keep = keep
+        self.configure(plan)
+
+    def configure(self, plan):
+        """Copy the plan's scalar settings (learning rate, penalties, step) into the engine."""
+        opt = plan.optimizer
+        self.net.opt = _optimizer(opt.code, opt.learning_rate, opt.momentum, opt.beta1,
+                                  opt.beta2, opt.eps, opt.weight_decay)
+        self.net.l2 = plan.l2
+        self.net.l1 = plan.l1
+        self.net.step = plan.step
+
+    @property
+    def step(self):
+        return self.net.step
+
+    def train_step(self, X, y):
+        """Forward, loss, backward and update on one batch; returns the loss."""
+        cdef const float[:, ::1] xf
+        cdef const double[:, ::1] xd
+        cdef const void *yp = _y_pointer(y)
+        cdef int64_t rows = X.shape[0]
+        cdef double loss = 0
+        cdef fm_status st
+        if self.is_f32:
+            xf = X
+            with nogil:
+                st = fm_network_train_step_f32(&self.net, rows, &xf[0, 0], yp, &loss)
+        else:
+            xd = X
+            with nogil:
+                st = fm_network_train_step_f64(&self.net, rows, &xd[0, 0], yp, &loss)
+        check(st)
+        return loss
+
+    def train_epoch(self, X, y, const int64_t[::1] order, int64_t batch_size,
+                    double[::1] batch_losses):
+        """Every batch of one epoch in `order` (None: stored order); returns the mean loss."""
+        cdef const float[:, ::1] xf
+        cdef const double[:, ::1] xd
+        cdef const void *yp = _y_pointer(y)
+        cdef int64_t rows = X.shape[0]
+        cdef const int64_t *op = NULL if order is None else &order[0]
+        cdef double *lp = NULL if batch_losses is None else &batch_losses[0]
+        cdef double loss = 0
+        cdef fm_status st
+        if self.is_f32:
+            xf = X
+            with nogil:
+                st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp, op,
+                                                batch_size, lp, &loss)
+        else:
+            xd = X
+            with nogil:
+                st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp, op,
+                                                batch_size, lp, &loss)
+        check(st)
+        return loss
+
+    def forward(self, X, out, work_a, work_b, int64_t chunk_rows):
+        """out = the network's output for X, chunk_rows rows at a time."""
+        cdef const float[:, ::1] xf
+        cdef const double[:, ::1] xd
+        cdef float[:, ::1] of
+        cdef double[:, ::1] od
+        cdef float[::1] af, bf
+        cdef double[::1] ad, bd
+        cdef int64_t rows = X.shape[0]
+        cdef fm_status st
+        if self.is_f32:
+            xf, of, af, bf = X, out, work_a, work_b
+            with nogil:
+                st = fm_network_forward_f32(&self.net, rows, &xf[0, 0], &of[0, 0], &af[0],
+                                            &bf[0], chunk_rows)
+        else:
+            xd, od, ad, bd = X, out, work_a, work_b
+            with nogil:
+                st = fm_network_forward_f64(&self.net, rows, &xd[0, 0], &od[0, 0], &ad[0],
+                                            &bd[0], chunk_rows)
+        check(st)
+
+
+cdef const void *_y_pointer(object y) except NULL:
+    """Address of labels (int64) or targets (the plan's dtype), both C-contiguous."""
+    if not y.flags.c_contiguous:
+        raise ValueError("y: expected a C-contiguous array")
+    cdef const unsigned char[::1] raw = y.reshape(-1).view(np.uint8)
+    return <const void *>&raw[0]

@@ -1,0 +1,107 @@
+"""The training engine of a NetworkPlan for backends without a compiled one.
+
+It composes the backend's own kernels (dense_forward, the loss, dense_backward,
+optimizer_update) into the same step the C core runs in csrc/kernels/network.inc, over
+the same preallocated buffers, so the backends can be compared step by step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_LOSS_KERNELS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
+
+
+class PythonNetwork:
+    kernels = None  # the backend module whose kernels this engine calls
+
+    def __init__(self, plan):
+        self._buffers = plan._buffers
+        self._activations = [int(c) for c in plan._activation_codes]
+        self._alphas = [float(a) for a in plan._activation_alphas]
+        self._loss_code = plan._loss_code
+        self._loss = getattr(self.kernels, _LOSS_KERNELS[plan._loss_code])
+        self.configure(plan)
+
+    def configure(self, plan):
+        opt = plan.optimizer
+        self._opt = (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2, opt.eps,
+                     opt.weight_decay)
+        self._l2, self._l1 = float(plan.l2), float(plan.l1)
+        self._step = int(plan.step)
+
+    @property
+    def step(self):
+        return self._step
+
+    def _loss_gradient(self, logits, y, grad):
+        if self._loss_code == 0:
+            return self._loss(logits, y, None, grad)
+        return self._loss(logits, y, grad)
+
+    def train_step(self, X, y):
+        k, buf = self.kernels, self._buffers
+        rows = X.shape[0]
+        W, b, dW, db = buf["W"], buf["b"], buf["dW"], buf["db"]
+        A = [a[:rows] for a in buf["A"]]
+        dA = [d[:rows] for d in buf["dA"]]
+        inputs = [X] + A[:-1]
+        for l in range(len(W)):
+            k.dense_forward(inputs[l], W[l], b[l], self._activations[l], self._alphas[l], A[l])
+        loss = self._loss_gradient(A[-1], y, dA[-1])
+        # penalties on the weights before the update: 0.5 l2 sum W^2 + l1 sum |W|
+        for w in W:
+            if self._l2:
+                loss += 0.5 * self._l2 * float(np.sum(np.square(w, dtype=np.float64)))
+            if self._l1:
+                loss += self._l1 * float(np.sum(np.abs(w), dtype=np.float64))
+        t = self._step + 1
+        for l in reversed(range(len(W))):
+            k.dense_backward(dA[l], inputs[l], W[l], A[l], self._activations[l],
+                             self._alphas[l], self._l2, self._l1, dA[l],
+                             dA[l - 1] if l > 0 else None, dW[l], db[l])
+            k.optimizer_update(*self._opt, t, W[l].reshape(-1), dW[l].reshape(-1),
+                               _flat(buf["state1_W"][l]), _flat(buf["state2_W"][l]), True)
+            k.optimizer_update(*self._opt, t, b[l], db[l], buf["state1_b"][l],
+                               buf["state2_b"][l], False)
+        self._step = t
+        return loss
+
+    def train_epoch(self, X, y, order, batch_size, batch_losses):
+        n = X.shape[0]
+        X_batch, y_batch = self._buffers["X_batch"], self._buffers["y_batch"]
+        total = 0.0
+        for batch, start in enumerate(range(0, n, batch_size)):
+            stop = min(start + batch_size, n)
+            if order is None:
+                Xb, yb = X[start:stop], y[start:stop]
+            else:
+                rows = order[start:stop]
+                Xb, yb = X_batch[: stop - start], y_batch[: stop - start]
+                np.take(X, rows, axis=0, out=Xb)
+                np.take(y, rows, axis=0, out=yb)
+            loss = self.train_step(Xb, yb)
+            if batch_losses is not None:
+                batch_losses[batch] = loss
+            total += loss * (stop - start)
+        return total / n
+
+    def forward(self, X, out, work_a, work_b, chunk_rows):
+        k, buf = self.kernels, self._buffers
+        W, b = buf["W"], buf["b"]
+        for start in range(0, X.shape[0], chunk_rows):
+            stop = min(start + chunk_rows, X.shape[0])
+            n = stop - start
+            inp = X[start:stop]
+            for l in range(len(W)):
+                width = W[l].shape[1]
+                if l == len(W) - 1:
+                    dst = out[start:stop]
+                else:
+                    dst = (work_a if l % 2 == 0 else work_b)[: n * width].reshape(n, width)
+                k.dense_forward(inp, W[l], b[l], self._activations[l], self._alphas[l], dst)
+                inp = dst
+
+
+def _flat(a):
+    return None if a is None else a.reshape(-1)

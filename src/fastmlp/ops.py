@@ -1,0 +1,340 @@
+"""Functional MLP kernels: validate at the boundary, then run on the active backend.
+
+Arrays follow the course's layout: a batch is (n_samples, n_features) and a dense layer
+computes ``A = f(X @ W + b)`` with ``W`` of shape (n_in, n_out). Results keep the input
+dtype (float32 or float64); see fastmlp._validation for the input rules and NaN policy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastmlp import _backend
+from fastmlp import _validation as check
+from fastmlp._registry import OPTIMIZERS
+
+__all__ = [
+    "activation_forward",
+    "activation_backward",
+    "dense_forward",
+    "dense_backward",
+    "softmax",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "sigmoid_binary_cross_entropy",
+    "mean_squared_error",
+    "sgd_update",
+    "momentum_update",
+    "adam_update",
+]
+
+
+def _kernels(*arrays):
+    # Empty arrays go to the reference, which handles every zero-size case by NumPy's rules.
+    if any(a is not None and a.size == 0 for a in arrays):
+        return _backend.load("numpy")
+    return _backend.active()
+
+
+def _as_2d(arr):
+    return arr.reshape(1, -1) if arr.ndim < 2 else arr.reshape(-1, arr.shape[-1])
+
+
+def activation_forward(name, Z, *, alpha=None, out=None):
+    """Apply an activation elementwise: ``A = f(Z)``.
+
+    Parameters
+    ----------
+    name : {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus"}
+    Z : ndarray of float32 or float64, any shape
+    alpha : float, optional
+        Slope of leaky_relu for z < 0 (default 0.01) or scale of elu (default 1.0).
+    out : ndarray, optional
+        Where to write A (same shape and dtype as Z; may be Z itself).
+
+    Returns
+    -------
+    A : ndarray, the shape and dtype of Z
+    """
+    code, alpha = check.activation(name, alpha)
+    Z = check.float_array(Z, "Z")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    _kernels(Z).activation_forward(code, alpha, _as_2d(Z), _as_2d(out))
+    return out
+
+
+def activation_backward(name, dA, A, *, alpha=None, out=None):
+    """Backpropagate through an activation from its saved output: ``dZ = dA * f'(z)``.
+
+    The derivative is written from ``A = f(z)`` (sigmoid ``a(1-a)``, tanh ``1-a^2``,
+    relu ``a > 0``, ...), so the pre-activation is never needed.
+
+    Parameters
+    ----------
+    name : str, as for activation_forward
+    dA : ndarray, the gradient of the loss with respect to A
+    A : ndarray, the activation output, same shape and dtype as dA
+    alpha : float, optional
+    out : ndarray, optional (may be dA itself)
+
+    Returns
+    -------
+    dZ : ndarray, the shape and dtype of A
+    """
+    code, alpha = check.activation(name, alpha)
+    dA = check.float_array(dA, "dA")
+    A = check.float_array(A, "A")
+    check.same_dtype(dA=dA, A=A)
+    check.shape(dA, "dA", A.shape)
+    out = check.out_array(out, "out", A.shape, A.dtype)
+    _kernels(A).activation_backward(code, alpha, _as_2d(dA), _as_2d(A), _as_2d(out))
+    return out
+
+
+def _dense_arrays(X, W, b):
+    X = check.float_array(X, "X", ndim=2)
+    W = check.float_array(W, "W", ndim=2)
+    b = check.float_array(b, "b")
+    if b.ndim == 2 and b.shape[0] == 1:
+        b = b.reshape(-1)  # the course keeps b as (1, n_out)
+    check.same_dtype(X=X, W=W, b=b)
+    if X.shape[1] != W.shape[0]:
+        raise ValueError(
+            f"X and W do not chain: X has {X.shape[1]} columns, W has {W.shape[0]} rows"
+        )
+    check.shape(b, "b", (W.shape[1],))
+    return X, W, b
+
+
+def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None):
+    """A dense layer with its activation fused: ``A = f(X @ W + b)``.
+
+    Parameters
+    ----------
+    X : ndarray (n, n_in)
+    W : ndarray (n_in, n_out)
+    b : ndarray (n_out,) or (1, n_out)
+    activation : str, default "relu"
+    alpha : float, optional (leaky_relu slope, elu scale)
+    out : ndarray (n, n_out), optional; must not overlap X, W or b
+
+    Returns
+    -------
+    A : ndarray (n, n_out), the dtype of X
+    """
+    code, alpha = check.activation(activation, alpha)
+    X, W, b = _dense_arrays(X, W, b)
+    out = check.out_array(out, "out", (X.shape[0], W.shape[1]), X.dtype)
+    for name, arr in (("X", X), ("W", W), ("b", b)):
+        if np.may_share_memory(out, arr):
+            raise ValueError(f"out: must not overlap {name}")
+    _kernels(X, W, out).dense_forward(X, W, b, code, alpha, out)
+    return out
+
+
+def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_dX=True):
+    """Backward pass of ``A = f(X @ W + b)`` with the activation derivative fused.
+
+    ``dZ = dA * f'(A)``, ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
+    ``dX = dZ @ W.T``.
+
+    Parameters
+    ----------
+    dA : ndarray (n, n_out), gradient of the loss with respect to A
+    X : ndarray (n, n_in), the layer's input
+    W : ndarray (n_in, n_out)
+    A : ndarray (n, n_out), the layer's saved output
+    activation : str
+    alpha : float, optional
+    l2, l1 : float, default 0
+        Penalty strengths; their gradient is added to dW (never to db).
+    need_dX : bool, default True
+        False skips dX (the first layer needs none) and returns None in its place.
+
+    Returns
+    -------
+    dX : ndarray (n, n_in) or None
+    dW : ndarray (n_in, n_out)
+    db : ndarray (n_out,)
+    """
+    code, alpha = check.activation(activation, alpha)
+    l2 = check.real_scalar(l2, "l2", low=0)
+    l1 = check.real_scalar(l1, "l1", low=0)
+    dA = check.float_array(dA, "dA", ndim=2)
+    X = check.float_array(X, "X", ndim=2)
+    W = check.float_array(W, "W", ndim=2)
+    A = check.float_array(A, "A", ndim=2)
+    dtype = check.same_dtype(dA=dA, X=X, W=W, A=A)
+    n, n_in = X.shape
+    if W.shape[0] != n_in:
+        raise ValueError(
+            f"X and W do not chain: X has {n_in} columns, W has {W.shape[0]} rows"
+        )
+    check.shape(A, "A", (n, W.shape[1]))
+    check.shape(dA, "dA", A.shape)
+    dZ = np.empty_like(A)
+    dX = np.empty((n, n_in), dtype) if need_dX else None
+    dW = np.empty_like(W)
+    db = np.empty(W.shape[1], dtype)
+    _kernels(X, W, A).dense_backward(dA, X, W, A, code, alpha, l2, l1, dZ, dX, dW, db)
+    return dX, dW, db
+
+
+def _logits(Z, name="logits"):
+    Z = check.float_array(Z, name, ndim=2)
+    if Z.shape[0] == 0 or Z.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one row and one column, got {Z.shape}")
+    return Z
+
+
+def softmax(Z, *, out=None):
+    """Row-wise softmax, stable for any finite input. Z: (n, k) -> (n, k)."""
+    Z = _logits(Z, "Z")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    _kernels(Z).softmax(Z, False, out)
+    return out
+
+
+def log_softmax(Z, *, out=None):
+    """Row-wise log-softmax, ``z - logsumexp(z)``, stable for any finite input."""
+    Z = _logits(Z, "Z")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    _kernels(Z).softmax(Z, True, out)
+    return out
+
+
+def softmax_cross_entropy(logits, y, *, sample_weight=None, out=None):
+    """Mean softmax cross-entropy on integer labels and its gradient, in one pass.
+
+    ``loss = sum_i w_i (logsumexp(z_i) - z_{i, y_i}) / sum_i w_i`` (w_i = 1 without
+    weights: the course's mean), ``dlogits = w_i (softmax(z_i) - onehot(y_i)) / sum w``.
+
+    Parameters
+    ----------
+    logits : ndarray (n, k)
+    y : ndarray of int (n,), each in [0, k)
+    sample_weight : ndarray (n,), optional, non-negative with a positive sum
+    out : ndarray (n, k), optional, for dlogits
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray (n, k), the dtype of logits
+    """
+    Z = _logits(logits)
+    y = check.labels(y, "y", Z.shape[0], Z.shape[1])
+    if sample_weight is not None:
+        sample_weight = check.float_array(sample_weight, "sample_weight", ndim=1).astype(
+            Z.dtype, copy=False
+        )
+        check.shape(sample_weight, "sample_weight", (Z.shape[0],))
+        if not np.all(sample_weight >= 0) or not np.sum(sample_weight) > 0:
+            raise ValueError("sample_weight: expected non-negative weights with a positive sum")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    loss = _kernels(Z).softmax_cross_entropy(Z, y, sample_weight, out)
+    return loss, out
+
+
+def _targets(Y, Z, name):
+    Y = check.float_array(Y, name)
+    if Y.ndim == 1 and Z.shape[1] == 1:
+        Y = Y.reshape(-1, 1)
+    check.same_dtype(**{"logits": Z, name: Y})
+    check.shape(Y, name, Z.shape)
+    return Y
+
+
+def sigmoid_binary_cross_entropy(logits, targets, *, out=None):
+    """Binary cross-entropy on logits, summed over outputs, averaged over rows.
+
+    ``loss = sum(max(z, 0) - z y + log1p(exp(-|z|))) / n``, ``dlogits = (sigmoid(z) - y) / n``.
+
+    Parameters
+    ----------
+    logits : ndarray (n, k)
+    targets : ndarray (n, k) (or (n,) when k == 1), values in [0, 1]
+    out : ndarray (n, k), optional
+
+    Returns
+    -------
+    loss : float
+    dlogits : ndarray (n, k)
+    """
+    Z = _logits(logits)
+    Y = _targets(targets, Z, "targets")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    return _kernels(Z).sigmoid_binary_cross_entropy(Z, Y, out), out
+
+
+def mean_squared_error(predictions, targets, *, out=None):
+    """``loss = sum((p - y)^2) / (2 n)`` and its gradient ``(p - y) / n``.
+
+    Parameters
+    ----------
+    predictions : ndarray (n, k)
+    targets : ndarray (n, k) (or (n,) when k == 1)
+    out : ndarray (n, k), optional
+
+    Returns
+    -------
+    loss : float
+    dpredictions : ndarray (n, k)
+    """
+    P = _logits(predictions, "predictions")
+    Y = _targets(targets, P, "targets")
+    out = check.out_array(out, "out", P.shape, P.dtype)
+    return _kernels(P).mean_squared_error(P, Y, out), out
+
+
+def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=0.999,
+            eps=1e-8, weight_decay=0.0):
+    check.writable_array(param, "param", param.shape, param.dtype)
+    if param.dtype not in check.FLOAT_DTYPES:
+        raise TypeError(f"param: expected float32 or float64, got {param.dtype}")
+    grad = check.float_array(grad, "grad")
+    check.same_dtype(param=param, grad=grad)
+    check.shape(grad, "grad", param.shape)
+    for name, state in states.items():
+        check.writable_array(state, name, param.shape, param.dtype)
+    lr = check.real_scalar(lr, "lr", low=0)
+    flat = [None if s is None else s.reshape(-1) for s in states.values()]
+    flat += [None] * (2 - len(flat))
+    if param.size:
+        _backend.active().optimizer_update(
+            kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param.reshape(-1),
+            grad.reshape(-1), flat[0], flat[1], True,
+        )
+    return param
+
+
+def sgd_update(param, grad, lr):
+    """In place: ``param -= lr * grad``. Returns param."""
+    return _update(OPTIMIZERS["sgd"], param, grad, {}, 1, lr)
+
+
+def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
+    """In place: ``v = momentum v - lr g; param += v`` (Nesterov: ``param += momentum v - lr g``).
+
+    Returns param; velocity is updated in place too.
+    """
+    momentum = check.real_scalar(momentum, "momentum", low=0, high=1, high_open=True)
+    kind = OPTIMIZERS["nesterov" if nesterov else "momentum"]
+    return _update(kind, param, grad, {"velocity": velocity}, 1, lr, momentum=momentum)
+
+
+def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0):
+    """In place Adam (AdamW when weight_decay > 0) with bias correction.
+
+    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
+    ``param -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; with weight_decay
+    ``param *= 1 - lr weight_decay`` first (decoupled decay). ``step`` is t, from 1.
+    """
+    step = check.positive_int(step, "step")
+    beta1 = check.real_scalar(beta1, "beta1", low=0, high=1, high_open=True)
+    beta2 = check.real_scalar(beta2, "beta2", low=0, high=1, high_open=True)
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    weight_decay = check.real_scalar(weight_decay, "weight_decay", low=0)
+    kind = OPTIMIZERS["adamw" if weight_decay > 0 else "adam"]
+    return _update(kind, param, grad, {"m": m, "v": v}, step, lr, beta1=beta1, beta2=beta2,
+                   eps=eps, weight_decay=weight_decay)

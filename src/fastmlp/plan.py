@@ -1,0 +1,331 @@
+"""NetworkPlan: a network built once, trained one whole step (or epoch) per call.
+
+The plan owns every array the training step touches: weights and biases, their
+gradients, the optimizer state, each layer's activations and their gradients for up to
+`batch_size` rows, and the gather buffers of a shuffled epoch. The backend's engine
+(csrc/kernels/network.inc for "c") works only inside those buffers, so a step allocates
+nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from fastmlp import _backend
+from fastmlp import _validation as check
+from fastmlp._registry import LOSSES
+from fastmlp.optimizers import Optimizer, get_optimizer
+
+_RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
+_INITS = ("auto", "he", "glorot", "course")
+
+
+class NetworkPlan:
+    """A multilayer perceptron with all of its training buffers allocated once.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_in, hidden_1, ..., n_out]``; at least two entries.
+    activations : str or sequence of str, default "relu"
+        One name for every hidden layer, or one per hidden layer (the output layer is
+        linear), or one per layer including the output (which must be "identity" for the
+        classification losses: they take logits).
+    loss : str, default "softmax_cross_entropy"
+        "softmax_cross_entropy" (integer labels), "sigmoid_binary_cross_entropy"
+        (targets in [0, 1]) or "mean_squared_error".
+    optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
+    batch_size : int, default 256
+        The largest batch train_step accepts; the workspace is sized for it.
+    dtype : float32 or float64, default float64
+    seed : int or None
+        Seeds the weight initialisation and the epoch shuffling.
+    l2, l1 : float, default 0
+        Penalties ``0.5 l2 sum W^2 + l1 sum |W|`` on the weights (not the biases), added
+        per step as in the course (not scaled by the batch size).
+    learning_rate : float, optional
+        Overrides the optimizer's learning rate.
+    init : {"auto", "he", "glorot", "course"}, default "auto"
+        He normal for the relu family, Glorot uniform otherwise ("auto"); "course" is the
+        course's ``0.01 * randn``. Biases start at zero.
+    alpha : float or sequence, optional
+        leaky_relu slope / elu scale, per layer or for all.
+    backend : str, optional
+        "c", "numba" or "numpy"; default: the active backend when the plan is built.
+
+    Notes
+    -----
+    One plan trains in one thread at a time: a second thread calling train_step while a
+    step runs gets a RuntimeError. forward() may run in several threads at once.
+    """
+
+    def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
+                 optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
+                 l1=0.0, learning_rate=None, init="auto", alpha=None, backend=None):
+        sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
+        self.layer_sizes = tuple(sizes)
+        n_layers = len(sizes) - 1
+        self.loss = check.loss_name(loss)
+        self._loss_code = LOSSES[self.loss]
+        self.activations = self._activation_names(activations, n_layers)
+        alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
+        if len(alphas) != n_layers:
+            raise ValueError(f"alpha: expected {n_layers} values, got {len(alphas)}")
+        codes = [
+            check.activation(name, a if name in ("leaky_relu", "elu") else None)
+            for name, a in zip(self.activations, alphas)
+        ]
+        self._activation_codes = np.array([c for c, _ in codes], dtype=np.int32)
+        self._activation_alphas = np.array([a for _, a in codes], dtype=np.float64)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in check.FLOAT_DTYPES:
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.batch_size = check.positive_int(batch_size, "batch_size")
+        self.l2 = check.real_scalar(l2, "l2", low=0)
+        self.l1 = check.real_scalar(l1, "l1", low=0)
+        extra = {} if learning_rate is None else {"learning_rate": learning_rate}
+        self.optimizer = get_optimizer(optimizer, **extra)
+        if init not in _INITS:
+            raise ValueError(f"init: unknown {init!r}; expected one of {list(_INITS)}")
+        self.init = init
+        self.seed = seed
+        self.step = 0
+        self._rng = np.random.default_rng(seed)
+        self._buffers = self._allocate()
+        self._initialise_weights()
+        self._lock = threading.Lock()
+        self.backend = _backend.get_backend() if backend is None else backend
+        self._engine = _backend.load(self.backend).Network(self)
+
+    @staticmethod
+    def _activation_names(activations, n_layers):
+        names = [activations] * (n_layers - 1) if isinstance(activations, str) else list(
+            activations
+        )
+        if len(names) == n_layers - 1:
+            names.append("identity")
+        if len(names) != n_layers:
+            raise ValueError(
+                f"activations: expected {n_layers - 1} (hidden layers) or {n_layers} names, "
+                f"got {len(names)}"
+            )
+        for name in names:
+            check.activation(name)
+        return names
+
+    def _allocate(self):
+        sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
+        shapes = list(zip(sizes[:-1], sizes[1:]))
+        states = self.optimizer.n_states
+
+        def like(arrays):
+            return [np.zeros_like(a) for a in arrays]
+
+        W = [np.zeros(s, dt) for s in shapes]
+        b = [np.zeros(s[1], dt) for s in shapes]
+        n_out = sizes[-1]
+        return {
+            "W": W,
+            "b": b,
+            "dW": like(W),
+            "db": like(b),
+            "state1_W": like(W) if states >= 1 else [None] * len(W),
+            "state1_b": like(b) if states >= 1 else [None] * len(W),
+            "state2_W": like(W) if states >= 2 else [None] * len(W),
+            "state2_b": like(b) if states >= 2 else [None] * len(W),
+            "A": [np.zeros((n, s[1]), dt) for s in shapes],
+            "dA": [np.zeros((n, s[1]), dt) for s in shapes],
+            "X_batch": np.zeros((n, sizes[0]), dt),
+            "y_batch": np.zeros(n, np.int64) if self._loss_code == 0 else np.zeros((n, n_out), dt),
+        }
+
+    def _initialise_weights(self):
+        rng = self._rng
+        for W, act in zip(self._buffers["W"], self.activations):
+            fan_in, fan_out = W.shape
+            if self.init == "course":
+                W[...] = 0.01 * rng.standard_normal(W.shape)
+            elif self.init == "he" or (self.init == "auto" and act in _RELU_FAMILY):
+                W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / fan_in)
+            else:
+                bound = np.sqrt(6.0 / (fan_in + fan_out))
+                W[...] = rng.uniform(-bound, bound, W.shape)
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def weights(self):
+        """[(W, b), ...]: the arrays the plan trains in place (edit them in place too)."""
+        return list(zip(self._buffers["W"], self._buffers["b"]))
+
+    def set_weights(self, weights):
+        """Copy [(W, b), ...] into the plan (shapes must match; dtype is converted)."""
+        weights = list(weights)
+        if len(weights) != len(self._buffers["W"]):
+            raise ValueError(f"weights: expected {len(self._buffers['W'])} (W, b) pairs")
+        for i, ((W, b), (W_new, b_new)) in enumerate(zip(self.weights, weights)):
+            W_new = check.float_array(W_new, f"weights[{i}][0]")
+            b_new = check.float_array(b_new, f"weights[{i}][1]").reshape(-1)
+            check.shape(W_new, f"weights[{i}][0]", W.shape)
+            check.shape(b_new, f"weights[{i}][1]", b.shape)
+            W[...] = W_new
+            b[...] = b_new
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        """Change the learning rate between steps (a schedule)."""
+        self.optimizer.learning_rate = check.real_scalar(value, "learning_rate", low=0)
+        self._engine.configure(self)
+
+    @property
+    def workspace_bytes(self):
+        """Bytes of every array the plan owns (weights, gradients, state, workspace)."""
+        total = 0
+        for value in self._buffers.values():
+            for arr in value if isinstance(value, list) else [value]:
+                total += 0 if arr is None else arr.nbytes
+        return total
+
+    @property
+    def n_classes(self):
+        return self.layer_sizes[-1]
+
+    def __repr__(self):
+        return (
+            f"NetworkPlan({list(self.layer_sizes)}, activations={self.activations}, "
+            f"loss={self.loss!r}, optimizer={self.optimizer.name!r}, "
+            f"batch_size={self.batch_size}, dtype={self.dtype.name}, backend={self.backend!r})"
+        )
+
+    # -- training ----------------------------------------------------------------------
+
+    def _inputs(self, X, name="X"):
+        X = np.asarray(X)
+        if X.dtype != self.dtype:
+            if X.dtype.kind not in "fiub":
+                raise TypeError(f"{name}: expected a numeric array, got dtype {X.dtype}")
+            X = X.astype(self.dtype)  # a documented copy: pass the plan's dtype to avoid it
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"{name}: expected shape (n, {self.layer_sizes[0]}), got {X.shape}"
+            )
+        return np.ascontiguousarray(X)
+
+    def _targets(self, y, rows):
+        if self._loss_code == 0:
+            return check.labels(y, "y", rows, self.layer_sizes[-1])
+        Y = np.asarray(y)
+        if Y.dtype.kind not in "fiub":
+            raise TypeError(f"y: expected numeric targets, got dtype {Y.dtype}")
+        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        if Y.ndim == 1 and self.layer_sizes[-1] == 1:
+            Y = Y.reshape(-1, 1)
+        check.shape(Y, "y", (rows, self.layer_sizes[-1]))
+        return Y
+
+    def _enter(self):
+        if not self._lock.acquire(blocking=False):
+            raise RuntimeError(
+                "this NetworkPlan is training in another thread; use one plan per thread"
+            )
+
+    def train_step(self, X, y):
+        """Forward, loss, backward and update on one batch (at most batch_size rows).
+
+        Parameters
+        ----------
+        X : ndarray (n, n_in); converted to the plan's dtype if it differs (a copy)
+        y : ndarray (n,) of int labels, or (n, n_out) targets for the other losses
+
+        Returns
+        -------
+        loss : float
+            The batch's mean loss plus the penalties, before the update.
+        """
+        X = self._inputs(X)
+        rows = X.shape[0]
+        if not 1 <= rows <= self.batch_size:
+            raise ValueError(f"X: expected 1 to batch_size={self.batch_size} rows, got {rows}")
+        y = self._targets(y, rows)
+        self._enter()
+        try:
+            loss = self._engine.train_step(X, y)
+            self.step = self._engine.step
+        finally:
+            self._lock.release()
+        return loss
+
+    def train_epoch(self, X, y, *, batch_size=None, shuffle=True, batch_losses=None):
+        """One pass over (X, y) in minibatches, all of it in one backend call.
+
+        Parameters
+        ----------
+        X, y : as for train_step, any number of rows
+        batch_size : int, optional (default and maximum: the plan's batch_size)
+        shuffle : bool, default True
+            Visit the rows in a fresh random order (the plan's seeded generator).
+        batch_losses : ndarray of float64, optional
+            Receives each batch's loss (length ceil(n / batch_size)).
+
+        Returns
+        -------
+        loss : float, the mean over rows of the batch losses
+        """
+        X = self._inputs(X)
+        n = X.shape[0]
+        if n == 0:
+            raise ValueError("X: expected at least one row")
+        y = self._targets(y, n)
+        batch_size = self.batch_size if batch_size is None else check.positive_int(
+            batch_size, "batch_size"
+        )
+        if batch_size > self.batch_size:
+            raise ValueError(
+                f"batch_size: at most the plan's batch_size={self.batch_size}, got {batch_size}"
+            )
+        if batch_losses is not None:
+            n_batches = -(-n // batch_size)
+            check.writable_array(batch_losses, "batch_losses", (n_batches,), np.float64)
+        order = self._rng.permutation(n).astype(np.int64) if shuffle else None
+        self._enter()
+        try:
+            loss = self._engine.train_epoch(X, y, order, batch_size, batch_losses)
+            self.step = self._engine.step
+        finally:
+            self._lock.release()
+        return loss
+
+    def forward(self, X, *, out=None, chunk_rows=None):
+        """The network's output for X: logits for the classification losses.
+
+        Parameters
+        ----------
+        X : ndarray (n, n_in)
+        out : ndarray (n, n_out), optional
+        chunk_rows : int, optional
+            Rows per pass through the network (default: the plan's batch_size).
+
+        Returns
+        -------
+        out : ndarray (n, n_out) of the plan's dtype
+        """
+        X = self._inputs(X)
+        n = X.shape[0]
+        out = check.out_array(out, "out", (n, self.layer_sizes[-1]), self.dtype)
+        if n == 0:
+            return out
+        chunk = min(n, self.batch_size if chunk_rows is None else check.positive_int(
+            chunk_rows, "chunk_rows"))
+        width = max(self.layer_sizes[1:-1], default=1)
+        work_a = np.empty(chunk * width, self.dtype)
+        work_b = np.empty(chunk * width, self.dtype)
+        self._engine.forward(X, out, work_a, work_b, chunk)
+        return out
