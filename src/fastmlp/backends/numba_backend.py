@@ -33,7 +33,8 @@ _N_ACTIVATIONS = 7
 _N_OPTIMIZERS = 5
 
 # Constants are built with type(x)(...) throughout: a bare Python literal would promote
-# float32 arithmetic to float64.
+# float32 arithmetic to float64. Conversely the loss sums widen with np.float64(x):
+# Numba types float(x) of a float32 as float32.
 
 
 @_inline
@@ -224,11 +225,11 @@ def _softmax(Z, log, out):
 @_kernel
 def _softmax_cross_entropy(Z, y, sample_weight, dZ):
     rows, cols = Z.shape
-    weight_sum = float(rows)
+    weight_sum = np.float64(rows)
     if sample_weight is not None:
         weight_sum = 0.0
         for i in range(rows):
-            weight_sum += float(sample_weight[i])
+            weight_sum += np.float64(sample_weight[i])
     total = 0.0
     for i in range(rows):
         # log-sum-exp: lse = m + log(sum_j e^(z_j - m)), loss_i = lse - z_{y_i}
@@ -238,8 +239,8 @@ def _softmax_cross_entropy(Z, y, sample_weight, dZ):
             s += math.exp(Z[i, j] - m)
         label = y[i]
         z_label = Z[i, label]  # read before dZ, which may be Z, is written
-        w = 1.0 if sample_weight is None else float(sample_weight[i])
-        total += w * (float(m) + float(math.log(s)) - float(z_label))
+        w = 1.0 if sample_weight is None else np.float64(sample_weight[i])
+        total += w * (np.float64(m) + np.float64(math.log(s)) - np.float64(z_label))
         scale = type(m)(w / weight_sum)
         for j in range(cols):
             dZ[i, j] = (math.exp(Z[i, j] - m) / s) * scale
@@ -256,7 +257,7 @@ def _sigmoid_binary_cross_entropy(Z, Y, dZ):
         for j in range(cols):
             z, t = Z[i, j], Y[i, j]
             # max(z, 0) - z y + log1p(e^-|z|): log(1 + e^z) - z y without overflow
-            total += float(_relu(z, None) - z * t + math.log1p(math.exp(-abs(z))))
+            total += np.float64(_relu(z, None) - z * t + math.log1p(math.exp(-abs(z))))
             dZ[i, j] = (_sigmoid(z, None) - t) / n
     return total / rows
 
@@ -270,7 +271,7 @@ def _mean_squared_error(P, Y, dP):
         for j in range(cols):
             r = P[i, j] - Y[i, j]
             dP[i, j] = r / n
-            total += float(r) * float(r)
+            total += np.float64(r) * np.float64(r)
     return total / (2 * rows)
 
 
