@@ -30,7 +30,6 @@ _kernel = numba.njit(nogil=True, cache=True, error_model="numpy")
 _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 
 _N_ACTIVATIONS = 7
-_N_OPTIMIZERS = 5
 
 # Constants are built with type(x)(...) throughout: a bare Python literal would promote
 # float32 arithmetic to float64. Conversely the loss sums widen with np.float64(x):
@@ -151,7 +150,7 @@ def _activate(act, alpha, Z, bias, out):
 
 
 @_kernel
-def _derivate(act, alpha, dA, A, out):
+def _backpropagate(act, alpha, dA, A, out):
     if act == 0:
         _backward_pass(_identity_backward, alpha, dA, A, out)
     elif act == 1:
@@ -176,7 +175,7 @@ def _dense_forward(X, W, b, act, alpha, out):
 
 @_kernel
 def _dense_backward(dA, X, W, A, act, alpha, l2, l1, dZ, dX, dW, db):
-    _derivate(act, alpha, dA, A, dZ)
+    _backpropagate(act, alpha, dA, A, dZ)
     np.dot(X.T, dZ, dW)
     if l2 != 0 or l1 != 0:  # skipped without penalties, as in the C core
         for i in range(W.shape[0]):
@@ -321,7 +320,7 @@ def activation_forward(act, alpha, Z, out):
 
 def activation_backward(act, alpha, dA, A, out):
     _check_activation(act)
-    _derivate(act, A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(out))
+    _backpropagate(act, A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(out))
 
 
 def dense_forward(X, W, b, act, alpha, out):
