@@ -31,7 +31,7 @@ def _load_blas():
 
 
 _load_blas()
-BLAS.small_gemm_flops = 0
+BLAS.small_gemm_flops = 65536
 
 
 def set_small_gemm_flops(int64_t flops):
