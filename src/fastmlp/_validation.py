@@ -84,14 +84,18 @@ def writable_array(arr, name, shape_, dtype):
     return arr
 
 
-def labels(y, name, n_rows, n_classes):
-    """Integer class labels as a C-contiguous int64 array, each in [0, n_classes)."""
+def labels(y, name, n_rows, n_classes, check_range=True):
+    """Integer class labels as a C-contiguous int64 array, each in [0, n_classes).
+
+    check_range=False leaves the range to a kernel that checks it itself (the C core
+    does, in the same pass that reads the labels) and saves two reductions per call.
+    """
     arr = np.asarray(y)
     if arr.dtype.kind not in "iu":
         raise TypeError(f"{name}: class labels must be integers, got dtype {arr.dtype}")
     if arr.ndim != 1 or arr.shape[0] != n_rows:
         raise ValueError(f"{name}: expected shape ({n_rows},), got {arr.shape}")
-    if n_rows:
+    if check_range and n_rows:
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= n_classes:
             bad = lo if lo < 0 else hi

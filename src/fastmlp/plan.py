@@ -219,9 +219,9 @@ class NetworkPlan:
             )
         return np.ascontiguousarray(X)
 
-    def _targets(self, y, rows):
+    def _targets(self, y, rows, check_range=True):
         if self._loss_code == 0:
-            return check.labels(y, "y", rows, self.layer_sizes[-1])
+            return check.labels(y, "y", rows, self.layer_sizes[-1], check_range)
         Y = np.asarray(y)
         if Y.dtype.kind not in "fiub":
             raise TypeError(f"y: expected numeric targets, got dtype {Y.dtype}")
@@ -254,12 +254,15 @@ class NetworkPlan:
         rows = X.shape[0]
         if not 1 <= rows <= self.batch_size:
             raise ValueError(f"X: expected 1 to batch_size={self.batch_size} rows, got {rows}")
-        y = self._targets(y, rows)
+        y = self._targets(y, rows, check_range=not self._engine.checks_labels)
         self._enter()
         try:
             loss = self._engine.train_step(X, y)
-            self.step = self._engine.step
+        except ValueError:
+            self._targets(y, rows)  # the detailed message, when the labels are the problem
+            raise
         finally:
+            self.step = self._engine.step
             self._lock.release()
         return loss
 
@@ -283,7 +286,7 @@ class NetworkPlan:
         n = X.shape[0]
         if n == 0:
             raise ValueError("X: expected at least one row")
-        y = self._targets(y, n)
+        y = self._targets(y, n, check_range=not self._engine.checks_labels)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
             batch_size, "batch_size"
         )
@@ -298,8 +301,11 @@ class NetworkPlan:
         self._enter()
         try:
             loss = self._engine.train_epoch(X, y, order, batch_size, batch_losses)
-            self.step = self._engine.step
+        except ValueError:
+            self._targets(y, n)
+            raise
         finally:
+            self.step = self._engine.step
             self._lock.release()
         return loss
 

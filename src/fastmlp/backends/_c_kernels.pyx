@@ -230,6 +230,7 @@ cdef class Network:
     cdef fm_network net
     cdef bint is_f32
     cdef object _keep
+    checks_labels = True  # fm_softmax_cross_entropy rejects labels out of range
 
     def __init__(self, plan):
         keep = []

@@ -14,6 +14,7 @@ _LOSS_KERNELS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_
 
 class PythonNetwork:
     kernels = None  # the backend module whose kernels this engine calls
+    checks_labels = False  # the plan checks the label range before calling
 
     def __init__(self, plan):
         self._buffers = plan._buffers
