@@ -36,7 +36,7 @@ def float_array(a, name, ndim=None):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if any(d > _INT32_MAX for d in arr.shape):
         raise ValueError(f"{name}: dimensions above 2**31 - 1 are not supported: {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return np.asarray(arr, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
 
 
 def same_dtype(**arrays):

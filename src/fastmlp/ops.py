@@ -37,7 +37,8 @@ def _kernels(*arrays):
 
 
 def _as_2d(arr):
-    return arr.reshape(1, -1) if arr.ndim < 2 else arr.reshape(-1, arr.shape[-1])
+    # elementwise kernels see any C-contiguous array as one row
+    return arr.reshape(1, -1)
 
 
 def activation_forward(name, Z, *, alpha=None, out=None):
@@ -288,6 +289,8 @@ def mean_squared_error(predictions, targets, *, out=None):
 
 def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=0.999,
             eps=1e-8, weight_decay=0.0):
+    if not isinstance(param, np.ndarray):
+        raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
     check.writable_array(param, "param", param.shape, param.dtype)
     if param.dtype not in check.FLOAT_DTYPES:
         raise TypeError(f"param: expected float32 or float64, got {param.dtype}")

@@ -72,6 +72,7 @@ class NetworkPlan:
         self.loss = check.loss_name(loss)
         self._loss_code = LOSSES[self.loss]
         self.activations = self._activation_names(activations, n_layers)
+        self._check_output_activation()
         alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
         if len(alphas) != n_layers:
             raise ValueError(f"alpha: expected {n_layers} values, got {len(alphas)}")
@@ -116,6 +117,13 @@ class NetworkPlan:
         for name in names:
             check.activation(name)
         return names
+
+    def _check_output_activation(self):
+        if self.loss != "mean_squared_error" and self.activations[-1] != "identity":
+            raise ValueError(
+                f"activations: {self.loss} takes logits, so the output layer must be "
+                f"'identity', not {self.activations[-1]!r}"
+            )
 
     def _allocate(self):
         sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
