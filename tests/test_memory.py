@@ -13,8 +13,9 @@ from fastmlp.datasets import make_spiral
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_train_step_does_not_grow_memory(backend, dtype):
     X, y = make_spiral(100, 3, seed=0, dtype=dtype)
-    plan = fastmlp.NetworkPlan([2, 100, 3], "relu", optimizer="adam", batch_size=300,
-                               dtype=dtype, seed=0, backend=backend)
+    plan = fastmlp.NetworkPlan(
+        [2, 100, 3], "relu", optimizer="adam", batch_size=300, dtype=dtype, seed=0, backend=backend
+    )
     for _ in range(50):  # warm up caches of the first calls
         plan.train_step(X, y)
     tracemalloc.start()
@@ -31,13 +32,18 @@ def test_train_step_does_not_grow_memory(backend, dtype):
 
 
 def test_workspace_bytes_counts_every_buffer():
-    plan = fastmlp.NetworkPlan([784, 100, 10], "sigmoid", optimizer="adam", batch_size=100,
-                               dtype=np.float32, seed=0)
+    plan = fastmlp.NetworkPlan(
+        [784, 100, 10], "sigmoid", optimizer="adam", batch_size=100, dtype=np.float32, seed=0
+    )
     weights = 784 * 100 + 100 + 100 * 10 + 10
     activations = 100 * (100 + 10)
-    expected = 4 * (
-        weights * 4  # W and b, their gradients, Adam's m and v
-        + activations * 2  # A and dA
-        + 100 * 784  # the gathered batch
-    ) + 8 * 100  # int64 labels
+    expected = (
+        4
+        * (
+            weights * 4  # W and b, their gradients, Adam's m and v
+            + activations * 2  # A and dA
+            + 100 * 784  # the gathered batch
+        )
+        + 8 * 100
+    )  # int64 labels
     assert plan.workspace_bytes == expected

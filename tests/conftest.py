@@ -1,0 +1,62 @@
+"""Fixtures of the one suite every backend runs: backend x dtype x memory layout.
+
+- ``backend``: each name in fastmlp.available_backends(), active for the test through
+  ``fastmlp.use_backend`` (so fastmlp.ops and new NetworkPlans use it);
+- ``dtype``: float32 and float64; tolerances per dtype are in helpers.RTOL / helpers.ATOL;
+- ``layout``: "C", "F" and "strided" inputs (see helpers.as_layout);
+- ``rng``: a seeded generator, fresh per test.
+
+test_backends.py fails when any of c, numba, numpy does not import, so a missing backend
+cannot silently shrink the parametrisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import DTYPE_IDS, DTYPES, LAYOUTS
+
+import fastmlp
+
+AVAILABLE_BACKENDS = tuple(fastmlp.available_backends())
+
+
+@pytest.fixture(params=AVAILABLE_BACKENDS, ids=lambda n: f"backend={n}")
+def backend(request):
+    """The backend's name; it is the active backend for the whole test."""
+    with fastmlp.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture(params=LAYOUTS, ids=lambda s: f"layout={s}")
+def layout(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def c_kernels():
+    """The compiled extension module (for its gemm and small-gemm switch)."""
+    from fastmlp.backends import _c_kernels
+
+    return _c_kernels
+
+
+@pytest.fixture(params=[0, 10**9], ids=["gemm=blas", "gemm=small"])
+def gemm_path(request, c_kernels):
+    """Force the C backend's gemm onto BLAS (threshold 0) or its built-in small kernel."""
+    old = c_kernels.get_small_gemm_flops()
+    c_kernels.set_small_gemm_flops(request.param)
+    try:
+        yield request.param
+    finally:
+        c_kernels.set_small_gemm_flops(old)

@@ -1,0 +1,168 @@
+"""softmax, log_softmax and the three losses (value and gradient) against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import (
+    as_layout,
+    assert_close,
+    assert_unchanged,
+    ref_log_softmax,
+    ref_mse,
+    ref_sigmoid_bce,
+    ref_softmax,
+    ref_softmax_cross_entropy,
+    snapshot,
+)
+
+from fastmlp import ops
+
+SHAPES = [(6, 4), (1, 1), (9, 2), (3, 11)]
+SHAPE_IDS = ["6x4", "1x1", "9x2", "3x11"]
+
+
+def _loss_close(loss, expected, dtype):
+    # the value is accumulated in double from per-entry terms rounded once in dtype
+    assert isinstance(loss, float)
+    assert_close(loss, expected, dtype, atol=10 * np.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_softmax(backend, dtype, layout, rng, shape):
+    Z = as_layout((rng.standard_normal(shape) * 4).astype(dtype), layout)
+    before = snapshot(Z)
+    P = ops.softmax(Z)
+    assert P.dtype == dtype and P.shape == shape
+    assert_close(P, ref_softmax(Z), dtype)
+    assert_close(P.sum(axis=1, dtype=np.float64), np.ones(shape[0]), dtype)
+    assert_unchanged([Z], before, ["Z"])
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_log_softmax(backend, dtype, layout, rng, shape):
+    Z = as_layout((rng.standard_normal(shape) * 4).astype(dtype), layout)
+    before = snapshot(Z)
+    L = ops.log_softmax(Z)
+    assert L.dtype == dtype and L.shape == shape
+    # log_softmax = z - lse: its rounding scales with |z| and lse, not with the result
+    scale = np.abs(np.asarray(Z, np.float64)).max() + 1
+    assert_close(L, ref_log_softmax(Z), dtype, atol=8 * np.finfo(dtype).eps * scale)
+    assert_unchanged([Z], before, ["Z"])
+
+
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_out(backend, dtype, rng, log):
+    Z = rng.standard_normal((4, 3)).astype(dtype)
+    out = np.full_like(Z, np.nan)
+    f = ops.log_softmax if log else ops.softmax
+    assert f(Z, out=out) is out
+    assert_close(out, (ref_log_softmax if log else ref_softmax)(Z), dtype, atol=1e-6)
+    expected = (ref_log_softmax if log else ref_softmax)(Z)
+    assert f(Z, out=Z) is Z  # in place
+    assert_close(Z, expected, dtype, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_softmax_cross_entropy(backend, dtype, layout, rng, shape, weighted):
+    n, k = shape
+    Z = as_layout((rng.standard_normal(shape) * 3).astype(dtype), layout)
+    y = as_layout(rng.integers(0, k, n), layout)
+    w = as_layout(rng.uniform(0.1, 2.0, n).astype(dtype), layout) if weighted else None
+    before = snapshot(Z, y, w)
+    loss, grad = ops.softmax_cross_entropy(Z, y, sample_weight=w)
+    e_loss, e_grad = ref_softmax_cross_entropy(Z, y, w)
+    _loss_close(loss, e_loss, dtype)
+    assert grad.dtype == dtype and grad.shape == shape
+    assert_close(grad, e_grad, dtype)
+    assert_unchanged([Z, y, w], before, ["logits", "y", "sample_weight"])
+
+
+def test_softmax_cross_entropy_weights(backend, dtype, rng):
+    Z = rng.standard_normal((5, 3)).astype(dtype)
+    y = np.array([0, 2, 1, 1, 0])
+    # unit weights are the plain mean; a zero weight removes the row; scaling is neutral
+    l1, g1 = ops.softmax_cross_entropy(Z, y)
+    l2, g2 = ops.softmax_cross_entropy(Z, y, sample_weight=np.ones(5, dtype))
+    assert_close(l2, l1, dtype)
+    assert_close(g2, g1, dtype)
+    w = np.array([1, 0, 1, 1, 1], dtype)
+    l3, g3 = ops.softmax_cross_entropy(Z, y, sample_weight=w)
+    l4, g4 = ops.softmax_cross_entropy(Z[w > 0], y[w > 0])
+    assert_close(l3, l4, dtype)
+    assert_close(g3[w > 0], g4, dtype)
+    np.testing.assert_array_equal(g3[1], 0)
+    l5, g5 = ops.softmax_cross_entropy(Z, y, sample_weight=7 * w)
+    assert_close(l5, l3, dtype)
+    assert_close(g5, g3, dtype)
+
+
+def test_softmax_cross_entropy_out_and_labels_of_any_int_type(backend, dtype, rng):
+    Z = rng.standard_normal((4, 3)).astype(dtype)
+    expected = ref_softmax_cross_entropy(Z, [2, 0, 1, 2])
+    for y in (np.array([2, 0, 1, 2], np.int32), np.array([2, 0, 1, 2], np.uint8)):
+        out = np.full_like(Z, np.nan)
+        loss, grad = ops.softmax_cross_entropy(Z, y, out=out)
+        assert grad is out
+        _loss_close(loss, expected[0], dtype)
+        assert_close(out, expected[1], dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_sigmoid_binary_cross_entropy(backend, dtype, layout, rng, shape):
+    Z = as_layout((rng.standard_normal(shape) * 3).astype(dtype), layout)
+    Y = as_layout(rng.uniform(0, 1, shape).astype(dtype), layout)
+    Y[0, 0] = 1.0  # hard targets too
+    Y[-1, -1] = 0.0
+    before = snapshot(Z, Y)
+    loss, grad = ops.sigmoid_binary_cross_entropy(Z, Y)
+    e_loss, e_grad = ref_sigmoid_bce(Z, Y)
+    _loss_close(loss, e_loss, dtype)
+    assert grad.dtype == dtype and grad.shape == shape
+    assert_close(grad, e_grad, dtype)
+    assert_unchanged([Z, Y], before, ["logits", "targets"])
+
+
+def test_sigmoid_bce_1d_targets_and_out(backend, dtype, rng):
+    Z = rng.standard_normal((6, 1)).astype(dtype)
+    y = rng.integers(0, 2, 6).astype(dtype)
+    out = np.full_like(Z, np.nan)
+    loss, grad = ops.sigmoid_binary_cross_entropy(Z, y, out=out)
+    assert grad is out
+    e_loss, e_grad = ref_sigmoid_bce(Z, y)
+    _loss_close(loss, e_loss, dtype)
+    assert_close(grad, e_grad, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_mean_squared_error(backend, dtype, layout, rng, shape):
+    P = as_layout(rng.standard_normal(shape).astype(dtype), layout)
+    Y = as_layout(rng.standard_normal(shape).astype(dtype), layout)
+    before = snapshot(P, Y)
+    loss, grad = ops.mean_squared_error(P, Y)
+    e_loss, e_grad = ref_mse(P, Y)
+    _loss_close(loss, e_loss, dtype)
+    assert grad.dtype == dtype and grad.shape == shape
+    # p - y is one rounding of a difference: scale the atol by |p| + |y|
+    scale = (np.abs(np.asarray(P, np.float64)) + np.abs(np.asarray(Y, np.float64))) / shape[0]
+    assert_close(grad, e_grad, dtype, atol=2 * np.finfo(dtype).eps * scale.max() + 1e-30)
+    assert_unchanged([P, Y], before, ["predictions", "targets"])
+
+
+def test_mean_squared_error_1d_targets_and_out(backend, dtype, rng):
+    P = rng.standard_normal((5, 1)).astype(dtype)
+    y = rng.standard_normal(5).astype(dtype)
+    out = np.full_like(P, np.nan)
+    loss, grad = ops.mean_squared_error(P, y, out=out)
+    assert grad is out
+    e_loss, e_grad = ref_mse(P, y)
+    _loss_close(loss, e_loss, dtype)
+    assert_close(grad, e_grad, dtype)
+
+
+def test_perfect_predictions_have_zero_loss(backend, dtype, rng):
+    P = rng.standard_normal((4, 3)).astype(dtype)
+    loss, grad = ops.mean_squared_error(P, P.copy())
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad, 0)

@@ -1,0 +1,414 @@
+"""NetworkPlan: the same training on every backend, epochs, forward, state and workspace."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from helpers import RTOL, ref_network_forward
+
+import fastmlp
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus")
+LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
+LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}
+
+# Loss curves of two backends: each step rounds differently (BLAS call shapes, loop order),
+# and training feeds the differences back; over 50 smooth steps they stay within the
+# per-dtype table (measured: <= 1e-6 in float32, <= 1e-15 in float64), so no extra slack.
+CURVE_RTOL = RTOL
+
+# the backends compared with the reference, numpy (explicit: not the `backend` fixture)
+compared_backends = pytest.mark.parametrize(
+    "backend",
+    [b for b in fastmlp.available_backends() if b != "numpy"],
+    ids=lambda n: f"backend={n}",
+)
+
+
+def _data(rng, n, n_in, n_out, loss, dtype=np.float64):
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    if loss == "softmax_cross_entropy":
+        y = rng.integers(0, n_out, n)
+    elif loss == "sigmoid_binary_cross_entropy":
+        y = rng.integers(0, 2, (n, n_out)).astype(dtype)
+    else:
+        y = rng.standard_normal((n, n_out)).astype(dtype)
+    return X, y
+
+
+def _curve(backend, dtype, X, y, steps, **kw):
+    plan = fastmlp.NetworkPlan(backend=backend, dtype=dtype, **kw)
+    bs = plan.batch_size
+    losses = []
+    for s in range(steps):
+        start = (s * bs) % len(X)
+        losses.append(plan.train_step(X[start : start + bs], y[start : start + bs]))
+    return np.array(losses), plan
+
+
+def _compare_with_numpy(backend, dtype, X, y, steps=50, **kw):
+    got, plan = _curve(backend, dtype, X, y, steps, **kw)
+    ref, ref_plan = _curve("numpy", dtype, X, y, steps, **kw)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, ref, rtol=CURVE_RTOL[np.dtype(dtype)], atol=1e-12)
+    # weights are O(1): the relative tolerance doubles as an absolute one near zero
+    rtol = CURVE_RTOL[np.dtype(dtype)]
+    for (W, b), (W0, b0) in zip(plan.weights, ref_plan.weights):
+        np.testing.assert_allclose(W, W0, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(b, b0, rtol=rtol, atol=rtol)
+    assert plan.step == ref_plan.step == steps
+    return got
+
+
+@compared_backends
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_same_loss_curve_as_numpy_per_optimizer(backend, dtype, rng, optimizer):
+    X, y = _data(rng, 64, 5, 3, "softmax_cross_entropy", dtype)
+    curve = _compare_with_numpy(
+        backend,
+        dtype,
+        X,
+        y,
+        layer_sizes=[5, 8, 6, 3],
+        activations="tanh",
+        optimizer=optimizer,
+        learning_rate=LEARNING_RATES[optimizer],
+        batch_size=16,
+        seed=7,
+        l2=1e-3,
+    )
+    assert curve[-1] < curve[0]  # and it trains
+
+
+@compared_backends
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_same_loss_curve_as_numpy_per_activation(backend, dtype, rng, activation):
+    X, y = _data(rng, 64, 5, 3, "softmax_cross_entropy", dtype)
+    _compare_with_numpy(
+        backend,
+        dtype,
+        X,
+        y,
+        layer_sizes=[5, 8, 3],
+        activations=activation,
+        optimizer="momentum",
+        learning_rate=0.05,
+        batch_size=16,
+        seed=11,
+        alpha=0.2 if activation in ("leaky_relu", "elu") else None,
+    )
+
+
+@compared_backends
+@pytest.mark.parametrize("loss", LOSSES[1:])
+def test_same_loss_curve_as_numpy_per_loss(backend, dtype, rng, loss):
+    X, y = _data(rng, 64, 5, 2, loss, dtype)
+    _compare_with_numpy(
+        backend,
+        dtype,
+        X,
+        y,
+        layer_sizes=[5, 8, 2],
+        activations="relu",
+        loss=loss,
+        optimizer="adam",
+        learning_rate=0.01,
+        batch_size=16,
+        seed=5,
+        l1=1e-4,
+    )
+
+
+def test_train_epoch_without_shuffle_is_the_sequence_of_steps(backend, dtype, rng):
+    X, y = _data(rng, 50, 4, 3, "softmax_cross_entropy", dtype)
+    kw = dict(
+        layer_sizes=[4, 6, 3],
+        activations="relu",
+        optimizer="adam",
+        batch_size=16,
+        seed=2,
+        dtype=dtype,
+    )
+    by_epoch = fastmlp.NetworkPlan(**kw)
+    by_step = fastmlp.NetworkPlan(**kw)
+    batch_losses = np.full(4, np.nan)
+    mean = by_epoch.train_epoch(X, y, shuffle=False, batch_losses=batch_losses)
+    steps = [by_step.train_step(X[s : s + 16], y[s : s + 16]) for s in range(0, 50, 16)]
+    tol = dict(rtol=1e-5 if dtype == np.float32 else 1e-13, atol=0)
+    np.testing.assert_allclose(batch_losses, steps, **tol)
+    sizes = np.array([16, 16, 16, 2])
+    assert mean == pytest.approx(np.sum(batch_losses * sizes) / 50, rel=1e-14)
+    for (W, b), (W1, b1) in zip(by_epoch.weights, by_step.weights):
+        np.testing.assert_allclose(W, W1, **tol)
+        np.testing.assert_allclose(b, b1, **tol)
+    assert by_epoch.step == by_step.step == 4
+
+
+def test_train_epoch_is_reproducible_bit_for_bit(backend, dtype, rng):
+    X, y = _data(rng, 70, 4, 3, "softmax_cross_entropy", dtype)
+    kw = dict(
+        layer_sizes=[4, 9, 3],
+        activations="elu",
+        optimizer="nesterov",
+        batch_size=16,
+        seed=123,
+        dtype=dtype,
+        learning_rate=0.05,
+    )
+    results = []
+    for _ in range(2):
+        plan = fastmlp.NetworkPlan(**kw)
+        losses = [plan.train_epoch(X, y) for _ in range(3)]
+        results.append((losses, [(W.copy(), b.copy()) for W, b in plan.weights]))
+    assert results[0][0] == results[1][0]
+    for (W, b), (W1, b1) in zip(results[0][1], results[1][1]):
+        np.testing.assert_array_equal(W, W1)
+        np.testing.assert_array_equal(b, b1)
+
+
+def test_train_epoch_shuffles_with_the_plan_seed(backend, rng):
+    X, y = _data(rng, 40, 3, 2, "softmax_cross_entropy")
+    kw = dict(layer_sizes=[3, 5, 2], batch_size=8, optimizer="sgd", learning_rate=0.1)
+    a = fastmlp.NetworkPlan(seed=1, **kw)
+    b = fastmlp.NetworkPlan(seed=1, **kw)
+    b.set_weights([(W.copy(), bb.copy()) for W, bb in a.weights])
+    la, lb = np.zeros(5), np.zeros(5)
+    a.train_epoch(X, y, batch_losses=la)
+    b.train_epoch(X, y, batch_losses=lb, shuffle=False)
+    assert not np.allclose(la, lb)  # a shuffled epoch visits other batches
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_batch_losses_are_filled(backend, rng, loss):
+    X, y = _data(rng, 45, 3, 2, loss)
+    plan = fastmlp.NetworkPlan([3, 4, 2], loss=loss, batch_size=10, seed=0)
+    batch_losses = np.full(5, np.nan)
+    mean = plan.train_epoch(X, y, batch_losses=batch_losses)
+    assert np.all(np.isfinite(batch_losses)) and np.all(batch_losses > 0)
+    sizes = np.array([10, 10, 10, 10, 5])
+    assert mean == pytest.approx(np.sum(batch_losses * sizes) / 45, rel=1e-14)
+    assert plan.step == 5
+
+
+@compared_backends
+def test_partial_last_batch_matches_numpy(backend, dtype, rng):
+    X, y = _data(rng, 10, 3, 2, "softmax_cross_entropy", dtype)
+    curves = {}
+    for name in (backend, "numpy"):
+        plan = fastmlp.NetworkPlan(
+            [3, 5, 2],
+            batch_size=4,
+            seed=4,
+            backend=name,
+            dtype=dtype,
+            optimizer="adam",
+            learning_rate=0.01,
+        )
+        losses = np.zeros(3)
+        mean = plan.train_epoch(X, y, batch_losses=losses, shuffle=False)
+        shuffled = np.zeros(3)
+        plan.train_epoch(X, y, batch_losses=shuffled)  # shuffled, with a 2-row last batch
+        curves[name] = (mean, losses, shuffled)
+        assert plan.step == 6
+    tol = CURVE_RTOL[np.dtype(dtype)]
+    for got, ref in zip(curves[backend], curves["numpy"]):
+        np.testing.assert_allclose(got, ref, rtol=tol)
+
+
+@pytest.mark.parametrize(
+    "activations", [["relu", "tanh"], ["sigmoid", "elu"], ["leaky_relu", "softplus"]]
+)
+def test_forward_matches_numpy_forward_pass(backend, dtype, rng, activations):
+    plan = fastmlp.NetworkPlan(
+        [4, 6, 5, 3], activations, batch_size=8, seed=9, dtype=dtype, alpha=0.3
+    )
+    for _, b in plan.weights:
+        b[...] = rng.standard_normal(b.shape)
+    X = rng.standard_normal((20, 4)).astype(dtype)
+    out = plan.forward(X)  # 20 rows, batch_size 8: chunks of 8, 8, 4
+    assert out.dtype == dtype and out.shape == (20, 3)
+    alphas = [0.3 if a in ("leaky_relu", "elu") else None for a in activations] + [None]
+    expected = ref_network_forward(X, plan.weights, activations + ["identity"], alphas)
+    np.testing.assert_allclose(
+        out,
+        expected,
+        rtol=1e-4 if dtype == np.float32 else 1e-11,
+        atol=1e-5 if dtype == np.float32 else 1e-12,
+    )
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7, 100])
+def test_forward_in_chunks(backend, dtype, rng, chunk_rows):
+    plan = fastmlp.NetworkPlan([3, 7, 2], "tanh", batch_size=16, seed=1, dtype=dtype)
+    X = rng.standard_normal((23, 3)).astype(dtype)
+    whole = plan.forward(X, chunk_rows=23)
+    out = np.full((23, 2), np.nan, dtype)
+    assert plan.forward(X, out=out, chunk_rows=chunk_rows) is out
+    np.testing.assert_allclose(
+        out,
+        whole,
+        rtol=1e-5 if dtype == np.float32 else 1e-13,
+        atol=1e-6 if dtype == np.float32 else 1e-14,
+    )
+
+
+def test_forward_zero_rows_and_other_dtypes(backend, rng):
+    plan = fastmlp.NetworkPlan([3, 2], seed=0)
+    assert plan.forward(np.zeros((0, 3))).shape == (0, 2)
+    X = rng.standard_normal((4, 3))
+    np.testing.assert_allclose(
+        plan.forward(X.astype(np.float32)), plan.forward(X.astype(np.float32).astype(np.float64))
+    )
+
+
+def test_weights_are_trained_in_place(backend, rng):
+    plan = fastmlp.NetworkPlan([3, 4, 2], seed=0, learning_rate=0.5, batch_size=8)
+    arrays = plan.weights
+    before = [(W.copy(), b.copy()) for W, b in arrays]
+    X, y = _data(rng, 8, 3, 2, "softmax_cross_entropy")
+    plan.train_step(X, y)
+    for (W, b), (W_now, b_now), (W0, b0) in zip(arrays, plan.weights, before):
+        assert W is W_now and b is b_now
+        assert not np.array_equal(W, W0) and not np.array_equal(b, b0)
+    # and edits made through .weights are what the plan uses
+    arrays[-1][1][...] = 1000.0
+    assert np.all(plan.forward(X) > 900)  # every logit is 1000 + a small h @ W
+
+
+def test_set_weights_copies_into_the_plan(backend, rng):
+    plan = fastmlp.NetworkPlan([3, 4, 2], seed=0)
+    new = [
+        (rng.standard_normal((3, 4)), rng.standard_normal((1, 4))),
+        (rng.standard_normal((4, 2)), rng.standard_normal(2)),
+    ]
+    arrays = plan.weights
+    plan.set_weights(new)
+    assert plan.weights[0][0] is arrays[0][0]
+    np.testing.assert_array_equal(plan.weights[0][1], new[0][1].reshape(-1))
+    X = rng.standard_normal((5, 3))
+    expected = ref_network_forward(X, new, ["relu", "identity"])
+    np.testing.assert_allclose(plan.forward(X), expected, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_learning_rate_setter_changes_the_update(backend, rng, optimizer):
+    X, y = _data(rng, 8, 3, 2, "softmax_cross_entropy")
+    plan = fastmlp.NetworkPlan(
+        [3, 4, 2], seed=0, batch_size=8, optimizer=optimizer, learning_rate=0.1
+    )
+    plan.train_step(X, y)
+    plan.learning_rate = 0.0
+    assert plan.learning_rate == 0.0
+    before = [(W.copy(), b.copy()) for W, b in plan.weights]
+    velocity = [v.copy() for v in plan._buffers["state1_W"]] if optimizer == "momentum" else []
+    plan.train_step(X, y)
+    for layer, ((W, b), (W0, b0)) in enumerate(zip(plan.weights, before)):
+        if optimizer == "momentum":
+            # lr 0 leaves only the momentum term: v = 0.9 v, w += v
+            np.testing.assert_allclose(W, W0 + 0.9 * velocity[layer], rtol=1e-14, atol=1e-16)
+        else:
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+    # a new rate takes effect at once: one SGD step moves W by exactly -lr * dW
+    if optimizer == "sgd":
+        plan.learning_rate = 0.37
+        W_before = plan.weights[0][0].copy()
+        plan.train_step(X, y)
+        np.testing.assert_allclose(
+            plan.weights[0][0], W_before - 0.37 * plan._buffers["dW"][0], rtol=1e-14, atol=1e-16
+        )
+    with pytest.raises(ValueError, match="^learning_rate:"):
+        plan.learning_rate = -1.0
+
+
+def test_learning_rate_setter_keeps_the_step_count(backend, rng):
+    # Adam's bias correction depends on t: changing the rate must not reset it
+    X, y = _data(rng, 8, 3, 2, "softmax_cross_entropy")
+    kw = dict(layer_sizes=[3, 4, 2], seed=0, batch_size=8, optimizer="adam", learning_rate=0.01)
+    a, b = fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    for _ in range(3):
+        a.train_step(X, y)
+        b.train_step(X, y)
+    b.learning_rate = 0.01  # same value, reconfigured
+    la = [a.train_step(X, y) for _ in range(3)]
+    lb = [b.train_step(X, y) for _ in range(3)]
+    assert la == lb and a.step == b.step == 6
+
+
+@pytest.mark.parametrize("optimizer, n_states", [("sgd", 0), ("nesterov", 1), ("adamw", 2)])
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "mean_squared_error"])
+def test_workspace_bytes(backend, dtype, optimizer, n_states, loss):
+    sizes, batch = [5, 7, 4, 3], 10
+    plan = fastmlp.NetworkPlan(
+        sizes, optimizer=optimizer, batch_size=batch, dtype=dtype, loss=loss
+    )
+    item = np.dtype(dtype).itemsize
+    params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
+    activations = batch * sum(sizes[1:])
+    y_bytes = batch * 8 if loss == "softmax_cross_entropy" else batch * sizes[-1] * item
+    expected = item * (params * (2 + n_states) + 2 * activations + batch * sizes[0]) + y_bytes
+    assert plan.workspace_bytes == expected > 0
+    total = sum(
+        a.nbytes
+        for v in plan._buffers.values()
+        for a in (v if isinstance(v, list) else [v])
+        if a is not None
+    )
+    assert plan.workspace_bytes == total
+
+
+def test_plan_uses_the_active_backend(backend):
+    plan = fastmlp.NetworkPlan([2, 2])
+    assert plan.backend == backend
+    assert backend in repr(plan)
+
+
+def test_float32_plan_keeps_float32(backend, rng):
+    plan = fastmlp.NetworkPlan([3, 4, 2], dtype=np.float32, seed=0, batch_size=8)
+    X, y = _data(rng, 8, 3, 2, "softmax_cross_entropy")
+    loss = plan.train_step(X, y)  # float64 X: converted (a copy)
+    assert isinstance(loss, float) and np.isfinite(loss)
+    assert all(W.dtype == np.float32 and b.dtype == np.float32 for W, b in plan.weights)
+    assert plan.forward(X).dtype == np.float32
+
+
+def test_second_thread_cannot_train_a_busy_plan(backend, rng):
+    # one thread trains epoch after epoch; the other keeps calling train_step on the same
+    # plan: whichever comes second while the other is inside must get a RuntimeError
+    X = rng.standard_normal((4000, 32))
+    y = rng.integers(0, 4, 4000)
+    plan = fastmlp.NetworkPlan([32, 64, 4], batch_size=64, seed=0)
+    errors = []
+    stop = threading.Event()
+
+    def epochs():
+        for _ in range(1000):
+            if stop.is_set():
+                return
+            try:
+                plan.train_epoch(X, y)
+            except RuntimeError as exc:
+                errors.append(exc)
+                return
+
+    worker = threading.Thread(target=epochs)
+    worker.start()
+    try:
+        for _ in range(100000):
+            if errors or not worker.is_alive():
+                break
+            try:
+                plan.train_step(X[:8], y[:8])
+            except RuntimeError as exc:
+                errors.append(exc)
+                break
+    finally:
+        stop.set()
+        worker.join()
+    assert errors, "two threads trained one plan at the same time without an error"
+    assert "another thread" in str(errors[0])
+    # and the plan is usable again afterwards
+    assert np.isfinite(plan.train_step(X[:8], y[:8]))
