@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import gzip
+from importlib import resources
+
 import numpy as np
 
 from fastmlp import _validation as check
@@ -31,3 +35,44 @@ def make_spiral(n_per_class=100, n_classes=3, noise=0.2, seed=None, dtype=np.flo
         X[ix] = np.c_[r * np.sin(t), r * np.cos(t)]
         y[ix] = j
     return X, y
+
+
+_MNIST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist_bytes():
+    folder = resources.files("fastmlp") / "data" / "mnist"
+    images_file, labels_file = (folder / name for name in _MNIST)
+    images = np.frombuffer(gzip.decompress(images_file.read_bytes()), np.uint8, offset=16)
+    labels = np.frombuffer(gzip.decompress(labels_file.read_bytes()), np.uint8, offset=8)
+    if images.size != 10000 * 28 * 28 or labels.size != 10000:
+        raise OSError("the embedded MNIST sample is damaged; reinstall fastmlp")
+    return images.reshape(10000, 28 * 28), labels
+
+
+def load_mnist_sample(n_train=8000):
+    """The embedded MNIST sample: 10,000 real digits, no download.
+
+    MNIST by Y. LeCun, C. Cortes and C. J. C. Burges (CC BY-SA 3.0); these are the
+    official t10k images.
+
+    Parameters
+    ----------
+    n_train : int, default 8000
+        The first n_train images train, the rest test.
+
+    Returns
+    -------
+    X_train : ndarray (n_train, 784) of float32 in [0, 1]
+    y_train : ndarray (n_train,) of int64 labels 0-9
+    X_test : ndarray (10000 - n_train, 784) of float32 in [0, 1]
+    y_test : ndarray (10000 - n_train,) of int64
+    """
+    n_train = check.positive_int(n_train, "n_train")
+    if n_train >= 10000:
+        raise ValueError(f"n_train: expected fewer than 10000 rows, got {n_train}")
+    images, labels = _mnist_bytes()
+    X = images.astype(np.float32) / np.float32(255)
+    y = labels.astype(np.int64)
+    return X[:n_train], y[:n_train], X[n_train:], y[n_train:]
