@@ -2,20 +2,25 @@
 
 - fastmlp.ops: functional kernels (dense_forward, softmax_cross_entropy, ...)
 - fastmlp.NetworkPlan: a network whose whole training step is one call
+- fastmlp.MLP: fit / predict / evaluate / save / load; fastmlp.sklearn: drop-in estimators
+- fastmlp.datasets: the course's spiral and the embedded MNIST sample
 - backends: "c" (compiled, default), "numba", "numpy" (the reference); see
   get_backend, set_backend, use_backend, available_backends and FASTMLP_BACKEND.
 """
 
-from fastmlp import ops, optimizers
+from fastmlp import datasets, ops, optimizers
 from fastmlp._backend import available_backends, get_backend, set_backend, use_backend
 from fastmlp._config import show_config
+from fastmlp.model import MLP
 from fastmlp.plan import NetworkPlan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MLP",
     "NetworkPlan",
     "available_backends",
+    "datasets",
     "get_backend",
     "ops",
     "optimizers",

@@ -1,0 +1,202 @@
+"""LayeredNetwork: the training path for dropout and batch normalisation.
+
+The fused step of NetworkPlan has neither, so a model that asks for them trains here:
+the same kernels (fastmlp.ops, on the active backend), called one layer at a time, with
+the dropout mask and the batch statistics in NumPy between them. Same interface as
+NetworkPlan for what fastmlp.MLP uses.
+
+Per hidden layer: Z = X W + b; with batch norm Z <- gamma (Z - mean) / sqrt(var + eps) + beta
+(batch statistics in training, running averages at inference); A = f(Z); with dropout
+A <- A * mask / (1 - p) in training (inverted dropout; identity at inference).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastmlp import _backend, ops
+from fastmlp import _validation as check
+from fastmlp.plan import NetworkPlan
+
+_BN_EPS = 1e-5
+_BN_MOMENTUM = 0.9  # running = momentum * running + (1 - momentum) * batch statistic
+
+
+class LayeredNetwork:
+    def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
+                 optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
+                 backend=None):
+        # The plan validates the architecture and initialises the weights the same way.
+        self._plan = NetworkPlan(layer_sizes, activations, loss=loss, optimizer=optimizer,
+                                 batch_size=batch_size, dtype=dtype, seed=seed, l2=l2, l1=l1,
+                                 init=init, backend=backend)
+        self.backend = self._plan.backend
+        self.activations = self._plan.activations
+        self.loss, self.batch_size, self.dtype = loss, batch_size, np.dtype(dtype)
+        self.optimizer, self.l2, self.l1 = self._plan.optimizer, l2, l1
+        self.dropout, self.batch_norm = dropout, batch_norm
+        self._alphas = list(self._plan._activation_alphas)
+        self._rng = np.random.default_rng(seed)
+        widths = layer_sizes[1:-1]
+        self.gamma = [np.ones(w, self.dtype) for w in widths]
+        self.beta = [np.zeros(w, self.dtype) for w in widths]
+        self.running_mean = [np.zeros(w, self.dtype) for w in widths]
+        self.running_var = [np.ones(w, self.dtype) for w in widths]
+        params = [p for W, b in self.weights for p in (W, b)] + self.gamma + self.beta
+        n_states = self.optimizer.n_states
+        self._states = [[np.zeros_like(p) for _ in range(n_states)] for p in params]
+        self.step = 0
+
+    @property
+    def weights(self):
+        return self._plan.weights
+
+    def set_weights(self, weights):
+        self._plan.set_weights(weights)
+
+    @property
+    def learning_rate(self):
+        return self.optimizer.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.optimizer.learning_rate = check.real_scalar(value, "learning_rate", low=0)
+
+    def extra_state(self):
+        """Batch-norm parameters and statistics, for saving."""
+        if not self.batch_norm:
+            return {}
+        state = {}
+        for i in range(len(self.gamma)):
+            state[f"gamma{i}"], state[f"beta{i}"] = self.gamma[i], self.beta[i]
+            state[f"mean{i}"], state[f"var{i}"] = self.running_mean[i], self.running_var[i]
+        return state
+
+    def set_extra_state(self, state):
+        for i in range(len(self.gamma)):
+            self.gamma[i][...] = state[f"gamma{i}"]
+            self.beta[i][...] = state[f"beta{i}"]
+            self.running_mean[i][...] = state[f"mean{i}"]
+            self.running_var[i][...] = state[f"var{i}"]
+
+    def _alpha(self, layer):
+        name = self.activations[layer]
+        return self._alphas[layer] if name in ("leaky_relu", "elu") else None
+
+    def _forward(self, X, training):
+        """Outputs of every layer and what backward needs of each."""
+        cache, A = [], X
+        n_layers = len(self.weights)
+        for layer, (W, b) in enumerate(self.weights):
+            Z = ops.dense_forward(A, W, b, "identity")
+            entry = {"input": A}
+            if layer < n_layers - 1:
+                if self.batch_norm:
+                    if training:
+                        mean, var = Z.mean(axis=0), Z.var(axis=0)
+                        m = self.dtype.type(_BN_MOMENTUM)
+                        self.running_mean[layer] *= m
+                        self.running_mean[layer] += (1 - m) * mean
+                        self.running_var[layer] *= m
+                        self.running_var[layer] += (1 - m) * var
+                    else:
+                        mean, var = self.running_mean[layer], self.running_var[layer]
+                    inv_std = 1 / np.sqrt(var + self.dtype.type(_BN_EPS))
+                    xhat = (Z - mean) * inv_std
+                    Z = self.gamma[layer] * xhat + self.beta[layer]
+                    entry.update(xhat=xhat, inv_std=inv_std)
+                A = ops.activation_forward(self.activations[layer], Z, alpha=self._alpha(layer))
+                entry["activation"] = A
+                if training and self.dropout:
+                    keep = self._rng.random(A.shape) >= self.dropout
+                    entry["mask"] = keep / self.dtype.type(1 - self.dropout)
+                    A = A * entry["mask"]
+            else:
+                A = Z
+            cache.append(entry)
+        return A, cache
+
+    def forward(self, X, *, out=None, chunk_rows=None):
+        result = self._forward(np.ascontiguousarray(X, dtype=self.dtype), training=False)[0]
+        if out is not None:
+            out[...] = result
+            return out
+        return result.astype(self.dtype, copy=False)
+
+    def hidden_outputs(self, X):
+        _, cache = self._forward(np.ascontiguousarray(X, dtype=self.dtype), training=False)
+        return [entry["activation"] for entry in cache[:-1]]
+
+    def _loss_and_gradient(self, logits, Y):
+        if self.loss == "softmax_cross_entropy":
+            return ops.softmax_cross_entropy(logits, Y)
+        if self.loss == "sigmoid_binary_cross_entropy":
+            return ops.sigmoid_binary_cross_entropy(logits, Y)
+        return ops.mean_squared_error(logits, Y)
+
+    def train_step(self, X, Y):
+        logits, cache = self._forward(X, training=True)
+        loss, dA = self._loss_and_gradient(logits, Y)
+        grads = [None] * len(self.weights)
+        bn_grads = [None] * len(self.gamma)
+        for layer in reversed(range(len(self.weights))):
+            W, _ = self.weights[layer]
+            entry = cache[layer]
+            if layer < len(self.weights) - 1:
+                if "mask" in entry:
+                    dA = dA * entry["mask"]
+                dZ = ops.activation_backward(self.activations[layer], dA, entry["activation"],
+                                             alpha=self._alpha(layer))
+                if self.batch_norm:
+                    xhat, inv_std = entry["xhat"], entry["inv_std"]
+                    bn_grads[layer] = ((dZ * xhat).sum(axis=0), dZ.sum(axis=0))
+                    dxhat = dZ * self.gamma[layer]
+                    n = dZ.shape[0]
+                    dZ = (inv_std / n) * (n * dxhat - dxhat.sum(axis=0)
+                                          - xhat * (dxhat * xhat).sum(axis=0))
+            else:
+                dZ = dA
+            dX, dW, db = ops.dense_backward(dZ, entry["input"], W, dZ, "identity", l2=self.l2,
+                                            l1=self.l1, need_dX=layer > 0)
+            grads[layer] = (dW, db)
+            dA = dX
+        for W, _ in self.weights:
+            loss += 0.5 * self.l2 * float(np.sum(np.square(W, dtype=np.float64)))
+            loss += self.l1 * float(np.sum(np.abs(W), dtype=np.float64))
+        self.step += 1
+        params = [p for W, b in self.weights for p in (W, b)] + self.gamma + self.beta
+        flat = [g for pair in grads for g in pair]
+        if self.batch_norm:
+            flat += [g[0] for g in bn_grads] + [g[1] for g in bn_grads]
+        else:
+            params = params[: len(flat)]
+        for index, (param, grad) in enumerate(zip(params, flat)):
+            self._update(param, grad.astype(self.dtype, copy=False), self._states[index],
+                         is_weight=index < 2 * len(self.weights) and index % 2 == 0)
+        return float(loss)
+
+    def _update(self, param, grad, states, is_weight):
+        opt = self.optimizer
+        if opt.name == "sgd":
+            ops.sgd_update(param, grad, opt.learning_rate)
+        elif opt.name in ("momentum", "nesterov"):
+            ops.momentum_update(param, grad, states[0], opt.learning_rate, opt.momentum,
+                                nesterov=opt.name == "nesterov")
+        else:
+            decay = opt.weight_decay if opt.name == "adamw" and is_weight else 0.0
+            ops.adam_update(param, grad, states[0], states[1], self.step, opt.learning_rate,
+                            opt.beta1, opt.beta2, opt.eps, weight_decay=decay)
+
+    def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None):
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        batch_size = batch_size or self.batch_size
+        order = self._rng.permutation(len(X)) if shuffle else np.arange(len(X))
+        total = 0.0
+        with _backend.use_backend(self.backend):
+            for i, start in enumerate(range(0, len(X), batch_size)):
+                rows = order[start:start + batch_size]
+                loss = self.train_step(X[rows], Y[rows])
+                if batch_losses is not None:
+                    batch_losses[i] = loss
+                total += loss * len(rows)
+        return total / len(X)

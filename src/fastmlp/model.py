@@ -1,0 +1,513 @@
+"""fastmlp.MLP: a multilayer perceptron to fit, predict, evaluate, save and load.
+
+Training runs on a NetworkPlan (plan.py): each chunk of minibatches of an epoch is one
+call into the backend with the GIL released. Dropout and batch normalisation are not
+in the fused step; a model that uses them trains through fastmlp.layers, the same
+kernels called layer by layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+
+from fastmlp import _validation as check
+from fastmlp.layers import LayeredNetwork
+from fastmlp.optimizers import get_optimizer
+from fastmlp.plan import NetworkPlan
+from fastmlp.progress import Progress
+
+_TASKS = ("auto", "classification", "binary", "multilabel", "regression")
+_FORMAT = "fastmlp.MLP"
+_FORMAT_VERSION = 1
+# rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
+_BATCHES_PER_CALL = 32
+
+
+def _lr_schedule(schedule, lr0, epochs, step_size, gamma, min_lr):
+    if callable(schedule):
+        return lambda epoch: float(schedule(epoch, lr0))
+    if schedule == "constant":
+        return lambda epoch: lr0
+    if schedule == "step":
+        return lambda epoch: lr0 * gamma ** (epoch // step_size)
+    if schedule == "cosine":
+        return lambda epoch: min_lr + 0.5 * (lr0 - min_lr) * (1 + math.cos(math.pi * epoch / epochs))
+    raise ValueError(
+        f"schedule: unknown {schedule!r}; expected 'constant', 'step', 'cosine' or a callable"
+    )
+
+
+class MLP:
+    """A stack of dense layers with an output head chosen by the task.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int, default (100,)
+    activation : str or sequence of str, default "relu"
+        Hidden-layer activation(s): identity, relu, leaky_relu, sigmoid, tanh, elu, softplus.
+    task : {"auto", "classification", "binary", "multilabel", "regression"}
+        "auto" decides from y at the first fit: integer or string labels give
+        classification (a sigmoid head for two classes, softmax otherwise), a 2-D 0/1
+        indicator matrix gives multilabel, other floats give regression (identity head,
+        mean squared error).
+    dropout : float, default 0
+        Inverted dropout on every hidden layer's output while training.
+    batch_norm : bool, default False
+        Batch normalisation before each hidden activation.
+    init : {"auto", "he", "glorot", "course"}
+        Weight initialisation; "course" is the course's ``0.01 * randn``.
+    dtype : float32 or float64, default float32
+    seed : int or None
+        Same seed, same backend: identical weights and losses.
+    backend : str, optional; default the active backend.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
+                 dropout=0.0, batch_norm=False, init="auto", dtype=np.float32, seed=None,
+                 backend=None):
+        if isinstance(hidden_layer_sizes, int):
+            hidden_layer_sizes = (hidden_layer_sizes,)
+        self.hidden_layer_sizes = tuple(
+            check.positive_int(h, "hidden_layer_sizes") for h in hidden_layer_sizes
+        )
+        names = [activation] * len(self.hidden_layer_sizes) if isinstance(activation, str) \
+            else list(activation)
+        if len(names) != len(self.hidden_layer_sizes):
+            raise ValueError(
+                f"activation: expected one name or {len(self.hidden_layer_sizes)}, got {names}"
+            )
+        for name in names:
+            check.activation(name)
+        self.activation = names
+        if task not in _TASKS:
+            raise ValueError(f"task: unknown {task!r}; expected one of {list(_TASKS)}")
+        self.task = task
+        self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
+        self.batch_norm = bool(batch_norm)
+        self.init = init
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in check.FLOAT_DTYPES:
+            raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
+        self.seed = seed
+        self.backend = backend
+        self.net_ = None
+        self.history = {}
+
+    # -- data --------------------------------------------------------------------------
+
+    def _features(self, X, fitting=False):
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiub":
+            raise TypeError(f"X: expected numeric features, got dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"X: expected a 2-D array (n_samples, n_features), got {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("X: expected at least one sample, got 0")
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not np.isfinite(X).all():
+            raise ValueError("X: contains NaN or infinity")
+        if not fitting or self.net_ is not None:
+            self._check_fitted()
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X: has {X.shape[1]} features, but the model was fitted with "
+                    f"{self.n_features_in_}"
+                )
+        return X
+
+    def _resolve_task(self, y):
+        if self.task != "auto":
+            return self.task
+        if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and y.shape[1] > 1:
+            return "multilabel"
+        if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
+            return "regression"
+        if y.ndim == 2 and y.shape[1] > 1:
+            return "regression"
+        return "classification"
+
+    def _encode_targets(self, y, first):
+        """Targets in the plan's form: class indices, 0/1 floats or float values."""
+        y = np.asarray(y)
+        if y.ndim == 0 or y.ndim > 2:
+            raise ValueError(f"y: expected a 1-D or 2-D array, got shape {y.shape}")
+        if first:
+            self.task_ = self._resolve_task(y)
+            if self.task_ in ("classification", "binary"):
+                if y.ndim != 1:
+                    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+                    if y.ndim != 1:
+                        raise ValueError(f"y: class labels must be 1-D, got shape {y.shape}")
+                self.classes_ = np.unique(y)
+                if len(self.classes_) < 2:
+                    raise ValueError(f"y: expected at least two classes, got {self.classes_}")
+                if self.task_ == "binary" and len(self.classes_) != 2:
+                    raise ValueError(f"y: task='binary' needs two classes, got {len(self.classes_)}")
+                if len(self.classes_) == 2:
+                    self.task_ = "binary"
+        if self.task_ in ("classification", "binary"):
+            y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+            index = np.searchsorted(self.classes_, y)
+            index = np.clip(index, 0, len(self.classes_) - 1)
+            unseen = self.classes_[index] != y
+            if unseen.any():
+                raise ValueError(
+                    f"y: labels {np.unique(y[unseen])[:5].tolist()} were not seen when the "
+                    f"model was first fitted (classes {self.classes_.tolist()})"
+                )
+            if self.task_ == "binary":
+                return index.astype(self.dtype).reshape(-1, 1)
+            return index.astype(np.int64)
+        Y = np.asarray(y, dtype=self.dtype)
+        if not np.isfinite(Y).all():
+            raise ValueError("y: contains NaN or infinity")
+        return np.ascontiguousarray(Y.reshape(len(Y), -1))
+
+    @property
+    def _loss(self):
+        return {"classification": "softmax_cross_entropy", "binary": "sigmoid_binary_cross_entropy",
+                "multilabel": "sigmoid_binary_cross_entropy",
+                "regression": "mean_squared_error"}[self.task_]
+
+    def _n_outputs(self, Y):
+        if self.task_ == "classification":
+            return len(self.classes_)
+        return Y.shape[1]
+
+    def _build(self, n_features, n_outputs, optimizer, batch_size, l2, l1):
+        sizes = [n_features, *self.hidden_layer_sizes, n_outputs]
+        options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
+                       dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
+                       backend=self.backend)
+        if self.dropout or self.batch_norm:
+            self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
+                                       batch_norm=self.batch_norm, **options)
+        else:
+            self.net_ = NetworkPlan(sizes, self.activation, **options)
+        self.n_features_in_ = n_features
+        self.n_outputs_ = n_outputs
+
+    def _check_fitted(self):
+        if self.net_ is None:
+            raise RuntimeError("this MLP is not fitted yet: call fit() first")
+
+    # -- training ----------------------------------------------------------------------
+
+    def fit(self, X, y, *, epochs=10, batch_size=32, optimizer="adam", learning_rate=None,
+            schedule="constant", step_size=10, gamma=0.1, min_learning_rate=0.0, l2=0.0, l1=0.0,
+            validation_data=None, validation_split=0.0, early_stopping=False, patience=5,
+            min_delta=0.0, restore_best_weights=True, shuffle=True, verbose=1,
+            **optimizer_options):
+        """Train from scratch (new weights) and return self.
+
+        Parameters
+        ----------
+        X : array (n_samples, n_features)
+        y : array (n_samples,) labels or values, or (n_samples, n_outputs)
+        epochs, batch_size : int
+        optimizer : "sgd", "momentum", "nesterov", "adam", "adamw" or an Optimizer
+        learning_rate : float, optional (default: the optimizer's)
+        schedule : "constant", "step" (times gamma every step_size epochs), "cosine"
+            (down to min_learning_rate at the last epoch) or f(epoch, lr0) -> lr
+        l2, l1 : float, penalties on the weights per step
+        validation_data : (X_val, y_val), optional
+        validation_split : float in [0, 1): the last fraction of X, y held out instead
+        early_stopping : bool; stop when the monitored loss (validation if any, else
+            training) has not improved by min_delta for `patience` epochs
+        restore_best_weights : bool; with early stopping, go back to the best epoch
+        verbose : 0 silent, 1 a progress bar (tqdm when installed)
+        **optimizer_options : momentum, beta1, beta2, eps, weight_decay
+
+        Returns
+        -------
+        self, with ``history`` {"loss", "accuracy" or "r2", "val_loss", "val_...", "lr"}
+        """
+        epochs = check.positive_int(epochs, "epochs")
+        batch_size = check.positive_int(batch_size, "batch_size")
+        if learning_rate is not None:
+            optimizer_options["learning_rate"] = learning_rate
+        opt = get_optimizer(optimizer, **optimizer_options)
+        validation_split = check.real_scalar(validation_split, "validation_split", low=0,
+                                             high=1, high_open=True)
+        patience = check.positive_int(patience, "patience")
+        self.net_ = None
+        X = self._features(X, fitting=True)
+        y_raw = np.asarray(y)
+        if len(y_raw) != len(X):
+            raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
+        Y = self._encode_targets(y_raw, first=True)
+        if validation_data is None and validation_split:
+            n_val = max(1, int(round(len(X) * validation_split)))
+            if n_val >= len(X):
+                raise ValueError("validation_split: leaves no training data")
+            validation_data = (X[-n_val:], y_raw[-n_val:])
+            X, Y = X[:-n_val], Y[:-n_val]
+        self._build(X.shape[1], self._n_outputs(Y), opt, batch_size, l2, l1)
+        if validation_data is not None:
+            X_val = self._features(validation_data[0])
+            Y_val = self._encode_targets(validation_data[1], first=False)
+            if len(X_val) != len(Y_val):
+                raise ValueError("validation_data: X and y have different lengths")
+        else:
+            X_val = Y_val = None
+        lr_at = _lr_schedule(schedule, opt.learning_rate, epochs, step_size, gamma,
+                             min_learning_rate)
+        metric = "r2" if self.task_ == "regression" else "accuracy"
+        self.history = {"loss": [], metric: [], "lr": []}
+        if X_val is not None:
+            self.history.update({"val_loss": [], f"val_{metric}": []})
+        best = (np.inf, None, -1)
+        waited = 0
+        rng = np.random.default_rng(self.seed)
+        progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
+        self.stopped_early_ = self.interrupted_ = False
+        try:
+            for epoch in range(epochs):
+                self.net_.learning_rate = lr_at(epoch)
+                start = time.perf_counter()
+                loss = self._run_epoch(X, Y, batch_size, rng if shuffle else None, progress)
+                self.history["lr"].append(self.net_.learning_rate)
+                self.history["loss"].append(loss)
+                self.history[metric].append(self._metric(X, Y))
+                monitored = loss
+                if X_val is not None:
+                    val = self._evaluate_encoded(X_val, Y_val)
+                    self.history["val_loss"].append(val["loss"])
+                    self.history[f"val_{metric}"].append(val[metric])
+                    monitored = val["loss"]
+                progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - start)
+                if monitored < best[0] - min_delta:
+                    best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights], epoch)
+                    waited = 0
+                else:
+                    waited += 1
+                    if early_stopping and waited >= patience:
+                        self.stopped_early_ = True
+                        break
+        except KeyboardInterrupt:
+            # The interrupted call finished its batch; the weights are consistent.
+            self.interrupted_ = True
+        finally:
+            progress.close()
+        if early_stopping and restore_best_weights and best[1] is not None:
+            self.net_.set_weights(best[1])
+            self.best_epoch_ = best[2]
+        return self
+
+    def _run_epoch(self, X, Y, batch_size, rng, progress):
+        n = len(X)
+        if rng is not None:
+            order = rng.permutation(n)
+            X, Y = X[order], Y[order]
+        chunk = batch_size * _BATCHES_PER_CALL
+        total = 0.0
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            loss = self.net_.train_epoch(X[start:stop], Y[start:stop], batch_size=batch_size,
+                                         shuffle=False)
+            total += loss * (stop - start)
+            progress.update(-(-(stop - start) // batch_size), loss)
+        return total / n
+
+    def partial_fit(self, X, y, *, classes=None, optimizer="adam", learning_rate=None,
+                    batch_size=None, l2=0.0, l1=0.0, **optimizer_options):
+        """One pass over (X, y) without resetting the weights (streaming batches).
+
+        The first call builds the model; pass ``classes`` then if later batches may hold
+        labels this one lacks. Optimizer settings apply at the first call only.
+        """
+        first = self.net_ is None
+        X = self._features(X, fitting=True)
+        y = np.asarray(y)
+        if len(y) != len(X):
+            raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
+        if first:
+            if learning_rate is not None:
+                optimizer_options["learning_rate"] = learning_rate
+            opt = get_optimizer(optimizer, **optimizer_options)
+            if classes is not None:
+                self.task_ = self._resolve_task(y) if self.task == "auto" else self.task
+                self.classes_ = np.unique(np.asarray(classes))
+                if self.task_ in ("classification", "binary"):
+                    self.task_ = "binary" if len(self.classes_) == 2 else "classification"
+                Y = self._encode_targets(y, first=False)
+            else:
+                Y = self._encode_targets(y, first=True)
+            self._build(X.shape[1], self._n_outputs(Y), opt, batch_size or len(X), l2, l1)
+            self.history = {"loss": []}
+        else:
+            Y = self._encode_targets(y, first=False)
+        bs = min(batch_size or self.net_.batch_size, self.net_.batch_size)
+        loss = self.net_.train_epoch(X, Y, batch_size=bs, shuffle=False)
+        self.history.setdefault("loss", []).append(loss)
+        return self
+
+    # -- inference ---------------------------------------------------------------------
+
+    def decision_function(self, X):
+        """The network's raw output: logits for classification, values for regression."""
+        return self.net_.forward(self._features(X))
+
+    def predict_proba(self, X):
+        """Class probabilities (n_samples, n_classes); multilabel: (n_samples, n_labels)."""
+        self._check_fitted()
+        if self.task_ == "regression":
+            raise AttributeError("predict_proba: a regression model has no probabilities")
+        z = self.decision_function(X)
+        return self._probabilities(z)
+
+    def _probabilities(self, z):
+        if self.task_ == "classification":
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=1, keepdims=True)
+        p = 0.5 * (1 + np.tanh(0.5 * z))  # the sigmoid, without overflow warnings
+        return np.hstack([1 - p, p]) if self.task_ == "binary" else p
+
+    def predict(self, X):
+        """Class labels, 0/1 indicators (multilabel) or values (regression)."""
+        self._check_fitted()
+        z = self.decision_function(X)
+        return self._decode(z)
+
+    def _decode(self, z):
+        if self.task_ == "classification":
+            return self.classes_[np.argmax(z, axis=1)]
+        if self.task_ == "binary":
+            return self.classes_[(z[:, 0] > 0).astype(int)]
+        if self.task_ == "multilabel":
+            return (z > 0).astype(int)
+        return z[:, 0] if z.shape[1] == 1 else z
+
+    def _metric(self, X, Y):
+        z = self.net_.forward(X)
+        if self.task_ == "regression":
+            return float(_r2(Y, z))
+        if self.task_ == "classification":
+            return float(np.mean(np.argmax(z, axis=1) == Y))
+        return float(np.mean((z > 0) == (Y > 0.5)))
+
+    def _epoch_summary(self):
+        return {k: v[-1] for k, v in self.history.items() if v and k != "lr"}
+
+    def _evaluate_encoded(self, X, Y):
+        from fastmlp import ops
+
+        z = self.net_.forward(X)
+        if self.task_ == "classification":
+            loss = ops.softmax_cross_entropy(z, Y)[0]
+            return {"loss": loss, "accuracy": float(np.mean(np.argmax(z, axis=1) == Y))}
+        if self.task_ == "regression":
+            return {"loss": ops.mean_squared_error(z, Y)[0], "r2": float(_r2(Y, z))}
+        loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
+        return {"loss": loss, "accuracy": float(np.mean((z > 0) == (Y > 0.5)))}
+
+    def evaluate(self, X, y):
+        """{"loss": ..., "accuracy": ...} (classification) or {"loss", "r2"} (regression)."""
+        X = self._features(X)
+        Y = self._encode_targets(y, first=False)
+        if len(X) != len(Y):
+            raise ValueError(f"X and y have different lengths: {len(X)} and {len(Y)}")
+        return self._evaluate_encoded(X, Y)
+
+    def score(self, X, y):
+        """Accuracy for classification, R² for regression."""
+        result = self.evaluate(X, y)
+        return result["r2" if self.task_ == "regression" else "accuracy"]
+
+    def hidden_activations(self, X):
+        """Each hidden layer's output for X: a list of (n_samples, width) arrays."""
+        X = self._features(X)
+        return self.net_.hidden_outputs(X) if hasattr(self.net_, "hidden_outputs") else \
+            _hidden_outputs(self.net_, X)
+
+    @property
+    def weights(self):
+        """[(W, b), ...] per layer: the arrays being trained (edit them in place)."""
+        self._check_fitted()
+        return self.net_.weights
+
+    # -- persistence -------------------------------------------------------------------
+
+    def _config(self):
+        return {
+            "format": _FORMAT, "version": _FORMAT_VERSION,
+            "hidden_layer_sizes": list(self.hidden_layer_sizes), "activation": self.activation,
+            "task": self.task, "task_": self.task_, "dropout": self.dropout,
+            "batch_norm": self.batch_norm, "init": self.init, "dtype": self.dtype.name,
+            "seed": self.seed, "n_features_in_": self.n_features_in_,
+            "n_outputs_": self.n_outputs_, "history": self.history,
+        }
+
+    def save(self, path):
+        """Architecture, classes and weights in one .npz file (no pickled code)."""
+        self._check_fitted()
+        arrays = {"config": np.array(json.dumps(self._config()))}
+        for i, (W, b) in enumerate(self.net_.weights):
+            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+        for name, value in getattr(self.net_, "extra_state", dict)().items():
+            arrays[f"extra_{name}"] = value
+        if hasattr(self, "classes_"):
+            arrays["classes"] = self.classes_
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        """A model saved by save(); ValueError for a file that is not one."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+            config = json.loads(str(arrays.pop("config")))
+            if config.get("format") != _FORMAT:
+                raise ValueError("no fastmlp.MLP header")
+            if config.get("version") != _FORMAT_VERSION:
+                raise ValueError(f"format version {config.get('version')} is not supported")
+            model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
+                        dropout=config["dropout"], batch_norm=config["batch_norm"],
+                        init=config["init"], dtype=config["dtype"], seed=config["seed"])
+            model.task_ = config["task_"]
+            if "classes" in arrays:
+                model.classes_ = arrays.pop("classes")
+            model._build(config["n_features_in_"], config["n_outputs_"], "sgd", 256, 0.0, 0.0)
+            n_layers = len(model.hidden_layer_sizes) + 1
+            model.net_.set_weights([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n_layers)])
+            extra = {k[len("extra_"):]: v for k, v in arrays.items() if k.startswith("extra_")}
+            if extra:
+                model.net_.set_extra_state(extra)
+            model.history = config.get("history", {})
+            return model
+        except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ValueError(f"{path}: not a fastmlp model file ({exc})") from exc
+
+    def __repr__(self):
+        return (f"MLP(hidden_layer_sizes={self.hidden_layer_sizes}, activation={self.activation}, "
+                f"task={self.task!r}, dtype={self.dtype.name})")
+
+
+def _r2(Y, Z):
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    Z = np.asarray(Z, dtype=np.float64).reshape(len(Z), -1)
+    ss_res = np.sum((Y - Z) ** 2, axis=0)
+    ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, 0.0)
+    return float(np.mean(r2))
+
+
+def _hidden_outputs(plan, X):
+    from fastmlp import ops
+
+    outputs, A = [], X
+    for (W, b), name, alpha in zip(plan.weights[:-1], plan.activations[:-1],
+                                   plan._activation_alphas[:-1]):
+        A = ops.dense_forward(A, W, b, name,
+                              alpha=alpha if name in ("leaky_relu", "elu") else None)
+        outputs.append(A)
+    return outputs
