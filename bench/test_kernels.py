@@ -1,0 +1,212 @@
+"""Per-kernel benchmarks: fastmlp.ops on every backend beside the course's NumPy lines.
+
+One group per kernel x shape x dtype, so pytest-benchmark prints the implementations side
+by side: "fastmlp-c", "fastmlp-numba", "fastmlp-numpy" (fastmlp.ops with that backend
+active, validation included: what a user calls) and "course-numpy" (the same math written
+the way the course writes it: np.dot, np.maximum, np.exp, a fresh array per expression).
+"""
+
+from __future__ import annotations
+
+import mlpbench as mb
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import ops
+
+N, D_IN, D_OUT = 256, 256, 256
+SHAPE = f"{N}x{D_IN}->{D_OUT}"
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus")
+LEAKY, ELU = 0.01, 1.0
+DTYPES = ("float32", "float64")
+IMPLS = tuple(f"fastmlp-{b}" for b in mb.FASTMLP_BACKENDS) + ("course-numpy",)
+
+
+# -- the course's lines ------------------------------------------------------------------
+
+
+def course_activation(name, z):
+    if name == "identity":
+        return z
+    if name == "relu":
+        return np.maximum(0, z)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, LEAKY * z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "elu":
+        return np.where(z > 0, z, ELU * (np.exp(z) - 1))
+    if name == "softplus":
+        return np.log(1 + np.exp(z))
+    raise ValueError(name)
+
+
+def course_dense_forward(name, X, W, b):
+    return course_activation(name, np.dot(X, W) + b)
+
+
+def course_dense_backward(name, dA, X, W, A):
+    if name == "identity":
+        dZ = dA
+    elif name == "relu":
+        dZ = dA.copy()
+        dZ[A <= 0] = 0  # backprop the ReLU non-linearity
+    elif name == "leaky_relu":
+        dZ = dA * np.where(A > 0, 1, LEAKY)
+    elif name == "sigmoid":
+        dZ = dA * A * (1 - A)
+    elif name == "tanh":
+        dZ = dA * (1 - A**2)
+    elif name == "elu":
+        dZ = dA * np.where(A > 0, 1, A + ELU)
+    elif name == "softplus":
+        dZ = dA * (1 - np.exp(-A))  # sigmoid(z) written from a = softplus(z)
+    else:
+        raise ValueError(name)
+    dW = np.dot(X.T, dZ)
+    db = np.sum(dZ, axis=0, keepdims=True)
+    dX = np.dot(dZ, W.T)
+    return dX, dW, db
+
+
+def course_softmax_cross_entropy(scores, y):
+    num_examples = scores.shape[0]
+    exp_scores = np.exp(scores - np.max(scores, axis=1, keepdims=True))
+    probs = exp_scores / np.sum(exp_scores, axis=1, keepdims=True)
+    correct_logprobs = -np.log(probs[range(num_examples), y])
+    loss = np.sum(correct_logprobs) / num_examples
+    dscores = probs
+    dscores[range(num_examples), y] -= 1
+    dscores /= num_examples
+    return loss, dscores
+
+
+# -- fixtures ----------------------------------------------------------------------------
+
+
+@pytest.fixture(params=DTYPES)
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture(params=IMPLS)
+def impl(request):
+    """The implementation's name; a fastmlp backend is active for the whole test."""
+    name = request.param
+    if name.startswith("fastmlp-"):
+        backend = name.split("-", 1)[1]
+        if backend not in mb.fastmlp_backends():
+            pytest.skip(mb.backend_errors().get(backend, f"backend {backend!r} unavailable"))
+        with fastmlp.use_backend(backend):
+            yield name
+    else:
+        yield name
+
+
+def dense_arrays(dtype, activation, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D_IN)).astype(dtype)
+    W = (rng.standard_normal((D_IN, D_OUT)) / np.sqrt(D_IN)).astype(dtype)
+    b = (0.1 * rng.standard_normal(D_OUT)).astype(dtype)
+    with fastmlp.use_backend("numpy"):
+        A = ops.dense_forward(X, W, b, activation)
+    dA = rng.standard_normal((N, D_OUT)).astype(dtype)
+    return X, W, b, A, dA
+
+
+# -- benchmarks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_forward(measure, impl, dtype, activation):
+    X, W, b, _, _ = dense_arrays(dtype, activation)
+    if impl == "course-numpy":
+        def fn():
+            return course_dense_forward(activation, X, W, b)
+    else:
+        out = np.empty((N, D_OUT), dtype)
+
+        def fn():
+            return ops.dense_forward(X, W, b, activation, out=out)
+
+    measure(fn, group=f"dense_forward[{activation}] {SHAPE} {dtype}", impl=impl, dtype=dtype,
+            shape=SHAPE, flops=2 * N * D_IN * D_OUT, kernel="dense_forward",
+            activation=activation)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_backward(measure, impl, dtype, activation):
+    X, W, _, A, dA = dense_arrays(dtype, activation)
+    if impl == "course-numpy":
+        def fn():
+            return course_dense_backward(activation, dA, X, W, A)
+    else:
+        def fn():
+            return ops.dense_backward(dA, X, W, A, activation)
+
+    measure(fn, group=f"dense_backward[{activation}] {SHAPE} {dtype}", impl=impl,
+            dtype=dtype, shape=SHAPE, flops=4 * N * D_IN * D_OUT, kernel="dense_backward",
+            activation=activation)
+
+
+def test_softmax_cross_entropy(measure, impl, dtype):
+    rng = np.random.default_rng(0)
+    Z = (3 * rng.standard_normal((N, D_OUT))).astype(dtype)
+    y = rng.integers(0, D_OUT, N).astype(np.int64)
+    shape = f"{N}x{D_OUT}"
+    if impl == "course-numpy":
+        def fn():
+            return course_softmax_cross_entropy(Z, y)
+    else:
+        out = np.empty_like(Z)
+
+        def fn():
+            return ops.softmax_cross_entropy(Z, y, out=out)
+
+    measure(fn, group=f"softmax_cross_entropy {shape} {dtype}", impl=impl, dtype=dtype,
+            shape=shape, kernel="softmax_cross_entropy")
+
+
+@pytest.mark.parametrize("optimizer", ("sgd", "momentum", "adam"))
+def test_optimizer_update(measure, impl, dtype, optimizer):
+    rng = np.random.default_rng(0)
+    param = (0.01 * rng.standard_normal((D_IN, D_OUT))).astype(dtype)
+    grad = (0.01 * rng.standard_normal((D_IN, D_OUT))).astype(dtype)
+    s1, s2 = np.zeros_like(param), np.zeros_like(param)
+    lr, mu, beta1, beta2, eps = 1e-3, 0.9, 0.9, 0.999, 1e-8
+    shape = f"{D_IN}x{D_OUT}"
+    state = {"t": 0}
+    if impl == "course-numpy":
+        if optimizer == "sgd":
+            def fn():
+                param[...] += -lr * grad
+        elif optimizer == "momentum":
+            def fn():
+                s1[...] = mu * s1 - lr * grad  # v = mu * v - learning_rate * dx
+                param[...] += s1
+        else:
+            def fn():  # the lecture's Adam, as in fastmlp.course
+                state["t"] += 1
+                t = state["t"]
+                s1[...] = beta1 * s1 + (1 - beta1) * grad
+                s2[...] = beta2 * s2 + (1 - beta2) * (grad * grad)
+                m_hat = s1 / (1 - beta1**t)
+                v_hat = s2 / (1 - beta2**t)
+                param[...] += -lr * m_hat / (np.sqrt(v_hat) + eps)
+    else:
+        if optimizer == "sgd":
+            def fn():
+                return ops.sgd_update(param, grad, lr)
+        elif optimizer == "momentum":
+            def fn():
+                return ops.momentum_update(param, grad, s1, lr, mu)
+        else:
+            def fn():
+                state["t"] += 1
+                return ops.adam_update(param, grad, s1, s2, state["t"], lr, beta1, beta2, eps)
+
+    measure(fn, group=f"{optimizer}_update {shape} {dtype}", impl=impl, dtype=dtype,
+            shape=shape, kernel=f"{optimizer}_update")
