@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zipfile
 
 import numpy as np
 
@@ -35,7 +36,8 @@ def _lr_schedule(schedule, lr0, epochs, step_size, gamma, min_lr):
     if schedule == "step":
         return lambda epoch: lr0 * gamma ** (epoch // step_size)
     if schedule == "cosine":
-        return lambda epoch: min_lr + 0.5 * (lr0 - min_lr) * (1 + math.cos(math.pi * epoch / epochs))
+        last = max(1, epochs - 1)  # reaches min_lr at the last epoch
+        return lambda epoch: min_lr + 0.5 * (lr0 - min_lr) * (1 + math.cos(math.pi * epoch / last))
     raise ValueError(
         f"schedule: unknown {schedule!r}; expected 'constant', 'step', 'cosine' or a callable"
     )
@@ -234,12 +236,19 @@ class MLP:
         validation_split = check.real_scalar(validation_split, "validation_split", low=0,
                                              high=1, high_open=True)
         patience = check.positive_int(patience, "patience")
-        self.net_ = None
-        X = self._features(X, fitting=True)
-        y_raw = np.asarray(y)
-        if len(y_raw) != len(X):
-            raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
-        Y = self._encode_targets(y_raw, first=True)
+        step_size = check.positive_int(step_size, "step_size")
+        gamma = check.real_scalar(gamma, "gamma", low=0)
+        min_learning_rate = check.real_scalar(min_learning_rate, "min_learning_rate", low=0)
+        previous, self.net_ = self.net_, None
+        try:
+            X = self._features(X, fitting=True)
+            y_raw = np.asarray(y)
+            if len(y_raw) != len(X):
+                raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
+            Y = self._encode_targets(y_raw, first=True)
+        except (TypeError, ValueError):
+            self.net_ = previous  # bad input leaves a fitted model as it was
+            raise
         if validation_data is None and validation_split:
             n_val = max(1, int(round(len(X) * validation_split)))
             if n_val >= len(X):
@@ -260,7 +269,7 @@ class MLP:
         self.history = {"loss": [], metric: [], "lr": []}
         if X_val is not None:
             self.history.update({"val_loss": [], f"val_{metric}": []})
-        best = (np.inf, None, -1)
+        best = (np.inf, None, -1, {})
         waited = 0
         rng = np.random.default_rng(self.seed)
         progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
@@ -281,7 +290,9 @@ class MLP:
                     monitored = val["loss"]
                 progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - start)
                 if monitored < best[0] - min_delta:
-                    best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights], epoch)
+                    extra = getattr(self.net_, "extra_state", dict)()
+                    best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights],
+                            epoch, {k: v.copy() for k, v in extra.items()})
                     waited = 0
                 else:
                     waited += 1
@@ -289,12 +300,18 @@ class MLP:
                         self.stopped_early_ = True
                         break
         except KeyboardInterrupt:
-            # The interrupted call finished its batch; the weights are consistent.
+            # The interrupted call finished its batch; the weights are consistent. An
+            # epoch cut short in its bookkeeping leaves no partial row in the history.
             self.interrupted_ = True
+            complete = min(len(v) for v in self.history.values())
+            for values in self.history.values():
+                del values[complete:]
         finally:
             progress.close()
         if early_stopping and restore_best_weights and best[1] is not None:
             self.net_.set_weights(best[1])
+            if best[3]:
+                self.net_.set_extra_state(best[3])
             self.best_epoch_ = best[2]
         return self
 
@@ -350,7 +367,8 @@ class MLP:
 
     def decision_function(self, X):
         """The network's raw output: logits for classification, values for regression."""
-        return self.net_.forward(self._features(X))
+        X = self._features(X)
+        return self.net_.forward(X)
 
     def predict_proba(self, X):
         """Class probabilities (n_samples, n_classes); multilabel: (n_samples, n_labels)."""
@@ -441,6 +459,8 @@ class MLP:
             "batch_norm": self.batch_norm, "init": self.init, "dtype": self.dtype.name,
             "seed": self.seed, "n_features_in_": self.n_features_in_,
             "n_outputs_": self.n_outputs_, "history": self.history,
+            # forward() rounds by chunks of batch_size rows: the same size, the same bits
+            "batch_size": self.net_.batch_size,
         }
 
     def save(self, path):
@@ -473,7 +493,8 @@ class MLP:
             model.task_ = config["task_"]
             if "classes" in arrays:
                 model.classes_ = arrays.pop("classes")
-            model._build(config["n_features_in_"], config["n_outputs_"], "sgd", 256, 0.0, 0.0)
+            model._build(config["n_features_in_"], config["n_outputs_"], "sgd",
+                         config.get("batch_size", 256), 0.0, 0.0)
             n_layers = len(model.hidden_layer_sizes) + 1
             model.net_.set_weights([(arrays[f"W{i}"], arrays[f"b{i}"]) for i in range(n_layers)])
             extra = {k[len("extra_"):]: v for k, v in arrays.items() if k.startswith("extra_")}
@@ -481,7 +502,8 @@ class MLP:
                 model.net_.set_extra_state(extra)
             model.history = config.get("history", {})
             return model
-        except (OSError, KeyError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        except (OSError, KeyError, ValueError, TypeError, AttributeError, EOFError,
+                zipfile.BadZipFile) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
             raise ValueError(f"{path}: not a fastmlp model file ({exc})") from exc
