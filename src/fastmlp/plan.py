@@ -16,7 +16,7 @@ import numpy as np
 from fastmlp import _backend
 from fastmlp import _validation as check
 from fastmlp._registry import LOSSES
-from fastmlp.optimizers import Optimizer, get_optimizer
+from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
 _INITS = ("auto", "he", "glorot", "course")
@@ -86,8 +86,8 @@ class NetworkPlan:
         if self.dtype not in check.FLOAT_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
         self.batch_size = check.positive_int(batch_size, "batch_size")
-        self.l2 = check.real_scalar(l2, "l2", low=0)
-        self.l1 = check.real_scalar(l1, "l1", low=0)
+        self._engine = None
+        self.l2, self.l1 = l2, l1
         extra = {} if learning_rate is None else {"learning_rate": learning_rate}
         self.optimizer = get_optimizer(optimizer, **extra)
         if init not in _INITS:
@@ -191,7 +191,55 @@ class NetworkPlan:
     def learning_rate(self, value):
         """Change the learning rate between steps (a schedule)."""
         self.optimizer.learning_rate = check.real_scalar(value, "learning_rate", low=0)
-        self._engine.configure(self)
+        self._reconfigure()
+
+    @property
+    def l2(self):
+        """Strength of the L2 penalty 0.5 l2 sum W^2 (settable between steps)."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value):
+        self._l2 = check.real_scalar(value, "l2", low=0)
+        self._reconfigure()
+
+    @property
+    def l1(self):
+        """Strength of the L1 penalty l1 sum |W| (settable between steps)."""
+        return self._l1
+
+    @l1.setter
+    def l1(self, value):
+        self._l1 = check.real_scalar(value, "l1", low=0)
+        self._reconfigure()
+
+    def _reconfigure(self):
+        if self._engine is not None:
+            self._engine.configure(self)
+
+    _STATE_KEYS = ("state1_W", "state1_b", "state2_W", "state2_b")
+
+    def optimizer_state(self):
+        """A copy of the optimizer's state: {"step": t, "state1_W": [...], ...} where state1
+        is the velocity (momentum, nesterov) or Adam's m and state2 Adam's v (None where
+        the optimizer keeps none)."""
+        state = {"step": int(self.step)}
+        for key in self._STATE_KEYS:
+            state[key] = [None if a is None else a.copy() for a in self._buffers[key]]
+        return state
+
+    def set_optimizer_state(self, state):
+        """Restore what optimizer_state() returned (same architecture and optimizer)."""
+        for key in self._STATE_KEYS:
+            for i, (dst, src) in enumerate(zip(self._buffers[key], state[key])):
+                if (dst is None) != (src is None):
+                    raise ValueError(f"state: {key}[{i}] does not fit this plan's optimizer")
+                if dst is not None:
+                    src = check.float_array(src, f"state[{key!r}][{i}]")
+                    check.shape(src, f"state[{key!r}][{i}]", dst.shape)
+                    dst[...] = src
+        self.step = check.positive_int(state["step"], "state['step']", low=0)
+        self._reconfigure()
 
     @property
     def workspace_bytes(self):

@@ -1,0 +1,852 @@
+"""scikit-learn drop-ins: ``fastmlp.sklearn.MLPClassifier`` and ``MLPRegressor``.
+
+Replace ``from sklearn.neural_network import MLPClassifier`` by
+``from fastmlp.sklearn import MLPClassifier``: same constructor parameters and defaults,
+same fitted attributes, same methods (``fit``, ``partial_fit``, ``predict``,
+``predict_proba``, ``predict_log_proba``, ``score``), same validation and error messages,
+and the same arithmetic, with every epoch trained by one fastmlp NetworkPlan call.
+
+scikit-learn (>= 1.6) is an optional dependency: ``pip install "fastmlp[sklearn]"``.
+``import fastmlp`` never imports it; this module does.
+
+What maps to what
+-----------------
+- ``activation`` {identity, logistic, tanh, relu} -> the plan's hidden activation
+  (``logistic`` is ``"sigmoid"``); the output layer is linear and the output function is
+  applied by the loss (training) or by ``predict*`` (inference), as ``out_activation_``
+  says: ``"softmax"`` (multiclass: ``softmax_cross_entropy``), ``"logistic"`` (binary and
+  multi-label: ``sigmoid_binary_cross_entropy``), ``"identity"`` (regression:
+  ``mean_squared_error``).
+- ``solver="sgd"`` -> optimizer ``"nesterov"`` (``nesterovs_momentum=True``),
+  ``"momentum"`` or, with ``momentum=0``, ``"sgd"``; ``learning_rate`` schedules
+  (constant, invscaling ``lr = learning_rate_init / (t_ + 1) ** power_t`` after each
+  epoch, adaptive ``lr /= 5`` when the stopping rule fires) set the plan's learning rate
+  between epochs. ``solver="adam"`` -> optimizer ``"adam"`` (beta_1, beta_2, epsilon).
+- ``alpha``: scikit-learn adds ``alpha * W / n_batch`` to each batch's gradient (and
+  ``0.5 * alpha * sum(W**2) / n_batch`` to its loss); the plan's ``l2`` is per step, so it is
+  set to ``alpha / batch_size`` for the full batches (one ``train_epoch`` call) and to
+  ``alpha / rows`` for a smaller last batch (one ``train_step``).
+- Initialisation, shuffling and the early-stopping split draw from ``random_state`` in
+  exactly scikit-learn's order (Glorot uniform weights *and* intercepts, factor 2 for
+  logistic; ``sklearn.utils.shuffle`` of the sample order each epoch;
+  ``train_test_split``), so one seed gives both libraries the same starting point and the
+  same batches.
+
+Documented differences
+----------------------
+- ``solver="lbfgs"`` and ``MLPRegressor(loss="poisson")`` raise ``ValueError`` (fastmlp
+  trains with the stochastic solvers ``sgd`` and ``adam`` and the squared error);
+  ``max_fun`` is accepted and unused (it is an lbfgs setting).
+- ``fit``/``partial_fit`` take no ``sample_weight`` (the plan has no per-row weights).
+- Adam: fastmlp's kernel divides by ``sqrt(v_hat) + epsilon``, scikit-learn by
+  ``sqrt(v) + epsilon`` after folding the bias corrections into the step size; the two
+  differ only in the size of epsilon (a factor ``sqrt(1 - beta_2**t)`` on 1e-8).
+- Losses are computed from the logits (no clipping of probabilities at machine epsilon).
+- Multi-output regression: scikit-learn's ``loss_`` averages the squared error over the
+  outputs while its gradient (``prediction - y``) does not; the plan trains with that same
+  gradient and ``loss_`` reports scikit-learn's number (the data term divided by
+  ``n_outputs_``, per batch: with ``alpha > 0`` those epochs run batch by batch).
+- Sparse X is accepted (as in scikit-learn) and densified (``fit``: once; ``predict``: in
+  chunks). float32 X trains in float32 and float64 in float64, like scikit-learn.
+- Pickles hold the weights and the optimizer state as arrays; the compiled plan is rebuilt
+  on first use, so ``partial_fit`` after unpickling continues exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+
+from fastmlp import optimizers
+from fastmlp.plan import NetworkPlan
+
+try:
+    from sklearn.base import (
+        BaseEstimator,
+        ClassifierMixin,
+        RegressorMixin,
+        _fit_context,
+        is_classifier,
+    )
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.metrics import accuracy_score, r2_score
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils import check_random_state, column_or_1d, shuffle
+    from sklearn.utils._param_validation import Interval, Options, StrOptions
+    from sklearn.utils.metaestimators import available_if
+    from sklearn.utils.multiclass import (
+        _check_partial_fit_first_call,
+        type_of_target,
+        unique_labels,
+    )
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as exc:  # missing, or older than 1.6 (no validate_data)
+    raise ImportError(
+        "fastmlp.sklearn needs scikit-learn >= 1.6, an optional dependency of fastmlp: "
+        'pip install "fastmlp[sklearn]" (or pip install "scikit-learn>=1.6"). '
+        f"The import failed with: {exc}"
+    ) from exc
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+_HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
+                       "relu": "relu"}
+_PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
+                "identity": "mean_squared_error"}
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+_PREDICT_CHUNK = 1024  # rows per pass of plan.forward (and per densified sparse chunk)
+_GATHER_BYTES = 64 << 20  # at most this much of a shuffled epoch's X is gathered at once
+
+
+class _BaseMLP(BaseEstimator):
+    """The shared machinery; use MLPClassifier or MLPRegressor."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        # "lbfgs" passes validation (it is a scikit-learn value) and is then refused with
+        # a message that says what fastmlp supports
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
+                 learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
+                 random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
+                 early_stopping, validation_fraction, beta_1, beta_2, epsilon,
+                 n_iter_no_change, max_fun):
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # -- the plan ----------------------------------------------------------------------
+
+    def _check_supported(self):
+        name = type(self).__name__
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise ValueError(
+                f"solver={self.solver!r} is not supported by fastmlp.sklearn.{name}: fastmlp "
+                "trains with the stochastic solvers 'sgd' and 'adam' (the default is 'adam'); "
+                f"use sklearn.neural_network.{name} for 'lbfgs'"
+            )
+
+    def _make_optimizer(self):
+        if self.solver == "adam":
+            return optimizers.Adam(learning_rate=self.learning_rate_init, beta1=self.beta_1,
+                                   beta2=self.beta_2, eps=self.epsilon)
+        if self.momentum == 0:
+            return optimizers.SGD(learning_rate=self.learning_rate_init)
+        # scikit-learn allows momentum=1 (no decay at all); fastmlp requires < 1
+        momentum = min(float(self.momentum), float(np.nextafter(1.0, 0.0)))
+        cls = optimizers.Nesterov if self.nesterovs_momentum else optimizers.Momentum
+        return cls(learning_rate=self.learning_rate_init, momentum=momentum)
+
+    def _build_plan(self, capacity, state=None):
+        """A NetworkPlan holding coefs_/intercepts_ (which then alias its buffers).
+
+        state: the optimizer state of a previous plan (_export_state); None starts a fresh
+        optimizer, as scikit-learn does at every fit() and at the first partial_fit().
+        """
+        sizes = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        plan = NetworkPlan(
+            sizes,
+            _HIDDEN_ACTIVATIONS[self.activation],
+            loss=_PLAN_LOSSES[self.out_activation_],
+            optimizer=self._make_optimizer() if state is None else state["optimizer"],
+            batch_size=max(1, int(capacity)),
+            dtype=self.coefs_[0].dtype,
+            seed=0,
+        )
+        plan.set_weights(zip(self.coefs_, self.intercepts_))
+        if state is not None:
+            _import_state(plan, state)
+        self._plan = plan
+        self._bind_weights(plan)
+        return plan
+
+    def _bind_weights(self, plan):
+        self.coefs_ = [W for W, _ in plan.weights]
+        self.intercepts_ = [b for _, b in plan.weights]
+
+    def _has_optimizer(self):
+        return (getattr(self, "_plan", None) is not None
+                or getattr(self, "_plan_state", None) is not None)
+
+    def _get_plan(self, capacity=1):
+        """The plan, rebuilt after unpickling, grown for `capacity` rows per batch, and
+        re-synchronised if coefs_/intercepts_ were replaced by other arrays."""
+        plan = getattr(self, "_plan", None)
+        if plan is None:
+            state = getattr(self, "_plan_state", None)
+            if state is None:  # fitted attributes set by hand: a fresh optimizer
+                return self._build_plan(capacity)
+            plan = self._build_plan(max(capacity, state["batch_size"]), state)
+            self._plan_state = None
+            return plan
+        if not (_same_arrays(self.coefs_, (W for W, _ in plan.weights))
+                and _same_arrays(self.intercepts_, (b for _, b in plan.weights))):
+            try:
+                plan.set_weights(zip(self.coefs_, self.intercepts_))
+            except ValueError:  # another architecture: a plan of its own, fresh optimizer
+                return self._build_plan(max(capacity, plan.batch_size))
+            self._bind_weights(plan)
+        if plan.batch_size < capacity:
+            plan = self._build_plan(capacity, _export_state(plan))
+        return plan
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())  # a copy: never edit the live __dict__
+        plan = state.pop("_plan", None)
+        if plan is not None:
+            state["_plan_state"] = _export_state(plan)
+        return state
+
+    # -- fitting -----------------------------------------------------------------------
+
+    def _fit(self, X, y, incremental=False):
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes}.")
+        self._check_supported()
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sp.issparse(X):
+            X = X.toarray()
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        self.n_outputs_ = y.shape[1]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        self._fit_stochastic(X, y, incremental)
+
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _initialize(self, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:  # binary and multi-label
+            self.out_activation_ = "logistic"
+        self.coefs_, self.intercepts_ = [], []
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            coef, intercept = self._init_coef(fan_in, fan_out, dtype)
+            self.coefs_.append(coef)
+            self.intercepts_.append(intercept)
+        self._plan = None
+        self._plan_state = None
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [i.copy() for i in self.intercepts_]
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _init_coef(self, fan_in, fan_out, dtype):
+        # scikit-learn's: Glorot uniform for weights and intercepts, factor 2 for logistic
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+        intercept = self._random_state.uniform(-bound, bound, fan_out)
+        return coef.astype(dtype, copy=False), intercept.astype(dtype, copy=False)
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than "
+                "sample size. It is going to be clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _fit_stochastic(self, X, y, incremental):
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # don't stratify in multilabel classification (nor, as scikit-learn, multiclass)
+            should_stratify = is_classifier(self) and self.n_outputs_ == 1
+            X_train, X_val, y_train, y_val = train_test_split(
+                X, y, random_state=self._random_state, test_size=self.validation_fraction,
+                stratify=y if should_stratify else None,
+            )
+            if X_val.shape[0] < 2:
+                raise ValueError(
+                    "The validation set is too small. Increase 'validation_fraction' "
+                    "or the size of your dataset."
+                )
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        else:
+            X_train, y_train, X_val, y_val = X, y, None, None
+
+        n_samples = X_train.shape[0]
+        batch_size = self._batch_size(n_samples)
+        if not incremental or not self._has_optimizer():
+            plan = self._build_plan(batch_size)  # a fresh optimizer, as scikit-learn
+        else:
+            plan = self._get_plan(batch_size)
+        X_train = np.ascontiguousarray(X_train, dtype=plan.dtype)
+        T_train = self._plan_targets(y_train, plan.dtype)
+        epoch = _Epoch(plan, X_train, T_train, batch_size, self.shuffle)
+        sample_idx = np.arange(n_samples, dtype=int)
+
+        try:
+            self.n_iter_ = 0
+            for _ in range(self.max_iter):
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                self.loss_ = self._train_epoch(epoch, sample_idx if self.shuffle else None)
+                self.n_iter_ += 1
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+
+                self._update_no_improvement_count(early_stopping, X_val, y_val)
+                if self.solver == "sgd" and self.learning_rate == "invscaling":
+                    plan.learning_rate = (
+                        float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                    )
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (f"Validation score did not improve more than tol={self.tol:f}"
+                               f" for {self.n_iter_no_change} consecutive epochs.")
+                    else:
+                        msg = (f"Training loss did not improve more than tol={self.tol:f}"
+                               f" for {self.n_iter_no_change} consecutive epochs.")
+                    if self._trigger_stopping(plan, msg):
+                        break
+                    self._no_improvement_count = 0
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                        "and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=3,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=3)
+
+        if early_stopping:  # restore the best weights
+            plan.set_weights(zip(self._best_coefs, self._best_intercepts))
+            self._bind_weights(plan)
+
+    def _set_l2(self, plan, l2):
+        if plan.l2 != l2:
+            plan.l2 = l2
+
+    def _train_epoch(self, epoch, order):
+        """One epoch in scikit-learn's batches (rows in `order`, None: as stored); returns
+        scikit-learn's loss_ for it."""
+        total = 0.0
+        for X, T in epoch.chunks(order):
+            total += self._train_rows(epoch.plan, X, T, epoch.batch_size)
+        return total / epoch.n_samples
+
+    def _train_rows(self, plan, X, T, batch_size):
+        """Consecutive batches of X (the last may be smaller): full batches in one
+        train_epoch call with l2 = alpha / batch_size, then the rest with alpha / rows.
+        Returns the sum over rows of scikit-learn's batch losses."""
+        n = X.shape[0]
+        alpha = float(self.alpha)
+        n_out = self.n_outputs_
+        if not is_classifier(self) and n_out > 1 and alpha > 0:
+            return self._train_rows_by_batch(plan, X, T, batch_size)
+        full = (n // batch_size) * batch_size
+        total = 0.0
+        if full:
+            self._set_l2(plan, alpha / batch_size)
+            total += plan.train_epoch(X[:full], T[:full], batch_size=batch_size,
+                                      shuffle=False) * full
+        if full < n:
+            self._set_l2(plan, alpha / (n - full))
+            total += plan.train_step(X[full:], T[full:]) * (n - full)
+        if not is_classifier(self):
+            total /= n_out  # scikit-learn's squared error is a mean over the outputs too
+        return total
+
+    def _train_rows_by_batch(self, plan, X, T, batch_size):
+        """Multi-output regression with alpha > 0: the data term of each batch's loss is
+        divided by n_outputs_, the penalty is not, so they are separated batch by batch."""
+        n = X.shape[0]
+        alpha, n_out = float(self.alpha), self.n_outputs_
+        weights = [W for W, _ in plan.weights]
+        total = 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            rows = stop - start
+            l2 = alpha / rows
+            self._set_l2(plan, l2)
+            penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in weights)
+            loss = plan.train_step(X[start:stop], T[start:stop])
+            total += ((loss - penalty) / n_out + penalty) * rows
+        return total
+
+    def _trigger_stopping(self, plan, msg):
+        if self.solver != "sgd" or self.learning_rate != "adaptive":
+            if self.verbose:
+                print(msg + " Stopping.")
+            return True
+        if plan.learning_rate <= 1e-6:
+            if self.verbose:
+                print(msg + " Learning rate too small. Stopping.")
+            return True
+        plan.learning_rate = plan.learning_rate / 5.0
+        if self.verbose:
+            print(f"{msg} Setting learning rate to {plan.learning_rate:f}")
+        return False
+
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+        if early_stopping:
+            val_score = self._score(X_val, y_val)
+            self.validation_scores_.append(val_score)
+            if self.verbose:
+                print(f"Validation score: {self.validation_scores_[-1]:f}")
+            last_valid_score = self.validation_scores_[-1]
+            if last_valid_score < (self.best_validation_score_ + self.tol):
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last_valid_score > self.best_validation_score_:
+                self.best_validation_score_ = last_valid_score
+                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_intercepts = [i.copy() for i in self.intercepts_]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (sparse input is densified).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The target values (class labels in classification, real numbers in
+            regression).
+
+        Returns
+        -------
+        self : object
+            Returns a trained MLP model.
+        """
+        return self._fit(X, y, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic"
+                f" optimizers. {self.solver} is not stochastic."
+            )
+        return True
+
+    # -- prediction --------------------------------------------------------------------
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """The output layer's activations (probabilities, or regression values)."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        plan = self._get_plan()
+        n = X.shape[0]
+        if sp.issparse(X):
+            X = X.tocsr()
+            out = np.empty((n, plan.layer_sizes[-1]), plan.dtype)
+            for start in range(0, n, _PREDICT_CHUNK):
+                stop = min(start + _PREDICT_CHUNK, n)
+                plan.forward(X[start:stop].toarray(), out=out[start:stop],
+                             chunk_rows=_PREDICT_CHUNK)
+        else:
+            out = plan.forward(X, chunk_rows=_PREDICT_CHUNK)
+        if self.out_activation_ == "softmax":
+            out -= out.max(axis=1)[:, np.newaxis]
+            np.exp(out, out=out)
+            out /= out.sum(axis=1)[:, np.newaxis]
+        elif self.out_activation_ == "logistic":
+            expit(out, out=out)
+        return out
+
+    def _score_with_function(self, X, y, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer Perceptron classifier: scikit-learn's, trained by fastmlp.
+
+    A drop-in for ``sklearn.neural_network.MLPClassifier`` (same parameters, defaults,
+    attributes and methods; see the module docstring for the few differences). Each epoch
+    is one fastmlp ``NetworkPlan.train_epoch`` call.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+    solver : {"sgd", "adam"}, default="adam"
+        "lbfgs" raises ValueError.
+    alpha : float, default=0.0001
+        L2 penalty, scaled by the batch size as scikit-learn does.
+    batch_size : int or "auto", default="auto"  (``min(200, n_samples)``)
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"  (sgd only)
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    max_iter : int, default=200
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+    tol : float, default=1e-4
+    verbose : bool, default=False
+    warm_start : bool, default=False
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+    n_iter_no_change : int, default=10
+    max_fun : int, default=15000
+        Accepted for compatibility; unused (an lbfgs setting).
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
+    n_outputs_, out_activation_ : as scikit-learn's. ``coefs_`` and ``intercepts_`` are the
+    arrays the fastmlp plan trains in place.
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss="log_loss", shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same "
+                        "classes as in the previous call to fit. Previously "
+                        f"got {self.classes_}, `y` has {classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def _plan_targets(self, y, dtype):
+        if self.out_activation_ == "softmax":  # one-hot rows -> integer labels
+            return np.ascontiguousarray(np.argmax(y, axis=1), dtype=np.int64)
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron classifier.
+
+        Returns
+        -------
+        y : ndarray, shape (n_samples,) or (n_samples, n_classes)
+            The predicted classes.
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y):
+        return self._score_with_function(X, y, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None):
+        """Update the model with a single iteration over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array of shape (n_classes,), default=None
+            Classes across all calls to partial_fit; required on the first call.
+
+        Returns
+        -------
+        self : object
+        """
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, incremental=True)
+
+    def predict_log_proba(self, X):
+        """The log of predict_proba(X), classes ordered as in classes_."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer Perceptron regressor: scikit-learn's, trained by fastmlp.
+
+    A drop-in for ``sklearn.neural_network.MLPRegressor`` (same parameters, defaults,
+    attributes and methods; see the module docstring for the few differences). Parameters
+    as MLPClassifier's, plus ``loss`` (first, as in scikit-learn 1.9): "squared_error"
+    (the default; "poisson" raises ValueError).
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+                 max_fun=15000):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            loss=loss, shuffle=shuffle, random_state=random_state, tol=tol,
+            verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+        )
+
+    def _check_supported(self):
+        super()._check_supported()
+        if self.loss != "squared_error":
+            raise ValueError(
+                f"loss={self.loss!r} is not supported by fastmlp.sklearn.MLPRegressor: "
+                "fastmlp trains with loss='squared_error' (the default); use "
+                "sklearn.neural_network.MLPRegressor for 'poisson'"
+            )
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return X, y
+
+    def _plan_targets(self, y, dtype):
+        return np.ascontiguousarray(y, dtype=dtype)
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y):
+        return self._score_with_function(X, y, r2_score)
+
+    @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y):
+        """Update the model with a single iteration over the given data.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, incremental=True)
+
+
+class _Epoch:
+    """The training rows of one fit, served in scikit-learn's batch order.
+
+    A shuffled epoch is gathered (np.take) into a buffer of whole batches, at most
+    _GATHER_BYTES of X at a time, so the memory overhead stays bounded on large data while
+    a data set of modest size is still one train_epoch call per epoch.
+    """
+
+    def __init__(self, plan, X, T, batch_size, shuffled):
+        self.plan, self.X, self.T = plan, X, T
+        self.n_samples = X.shape[0]
+        self.batch_size = batch_size
+        row_bytes = max(1, X.shape[1] * X.itemsize)
+        batches = max(1, _GATHER_BYTES // (row_bytes * batch_size))
+        self.chunk = min(self.n_samples, batches * batch_size)  # whole batches
+        if shuffled:
+            self.X_buf = np.empty((self.chunk,) + X.shape[1:], X.dtype)
+            self.T_buf = np.empty((self.chunk,) + T.shape[1:], T.dtype)
+
+    def chunks(self, order):
+        if order is None:
+            yield self.X, self.T
+            return
+        for start in range(0, self.n_samples, self.chunk):
+            rows = order[start:start + self.chunk]
+            m = rows.shape[0]
+            # mode="clip": the rows are valid, and "raise" would gather via a temporary
+            yield (np.take(self.X, rows, axis=0, out=self.X_buf[:m], mode="clip"),
+                   np.take(self.T, rows, axis=0, out=self.T_buf[:m], mode="clip"))
+
+
+# -- plan state (weights live in coefs_/intercepts_; this is the rest) ---------------------
+
+
+def _same_arrays(mine, plans):
+    mine = list(mine)
+    plans = list(plans)
+    return len(mine) == len(plans) and all(a is b for a, b in zip(mine, plans))
+
+
+def _export_state(plan):
+    """The optimizer's state of a plan, as copies (for pickling and for rebuilding)."""
+    return {
+        "optimizer": optimizers.get_optimizer(plan.optimizer),
+        "batch_size": int(plan.batch_size),
+        "arrays": plan.optimizer_state(),
+    }
+
+
+def _import_state(plan, state):
+    plan.set_optimizer_state(state["arrays"])
+    plan.learning_rate = state["optimizer"].learning_rate
