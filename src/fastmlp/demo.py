@@ -38,7 +38,7 @@ def spiral(steps=3000, dtype=np.float64, seed=0, out=print):
                            batch_size=len(X), dtype=dtype, seed=seed, init="course",
                            backend=name)
         plan.train_step(X, y)  # compile (numba) and warm up outside the timing
-        t, loss = _per_step(lambda: plan.train_step(X, y), steps - 1)
+        t, loss = _per_step(lambda plan=plan: plan.train_step(X, y), steps - 1)
         results[f"fastmlp {name}"] = (np.mean(plan.forward(X).argmax(1) == y), t, loss)
     out(f"Spiral 2-100-3 ReLU, {len(X)} points, full-batch SGD, {steps} steps, "
         f"{np.dtype(dtype).name}")

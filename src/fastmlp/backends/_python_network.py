@@ -47,8 +47,8 @@ class PythonNetwork:
         A = [a[:rows] for a in buf["A"]]
         dA = [d[:rows] for d in buf["dA"]]
         inputs = [X] + A[:-1]
-        for l in range(len(W)):
-            k.dense_forward(inputs[l], W[l], b[l], self._activations[l], self._alphas[l], A[l])
+        for layer in range(len(W)):
+            k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer], self._alphas[layer], A[layer])
         loss = self._loss_gradient(A[-1], y, dA[-1])
         # penalties on the weights before the update: 0.5 l2 sum W^2 + l1 sum |W|
         for w in W:
@@ -57,14 +57,14 @@ class PythonNetwork:
             if self._l1:
                 loss += self._l1 * float(np.sum(np.abs(w), dtype=np.float64))
         t = self._step + 1
-        for l in reversed(range(len(W))):
-            k.dense_backward(dA[l], inputs[l], W[l], A[l], self._activations[l],
-                             self._alphas[l], self._l2, self._l1, dA[l],
-                             dA[l - 1] if l > 0 else None, dW[l], db[l])
-            k.optimizer_update(*self._opt, t, W[l].reshape(-1), dW[l].reshape(-1),
-                               _flat(buf["state1_W"][l]), _flat(buf["state2_W"][l]), True)
-            k.optimizer_update(*self._opt, t, b[l], db[l], buf["state1_b"][l],
-                               buf["state2_b"][l], False)
+        for layer in reversed(range(len(W))):
+            k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], self._activations[layer],
+                             self._alphas[layer], self._l2, self._l1, dA[layer],
+                             dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
+            k.optimizer_update(*self._opt, t, W[layer].reshape(-1), dW[layer].reshape(-1),
+                               _flat(buf["state1_W"][layer]), _flat(buf["state2_W"][layer]), True)
+            k.optimizer_update(*self._opt, t, b[layer], db[layer], buf["state1_b"][layer],
+                               buf["state2_b"][layer], False)
         self._step = t
         return loss
 
@@ -94,13 +94,13 @@ class PythonNetwork:
             stop = min(start + chunk_rows, X.shape[0])
             n = stop - start
             inp = X[start:stop]
-            for l in range(len(W)):
-                width = W[l].shape[1]
-                if l == len(W) - 1:
+            for layer in range(len(W)):
+                width = W[layer].shape[1]
+                if layer == len(W) - 1:
                     dst = out[start:stop]
                 else:
-                    dst = (work_a if l % 2 == 0 else work_b)[: n * width].reshape(n, width)
-                k.dense_forward(inp, W[l], b[l], self._activations[l], self._alphas[l], dst)
+                    dst = (work_a if layer % 2 == 0 else work_b)[: n * width].reshape(n, width)
+                k.dense_forward(inp, W[layer], b[layer], self._activations[layer], self._alphas[layer], dst)
                 inp = dst
 
 
