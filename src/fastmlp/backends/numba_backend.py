@@ -7,17 +7,18 @@ optimizer updates), with the matrix products left to BLAS through ``np.dot``. Nu
 compiles one specialisation per dtype, so float32 stays float32 (losses accumulate in
 float64, as in the C core). Same API and numerics as the reference, numpy_backend (see
 fastmlp.backends.BACKEND_API): arguments are already validated, outputs preallocated.
+
+Network, NetworkPlan's engine, is the twin of csrc/kernels/network.inc: a whole training
+step or epoch is one jitted call, with small products in vectorised loops and rows in
+cache-sized blocks for small networks (see "The training engine" below).
 """
 
 from __future__ import annotations
 
 import math
-import sys
 
 import numba
 import numpy as np
-
-from fastmlp.backends._python_network import PythonNetwork
 
 NAME = "numba"
 
@@ -370,8 +371,672 @@ def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, 
         raise ValueError(f"unknown optimizer code {kind}")
 
 
-class Network(PythonNetwork):
-    """Training step of a NetworkPlan, composed from this module's kernels."""
+# -- The training engine ----------------------------------------------------------------
+#
+# NetworkPlan's engine runs a whole step (forward, loss and gradient, backward, penalty,
+# update) or a whole epoch in ONE jitted call over the plan's buffers, as
+# csrc/kernels/network.inc does: composed in Python from the kernels above, a step pays
+# a dispatch per kernel and a BLAS call per product, which on small networks cost more
+# than the arithmetic. Small products run as loops that vectorise (gemm.inc's forms);
+# large ones go to BLAS through np.dot.
+#
+# The buffers reach the jitted code as one numba.typed.List of 2-D arrays (vectors as
+# 1 x n views), built once per plan: one argument to unbox per call, and one compiled
+# specialisation per dtype whatever the number of layers. The labels (int64) and the
+# targets (float) are separate arguments, the unused one empty, so that both kinds of
+# loss share that specialisation. Per layer, _SLOTS arrays:
+
+_W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT = range(11)
+_SLOTS = 11
+# then three more: the hyper-parameters in the plan's dtype (_H_* below), the activation
+# alphas in the plan's dtype, and a scratch row as long as the widest layer input.
+_H_LR, _H_MU, _H_B1, _H_1MB1, _H_B2, _H_1MB2, _H_EPS, _H_SHRINK, _H_L2, _H_L1 = range(10)
+# float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss)
+_F_B1, _F_B2, _F_L2, _F_L1 = range(4)
+# int64 settings and state: optimizer code, loss code, step count, layers, then one
+# activation code per layer
+_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_ACT = range(5)
+
+# The fused step: networks whose every weight matrix has at most _FUSED_MAX_WEIGHTS
+# entries run forward, loss and backward through every layer _FUSED_ROWS rows at a time,
+# adding into dW and db, so that a block's activations stay in cache (network.inc).
+_FUSED_ROWS = 32
+_FUSED_MAX_WEIGHTS = 32768
+# Layer-at-a-time, a product of at most this many multiply-adds skips BLAS (as the C
+# backend's default small_gemm_flops): its call costs more than the arithmetic.
+_SMALL_GEMM_FLOPS = 65536
+# An output at least this wide is the one the inner loop runs along (gemm.inc's FM_WIDE).
+_WIDE = 16
 
 
-Network.kernels = sys.modules[__name__]
+@_inline
+def _forward_pass_inplace(f, alpha, Z, bias):
+    # Z is read and written through one array: with a separate `out` that is the same
+    # memory, LLVM's overlap check fails at run time and the loop runs unvectorised
+    for i in range(Z.shape[0]):
+        for j in range(Z.shape[1]):
+            Z[i, j] = f(Z[i, j] + bias[j], alpha)
+
+
+@_inline
+def _relu_backward_inplace(da, a, alpha):
+    # _relu_backward for dZ updated in place: storing back the loaded da would let LLVM
+    # turn the selection into a conditional store, which does not vectorise; da + 0 is
+    # da (but for a -0 gradient, which becomes +0) and keeps the loop a vector select.
+    zero = type(da)(0)
+    return da + zero if a > 0 else zero
+
+
+@_inline
+def _backward_pass_inplace(f, alpha, dZ, A):
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            dZ[i, j] = f(dZ[i, j], A[i, j], alpha)
+
+
+@_kernel
+def _activate_inplace(act, alpha, Z, bias):
+    """Z = f(Z + bias), in place (_activate)."""
+    if act == 0:
+        _forward_pass_inplace(_identity, alpha, Z, bias)
+    elif act == 1:
+        _forward_pass_inplace(_relu, alpha, Z, bias)
+    elif act == 2:
+        _forward_pass_inplace(_leaky_relu, alpha, Z, bias)
+    elif act == 3:
+        _forward_pass_inplace(_sigmoid, alpha, Z, bias)
+    elif act == 4:
+        _forward_pass_inplace(_tanh, alpha, Z, bias)
+    elif act == 5:
+        _forward_pass_inplace(_elu, alpha, Z, bias)
+    else:
+        _forward_pass_inplace(_softplus, alpha, Z, bias)
+
+
+@_kernel
+def _backpropagate_inplace(act, alpha, dZ, A):
+    """dZ = dZ * f'(from A), in place (_backpropagate)."""
+    if act == 0:
+        _backward_pass_inplace(_identity_backward, alpha, dZ, A)
+    elif act == 1:
+        _backward_pass_inplace(_relu_backward_inplace, alpha, dZ, A)
+    elif act == 2:
+        _backward_pass_inplace(_leaky_relu_backward, alpha, dZ, A)
+    elif act == 3:
+        _backward_pass_inplace(_sigmoid_backward, alpha, dZ, A)
+    elif act == 4:
+        _backward_pass_inplace(_tanh_backward, alpha, dZ, A)
+    elif act == 5:
+        _backward_pass_inplace(_elu_backward, alpha, dZ, A)
+    else:
+        _backward_pass_inplace(_softplus_backward, alpha, dZ, A)
+
+
+@_inline
+def _axpy_tail(a, B, c, p):
+    """c += sum over q >= p of a[q] B[q, :], four rows of B per pass."""
+    k, n = B.shape
+    while p + 4 <= k:
+        a0, a1, a2, a3 = a[p], a[p + 1], a[p + 2], a[p + 3]
+        for j in range(n):
+            c[j] += a0 * B[p, j] + a1 * B[p + 1, j] + a2 * B[p + 2, j] + a3 * B[p + 3, j]
+        p += 4
+    r = k - p
+    if r == 3:
+        a0, a1, a2 = a[p], a[p + 1], a[p + 2]
+        for j in range(n):
+            c[j] += a0 * B[p, j] + a1 * B[p + 1, j] + a2 * B[p + 2, j]
+    elif r == 2:
+        a0, a1 = a[p], a[p + 1]
+        for j in range(n):
+            c[j] += a0 * B[p, j] + a1 * B[p + 1, j]
+    elif r == 1:
+        a0 = a[p]
+        for j in range(n):
+            c[j] += a0 * B[p, j]
+
+
+@_kernel
+def _mm_axpy(A, B, C):
+    """C = A B, the inner loop along contiguous rows of B and C (gemm.inc's axpy form).
+
+    Four rows of B per pass, so each element of C is loaded and stored once per four
+    multiply-adds; the first pass writes C (the same bits as adding to zeros), spelt
+    out for k < 4 (the spiral's input layer has k = 2), each case a plain loop that
+    LLVM vectorises.
+    """
+    m, k = A.shape
+    n = B.shape[1]
+    if k == 0:
+        for i in range(m):
+            for j in range(n):
+                C[i, j] = 0
+    elif k == 1:
+        for i in range(m):
+            a0 = A[i, 0]
+            for j in range(n):
+                C[i, j] = a0 * B[0, j]
+    elif k == 2:
+        for i in range(m):
+            a0, a1 = A[i, 0], A[i, 1]
+            for j in range(n):
+                C[i, j] = a0 * B[0, j] + a1 * B[1, j]
+    elif k == 3:
+        for i in range(m):
+            a0, a1, a2 = A[i, 0], A[i, 1], A[i, 2]
+            for j in range(n):
+                C[i, j] = a0 * B[0, j] + a1 * B[1, j] + a2 * B[2, j]
+    else:
+        for i in range(m):
+            a0, a1, a2, a3 = A[i, 0], A[i, 1], A[i, 2], A[i, 3]
+            for j in range(n):
+                C[i, j] = a0 * B[0, j] + a1 * B[1, j] + a2 * B[2, j] + a3 * B[3, j]
+            _axpy_tail(A[i], B, C[i], 4)
+
+
+# Reassociation (only) lets LLVM vectorise a dot product's sum into partial sums, as
+# gemm.inc's eight accumulators do explicitly.
+_reducing_kernel = numba.njit(nogil=True, cache=True, error_model="numpy",
+                              fastmath={"reassoc"})
+
+
+@_reducing_kernel
+def _mm_dot(A, Bt, C):
+    """C = A Bt^T for a narrow C: dot products of contiguous rows (gemm.inc's dot form),
+    up to four columns of C per pass over a row of A."""
+    m, k = A.shape
+    n = Bt.shape[0]
+    zero = A.dtype.type(0)
+    for i in range(m):
+        j = 0
+        while n - j >= 4:
+            s0 = s1 = s2 = s3 = zero
+            for p in range(k):
+                a = A[i, p]
+                s0 += a * Bt[j, p]
+                s1 += a * Bt[j + 1, p]
+                s2 += a * Bt[j + 2, p]
+                s3 += a * Bt[j + 3, p]
+            C[i, j], C[i, j + 1], C[i, j + 2], C[i, j + 3] = s0, s1, s2, s3
+            j += 4
+        r = n - j
+        if r == 3:
+            s0 = s1 = s2 = zero
+            for p in range(k):
+                a = A[i, p]
+                s0 += a * Bt[j, p]
+                s1 += a * Bt[j + 1, p]
+                s2 += a * Bt[j + 2, p]
+            C[i, j], C[i, j + 1], C[i, j + 2] = s0, s1, s2
+        elif r == 2:
+            s0 = s1 = zero
+            for p in range(k):
+                a = A[i, p]
+                s0 += a * Bt[j, p]
+                s1 += a * Bt[j + 1, p]
+            C[i, j], C[i, j + 1] = s0, s1
+        elif r == 1:
+            s0 = zero
+            for p in range(k):
+                s0 += A[i, p] * Bt[j, p]
+            C[i, j] = s0
+
+
+@_kernel
+def _mm_tn_add(X, D, C, acc):
+    """C += X^T D with X (k x m), D (k x n): the weight gradient of a block of k rows.
+
+    Along C's rows when C is wide (or short); otherwise C^T = D^T X row by row into
+    `acc` (1 x m), added into C's columns.
+    """
+    k, m = X.shape
+    n = D.shape[1]
+    if n >= _WIDE or m < _WIDE:
+        Xt = X.T
+        for i in range(m):
+            _axpy_tail(Xt[i], D, C[i], 0)
+    else:
+        a = acc[0, :m]
+        for j in range(n):
+            for i in range(m):
+                a[i] = 0
+            _axpy_tail(D[:, j], X, a, 0)
+            for i in range(m):
+                C[i, j] += a[i]
+
+
+@_kernel
+def _transpose(W, Wt):
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            Wt[j, i] = W[i, j]
+
+
+@_kernel
+def _small_forward(X, W, Wt, Z):
+    """Z = X W without BLAS; Wt = W^T for a narrow Z."""
+    if W.shape[1] >= _WIDE or X.shape[0] < _WIDE:
+        _mm_axpy(X, W, Z)
+    else:
+        _mm_dot(X, Wt, Z)
+
+
+@_kernel
+def _small_input_gradient(dZ, W, Wt, dX):
+    """dX = dZ W^T without BLAS; Wt = W^T."""
+    if W.shape[0] >= _WIDE or dZ.shape[0] < _WIDE:
+        _mm_axpy(dZ, Wt, dX)
+    else:
+        _mm_dot(dZ, W, dX)
+
+
+@_kernel
+def _add_column_sums(M, out):
+    for i in range(M.shape[0]):
+        for j in range(M.shape[1]):
+            out[j] += M[i, j]
+
+
+@_kernel
+def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
+    """_softmax_cross_entropy on some rows of a batch of n_total rows: returns the sum of
+    their losses, and dZ = (softmax - onehot) / n_total."""
+    rows, cols = Z.shape
+    scale = Z.dtype.type(1.0 / n_total)
+    total = 0.0
+    for i in range(rows):
+        m = _row_max(Z, i)
+        s = type(m)(0)
+        for j in range(cols):
+            e = math.exp(Z[i, j] - m)
+            dZ[i, j] = e
+            s += e
+        label = y[i]
+        z_label = Z[i, label]
+        e_label = dZ[i, label]
+        total += np.float64(m) + np.float64(math.log(s)) - np.float64(z_label)
+        for j in range(cols):
+            dZ[i, j] = (dZ[i, j] / s) * scale
+        dZ[i, label] = (e_label / s - type(m)(1)) * scale
+    return total
+
+
+@_kernel
+def _sigmoid_binary_cross_entropy_rows(Z, Y, dZ, n_total):
+    rows, cols = Z.shape
+    n = Z.dtype.type(n_total)
+    total = 0.0
+    for i in range(rows):
+        for j in range(cols):
+            z, t = Z[i, j], Y[i, j]
+            total += np.float64(_relu(z, None) - z * t + math.log1p(math.exp(-abs(z))))
+            dZ[i, j] = (_sigmoid(z, None) - t) / n
+    return total
+
+
+@_kernel
+def _mean_squared_error_rows(P, Y, dP, n_total):
+    rows, cols = P.shape
+    n = P.dtype.type(n_total)
+    total = 0.0
+    for i in range(rows):
+        for j in range(cols):
+            r = P[i, j] - Y[i, j]
+            dP[i, j] = r / n
+            total += np.float64(r) * np.float64(r)
+    return 0.5 * total
+
+
+@_kernel
+def _loss_rows(code, Z, labels, targets, dZ, n_total):
+    """Sum of the losses of Z's rows (mean over n_total rows once divided by n_total),
+    and their gradient for the whole batch's mean."""
+    if code == 0:
+        return _softmax_cross_entropy_rows(Z, labels, dZ, n_total)
+    if code == 1:
+        return _sigmoid_binary_cross_entropy_rows(Z, targets, dZ, n_total)
+    return _mean_squared_error_rows(Z, targets, dZ, n_total)
+
+
+@_kernel
+def _add_penalty(W, dW, l2, l1, l2_64, l1_64):
+    """dW += l2 W + l1 sign(W); returns 0.5 l2 sum W^2 + l1 sum |W| (in float64)."""
+    sq = 0.0
+    ab = 0.0
+    if l2 != 0 and l1 != 0:
+        for i in range(W.shape[0]):
+            w = W[i]
+            dW[i] = dW[i] + l2 * w + l1 * np.sign(w)
+            sq += np.float64(w) * np.float64(w)
+            ab += abs(np.float64(w))
+    elif l2 != 0:
+        for i in range(W.shape[0]):
+            w = W[i]
+            dW[i] = dW[i] + l2 * w
+            sq += np.float64(w) * np.float64(w)
+    elif l1 != 0:
+        for i in range(W.shape[0]):
+            w = W[i]
+            dW[i] = dW[i] + l1 * np.sign(w)
+            ab += abs(np.float64(w))
+    return 0.5 * l2_64 * sq + l1_64 * ab
+
+
+@_kernel
+def _update(kind, t, hyper, hyper64, param, grad, state1, state2, decay):
+    """optimizer_update with the scalars already rounded to the dtype in `hyper`."""
+    lr = hyper[_H_LR]
+    if kind == 0:
+        _sgd(lr, param, grad)
+    elif kind == 1 or kind == 2:
+        _momentum(lr, hyper[_H_MU], kind == 2, param, grad, state1)
+    else:
+        one = hyper.dtype.type(1)
+        shrink = hyper[_H_SHRINK] if decay else one
+        c1 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B1] ** np.float64(t)))
+        c2 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t)))
+        _adam(lr, shrink, hyper[_H_B1], hyper[_H_1MB1], hyper[_H_B2], hyper[_H_1MB2], c1, c2,
+              hyper[_H_EPS], param, grad, state1, state2)
+
+
+@_kernel
+def _layer_forward(inp, W, Wt, b, act, alpha, Z, small):
+    """Z = f(inp W + b), the product in loops when small, else by BLAS."""
+    if small:
+        _small_forward(inp, W, Wt, Z)
+    else:
+        np.dot(inp, W, Z)
+    _activate_inplace(act, alpha, Z, b)
+
+
+@_kernel
+def _layer_weight_gradient(inp, dZ, dW, Wt, acc, small, accumulate):
+    """dW (+)= inp^T dZ: in loops (always adding) when small, else by BLAS."""
+    if small:
+        _mm_tn_add(inp, dZ, dW, acc)
+    elif accumulate:
+        # a BLAS layer has no use for W^T: its buffer takes the block's product
+        block_dW = Wt.reshape(dW.shape)
+        np.dot(inp.T, dZ, block_dW)
+        for i in range(dW.shape[0]):
+            for j in range(dW.shape[1]):
+                dW[i, j] += block_dW[i, j]
+    else:
+        np.dot(inp.T, dZ, dW)
+
+
+@_kernel
+def _gradients(bufs, X, labels, targets, ints):
+    """dW, db of every layer for the batch (X, labels or targets); returns the data loss.
+
+    Small networks (every W at most _FUSED_MAX_WEIGHTS entries) go _FUSED_ROWS rows at a
+    time through the whole network, adding into dW and db; others one layer at a time
+    (network.inc's two paths). Products of at most _SMALL_GEMM_FLOPS multiply-adds run
+    in loops, larger ones in BLAS.
+    """
+    n_layers = ints[_I_LAYERS]
+    rows = X.shape[0]
+    g = n_layers * _SLOTS
+    alphas = bufs[g + 1][0]
+    acc = bufs[g + 2]
+    fused = rows > _FUSED_ROWS
+    for layer in range(n_layers):
+        if bufs[layer * _SLOTS + _W].size > _FUSED_MAX_WEIGHTS:
+            fused = False
+    block = _FUSED_ROWS if fused else rows
+    for layer in range(n_layers):
+        s = layer * _SLOTS
+        W = bufs[s + _W]
+        small = block * W.size <= _SMALL_GEMM_FLOPS
+        if small:
+            _transpose(W, bufs[s + _WT])
+        if small or fused:
+            bufs[s + _DW][:] = 0  # added into block by block
+        bufs[s + _DB][:] = 0
+    total = 0.0
+    last = (n_layers - 1) * _SLOTS
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        # X stays apart from the buffers (a read-only X is another type): layer 0 apart
+        for layer in range(n_layers):
+            s = layer * _SLOTS
+            W = bufs[s + _W]
+            small = block * W.size <= _SMALL_GEMM_FLOPS
+            act, alpha = ints[_I_ACT + layer], alphas[layer]
+            b, Z = bufs[s + _B][0], bufs[s + _A][:n]
+            if layer == 0:
+                _layer_forward(X[r0 : r0 + n], W, bufs[s + _WT], b, act, alpha, Z, small)
+            else:
+                _layer_forward(bufs[s - _SLOTS + _A][:n], W, bufs[s + _WT], b, act, alpha, Z,
+                               small)
+        total += _loss_rows(ints[_I_LOSS], bufs[last + _A][:n], labels[r0 : r0 + n],
+                            targets[r0 : r0 + n], bufs[last + _DA][:n], rows)
+        for layer in range(n_layers - 1, -1, -1):
+            s = layer * _SLOTS
+            W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
+            small = block * W.size <= _SMALL_GEMM_FLOPS
+            dZ = bufs[s + _DA][:n]
+            _backpropagate_inplace(ints[_I_ACT + layer], alphas[layer], dZ, bufs[s + _A][:n])
+            if layer == 0:
+                _layer_weight_gradient(X[r0 : r0 + n], dZ, dW, Wt, acc, small, fused)
+            else:
+                _layer_weight_gradient(bufs[s - _SLOTS + _A][:n], dZ, dW, Wt, acc, small,
+                                       fused)
+            _add_column_sums(dZ, bufs[s + _DB][0])
+            if layer > 0:
+                dX = bufs[s - _SLOTS + _DA][:n]
+                if small:
+                    _small_input_gradient(dZ, W, Wt, dX)
+                else:
+                    np.dot(dZ, W.T, dX)
+    return total / rows
+
+
+@_kernel
+def _train_step(bufs, X, labels, targets, ints, hyper64):
+    """One training step; the loss before the update (penalties included)."""
+    data_loss = _gradients(bufs, X, labels, targets, ints)
+    n_layers = ints[_I_LAYERS]
+    hyper = bufs[n_layers * _SLOTS][0]
+    kind = ints[_I_OPT]
+    t = ints[_I_STEP] + 1
+    penalty = 0.0
+    for layer in range(n_layers - 1, -1, -1):
+        s = layer * _SLOTS
+        W, dW = bufs[s + _W], bufs[s + _DW]
+        size = W.size
+        W, dW = W.reshape(size), dW.reshape(size)
+        penalty += _add_penalty(W, dW, hyper[_H_L2], hyper[_H_L1], hyper64[_F_L2],
+                                hyper64[_F_L1])
+        s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
+        _update(kind, t, hyper, hyper64, W, dW, s1.reshape(s1.size), s2.reshape(s2.size),
+                True)
+        _update(kind, t, hyper, hyper64, bufs[s + _B][0], bufs[s + _DB][0],
+                bufs[s + _S1B][0], bufs[s + _S2B][0], False)
+    ints[_I_STEP] = t
+    return data_loss + penalty
+
+
+@_kernel
+def _train_epoch(bufs, X, labels, targets, order, batch_size, batch_losses, X_batch,
+                 labels_batch, targets_batch, ints, hyper64):
+    """Minibatches of batch_size rows over X, gathered by `order` when it is not empty;
+    each batch's loss into batch_losses (unless empty); returns the mean loss per row."""
+    n = X.shape[0]
+    shuffled = order.shape[0] > 0
+    if shuffled:
+        for i in range(n):
+            if order[i] < 0 or order[i] >= n:
+                raise ValueError("order: row index out of range")
+    labelled = ints[_I_LOSS] == 0
+    total = 0.0
+    batch = 0
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        rows = stop - start
+        if shuffled:
+            for r in range(rows):
+                src = order[start + r]
+                for j in range(X.shape[1]):
+                    X_batch[r, j] = X[src, j]
+                if labelled:
+                    labels_batch[r] = labels[src]
+                else:
+                    for j in range(targets.shape[1]):
+                        targets_batch[r, j] = targets[src, j]
+            loss = _train_step(bufs, X_batch[:rows], labels_batch[:rows],
+                               targets_batch[:rows], ints, hyper64)
+        else:
+            loss = _train_step(bufs, X[start:stop], labels[start:stop], targets[start:stop],
+                               ints, hyper64)
+        if batch_losses.shape[0] > 0:
+            batch_losses[batch] = loss
+        total += loss * rows
+        batch += 1
+    return total / n
+
+
+@_kernel
+def _dense_rows(X, W, b, act, alpha, out):
+    """out = f(X W + b), without BLAS for a small product."""
+    rows = X.shape[0]
+    if rows * W.size > _SMALL_GEMM_FLOPS:
+        np.dot(X, W, out)
+    elif W.shape[1] >= _WIDE or rows < _WIDE:
+        _mm_axpy(X, W, out)
+    else:
+        _mm_dot(X, np.ascontiguousarray(W.T), out)
+    _activate_inplace(act, alpha, out, b)
+
+
+@_kernel
+def _forward(bufs, ints, X, out, work_a, work_b, chunk_rows):
+    """The network's output for X, chunk_rows rows at a time through work_a/work_b.
+    Reads only the weights: concurrent calls with their own work buffers are safe."""
+    n_layers = ints[_I_LAYERS]
+    alphas = bufs[n_layers * _SLOTS + 1][0]
+    rows = X.shape[0]
+    for start in range(0, rows, chunk_rows):
+        stop = min(start + chunk_rows, rows)
+        n = stop - start
+        for layer in range(n_layers):
+            s = layer * _SLOTS
+            W = bufs[s + _W]
+            d_in, d_out = W.shape
+            if layer == n_layers - 1:
+                dst = out[start:stop]
+            elif layer % 2 == 0:
+                dst = work_a[: n * d_out].reshape((n, d_out))
+            else:
+                dst = work_b[: n * d_out].reshape((n, d_out))
+            act, alpha, b = ints[_I_ACT + layer], alphas[layer], bufs[s + _B][0]
+            if layer == 0:
+                _dense_rows(X[start:stop], W, b, act, alpha, dst)
+            elif layer % 2 == 1:
+                _dense_rows(work_a[: n * d_in].reshape((n, d_in)), W, b, act, alpha, dst)
+            else:
+                _dense_rows(work_b[: n * d_in].reshape((n, d_in)), W, b, act, alpha, dst)
+
+
+@_kernel
+def _list_of(first):
+    arrays = numba.typed.List()
+    arrays.append(first)
+    return arrays
+
+
+@_kernel
+def _list_append(arrays, a):
+    arrays.append(a)
+
+
+def _typed_list(arrays):
+    # Built by cached jitted functions: numba.typed.List(arrays) called from Python
+    # compiles the list's methods in every process (a third of a second per dtype).
+    typed = _list_of(arrays[0])
+    for a in arrays[1:]:
+        _list_append(typed, a)
+    return typed
+
+
+class Network:
+    """The training engine of a NetworkPlan: each step, epoch or forward pass is one
+    jitted call over the plan's buffers (see _train_step)."""
+
+    checks_labels = False  # the plan checks the label range before calling
+
+    def __init__(self, plan):
+        buf = plan._buffers
+        dtype = plan.dtype
+        self._dtype = dtype
+        n_layers = len(buf["W"])
+        none = np.zeros((1, 0), dtype)  # for absent arrays: row 0 is an empty vector
+
+        def matrix(a):
+            return none if a is None else (a if a.ndim == 2 else a.reshape(1, -1))
+
+        arrays = []
+        for layer in range(n_layers):
+            W = buf["W"][layer]
+            # W^T for the small products (any layer they may run on)
+            Wt = np.zeros(W.shape[::-1], dtype) if W.size <= _SMALL_GEMM_FLOPS else none
+            arrays += [matrix(buf[key][layer]) for key in (
+                "W", "b", "dW", "db", "state1_W", "state2_W", "state1_b", "state2_b", "A", "dA"
+            )] + [Wt]
+        self._hyper = np.zeros((1, 10), dtype)
+        alphas = np.array([plan._activation_alphas], dtype=np.float64).astype(dtype)
+        scratch = np.zeros((1, max(plan.layer_sizes[:-1])), dtype)
+        arrays += [self._hyper, alphas, scratch]
+        self._bufs = _typed_list(arrays)
+        self._ints = np.array(
+            [0, plan._loss_code, 0, n_layers] + [int(c) for c in plan._activation_codes],
+            dtype=np.int64,
+        )
+        self._hyper64 = np.zeros(4, np.float64)
+        self._labelled = plan._loss_code == 0
+        # the kernels take both label and target arrays; the unused one is empty
+        self._no_labels = np.zeros(0, np.int64)
+        self._no_targets = np.zeros((0, plan.layer_sizes[-1]), dtype)
+        self._no_order = np.zeros(0, np.int64)
+        self._no_losses = np.zeros(0, np.float64)
+        self._X_batch = buf["X_batch"]
+        if self._labelled:
+            self._batch_y = (buf["y_batch"], self._no_targets)
+        else:
+            self._batch_y = (self._no_labels, buf["y_batch"])
+        self.configure(plan)
+
+    def configure(self, plan):
+        # the scalars rounded to the dtype as optimizer_update and dense_backward do
+        opt, t = plan.optimizer, self._dtype.type
+        lr = t(opt.learning_rate)
+        shrink = t(1)
+        if opt.code == 4 and opt.weight_decay != 0:
+            shrink = t(1.0 - lr * opt.weight_decay)  # decoupled weight decay
+        self._hyper[0] = [lr, t(opt.momentum), t(opt.beta1), t(1 - opt.beta1), t(opt.beta2),
+                          t(1 - opt.beta2), t(opt.eps), shrink, t(plan.l2), t(plan.l1)]
+        self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1)]
+        self._ints[_I_OPT] = opt.code
+        self._ints[_I_STEP] = int(plan.step)
+
+    @property
+    def step(self):
+        return int(self._ints[_I_STEP])
+
+    def _labels_targets(self, y):
+        return (y, self._no_targets) if self._labelled else (self._no_labels, y)
+
+    def train_step(self, X, y):
+        labels, targets = self._labels_targets(y)
+        return _train_step(self._bufs, X, labels, targets, self._ints, self._hyper64)
+
+    def train_epoch(self, X, y, order, batch_size, batch_losses):
+        labels, targets = self._labels_targets(y)
+        return _train_epoch(
+            self._bufs, X, labels, targets, self._no_order if order is None else order,
+            batch_size, self._no_losses if batch_losses is None else batch_losses,
+            self._X_batch, *self._batch_y, self._ints, self._hyper64,
+        )
+
+    def forward(self, X, out, work_a, work_b, chunk_rows):
+        _forward(self._bufs, self._ints, X, out, work_a, work_b, chunk_rows)
