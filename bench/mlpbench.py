@@ -112,6 +112,9 @@ class pinned_threads:
         self._torch_old = None
 
     def reapply(self):
+        # Load every backend first: a BLAS library loaded after the limit is not limited
+        # (the C backend brings SciPy's OpenBLAS in on first use).
+        fastmlp.available_backends()
         try:
             from threadpoolctl import threadpool_limits
         except ImportError:
