@@ -81,11 +81,19 @@ def mnist(epochs=20, seed=0, out=print):
 
 
 def main(argv=None):
+    from threadpoolctl import threadpool_limits
+
     from fastmlp._config import show_config
 
     show_config()
     print()
-    for dtype in (np.float64, np.float32):
-        spiral(dtype=dtype)
-        print()
-    mnist()
+    # Every backend loaded first, so that the limit reaches each BLAS library; one BLAS
+    # thread for every implementation: a per-core comparison, and on a busy 2-core machine
+    # a second OpenBLAS thread waiting for a core can make a step many times slower.
+    _backend.available_backends()
+    with threadpool_limits(limits=1, user_api="blas"):
+        print("(BLAS pinned to 1 thread for every implementation)\n")
+        for dtype in (np.float64, np.float32):
+            spiral(dtype=dtype)
+            print()
+        mnist()
