@@ -3,9 +3,11 @@
 Policy (see README, "Input rules"):
 - arrays must be float32 or float64 (TypeError otherwise, no silent cast of integers);
   all float inputs of one call share one dtype (TypeError on a mix);
-- non-contiguous or Fortran-ordered inputs are copied to C order, never modified;
-- `out=` and in-place arguments must already be C-contiguous, writeable, of the exact
-  shape and dtype (they cannot be copied without losing the write);
+- non-contiguous, Fortran-ordered or misaligned inputs are copied to aligned C order,
+  never modified (the kernels load whole elements: a misaligned load is undefined
+  behaviour in C, caught by tools/sanitize.sh);
+- `out=` and in-place arguments must already be C-contiguous, aligned, writeable, of the
+  exact shape and dtype (they cannot be copied without losing the write);
 - class labels must be integers in [0, n_classes);
 - NaN and inf are not searched for in the kernels (a full pass per call); they
   propagate to the outputs and the loss and never turn into plausible numbers.
@@ -36,7 +38,13 @@ def float_array(a, name, ndim=None):
         raise ValueError(f"{name}: expected a {ndim}-D array, got shape {arr.shape}")
     if any(d > _INT32_MAX for d in arr.shape):
         raise ValueError(f"{name}: dimensions above 2**31 - 1 are not supported: {arr.shape}")
-    return np.asarray(arr, order="C")  # unlike ascontiguousarray, keeps 0-d arrays 0-d
+    return aligned(np.asarray(arr, order="C"))  # (unlike ascontiguousarray, keeps 0-d 0-d)
+
+
+def aligned(arr):
+    """`arr`, or a copy of it when its buffer is misaligned for its dtype (np.frombuffer at
+    an odd offset, a field of a packed structured array): C may only load aligned elements."""
+    return arr if arr.flags.aligned else arr.copy()
 
 
 def same_dtype(**arrays):
@@ -79,6 +87,8 @@ def writable_array(arr, name, shape_, dtype):
         raise ValueError(f"{name}: expected shape {tuple(shape_)}, got {arr.shape}")
     if not arr.flags.c_contiguous:
         raise ValueError(f"{name}: must be C-contiguous to be written in place")
+    if not arr.flags.aligned:
+        raise ValueError(f"{name}: must be aligned for its dtype to be written in place")
     if not arr.flags.writeable:
         raise ValueError(f"{name}: is read-only")
     return arr
@@ -102,7 +112,7 @@ def labels(y, name, n_rows, n_classes, check_range=True):
             raise ValueError(
                 f"{name}: class labels must lie in [0, {n_classes}), found {int(bad)}"
             )
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return aligned(np.ascontiguousarray(arr, dtype=np.int64))
 
 
 def activation(name, alpha=None):
@@ -134,7 +144,10 @@ def real_scalar(value, name, low=None, high=None, low_open=False, high_open=Fals
     """A finite Python float, optionally within [low, high] (or open at either end)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the float range
+        raise ValueError(f"{name}: expected a finite number, got {value!r}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name}: expected a finite number, got {value}")
     if low is not None and (value < low or (low_open and value == low)):
@@ -146,9 +159,11 @@ def real_scalar(value, name, low=None, high=None, low_open=False, high_open=Fals
     return value
 
 
-def positive_int(value, name, low=1):
+def positive_int(value, name, low=1, high=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an integer, got {value!r}")
     if value < low:
         raise ValueError(f"{name}: expected an integer >= {low}, got {value}")
+    if high is not None and value > high:
+        raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
     return int(value)

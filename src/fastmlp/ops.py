@@ -333,7 +333,7 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     ``param -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; with weight_decay
     ``param *= 1 - lr weight_decay`` first (decoupled decay). ``step`` is t, from 1.
     """
-    step = check.positive_int(step, "step")
+    step = check.positive_int(step, "step", high=2**63 - 1)  # the kernels take an int64
     beta1 = check.real_scalar(beta1, "beta1", low=0, high=1, high_open=True)
     beta2 = check.real_scalar(beta2, "beta2", low=0, high=1, high_open=True)
     eps = check.real_scalar(eps, "eps", low=0, low_open=True)

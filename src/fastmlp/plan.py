@@ -273,7 +273,7 @@ class NetworkPlan:
             raise ValueError(
                 f"{name}: expected shape (n, {self.layer_sizes[0]}), got {X.shape}"
             )
-        return np.ascontiguousarray(X)
+        return check.aligned(np.ascontiguousarray(X))
 
     def _targets(self, y, rows, check_range=True):
         if self._loss_code == 0:
@@ -281,7 +281,7 @@ class NetworkPlan:
         Y = np.asarray(y)
         if Y.dtype.kind not in "fiub":
             raise TypeError(f"y: expected numeric targets, got dtype {Y.dtype}")
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
+        Y = check.aligned(np.ascontiguousarray(Y, dtype=self.dtype))
         if Y.ndim == 1 and self.layer_sizes[-1] == 1:
             Y = Y.reshape(-1, 1)
         check.shape(Y, "y", (rows, self.layer_sizes[-1]))
@@ -342,7 +342,9 @@ class NetworkPlan:
         n = X.shape[0]
         if n == 0:
             raise ValueError("X: expected at least one row")
-        y = self._targets(y, n, check_range=not self._engine.checks_labels)
+        # The label range is checked here even when the engine checks it too: the engine
+        # would find a bad label only at its batch, after training the batches before it.
+        y = self._targets(y, n)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
             batch_size, "batch_size"
         )

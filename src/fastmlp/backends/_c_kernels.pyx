@@ -1,4 +1,6 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+# cython: language_level=3, cdivision=True
+# (boundscheck, wraparound and initializedcheck come from CMakeLists.txt: off in a release
+# build, on with FASTMLP_SANITIZE. A directive in this header would override theirs.)
 """The "c" backend: the C core of csrc/ behind the backend API.
 
 This layer only converts arrays to pointers, releases the GIL around each C call and
