@@ -20,7 +20,6 @@ import _hypothesis_profiles  # noqa: F401  (registers and loads the profile)
 import numpy as np
 import pytest
 from helpers import (
-    ATOL,
     RTOL,
     as_layout,
     assert_close,
@@ -819,8 +818,6 @@ def _assert_nan_exactly(actual, mask, what, either=None):
 @given(data=st.data(), backend=backends, dtype=dtypes, name=st.sampled_from(ACTIVATIONS),
        n=st.integers(1, 5), k=st.integers(1, 5), which=st.sampled_from(["Z", "dA", "A"]))
 def test_nan_propagates_through_activations(data, backend, dtype, name, n, k, which):
-    # (a NaN saved output of relu / leaky_relu: see the known issue below)
-    assume(not (which == "A" and name in ("relu", "leaky_relu")))
     alpha = data.draw(alpha_for(name))
     z = _nonzero(data.draw, (n, k), dtype, scale=2.0)
     A = ref_activation(name, z, alpha).astype(dtype)
@@ -841,8 +838,6 @@ def test_nan_propagates_through_activations(data, backend, dtype, name, n, k, wh
     _assert_nan_exactly(dZ, mask, f"{name}' with NaN in {which}")
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN ISSUE: every backend tests the relu gate with "
-                   "`a > 0`, false for NaN, so a NaN saved output reads as a closed gate")
 @pytest.mark.parametrize("name", ["relu", "leaky_relu"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_nan_in_the_saved_output_of_a_relu_gives_a_nan_gradient(backend, name):
@@ -879,9 +874,7 @@ def test_nan_propagates_through_dense_forward(data, backend, dtype, name, n, n_i
        threshold=gemm_thresholds)
 def test_nan_propagates_through_dense_backward(data, backend, dtype, name, n, n_in, n_out,
                                                which, penalty, threshold):
-    # (relu is left out: its closed gates pass nothing by design; a NaN saved output of
-    # leaky_relu is the known issue of test_nan_in_the_saved_output_of_a_relu_...)
-    assume(not (which == "A" and name == "leaky_relu"))
+    # (relu is left out: its closed gates pass nothing by design)
     l2, l1 = penalty
     X = _nonzero(data.draw, (n, n_in), dtype)
     W = _nonzero(data.draw, (n_in, n_out), dtype)
@@ -1074,6 +1067,13 @@ STEP_RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-11}
 @given(data=st.data(), config=plan_configs(), backend=st.sampled_from(
     [b for b in BACKENDS if b != "numpy"] or ["numpy"]))
 def test_plan_steps_match_the_numpy_plan(data, config, backend):
+    opt = config["optimizer"]
+    if not isinstance(opt, str) and opt.name in ("adam", "adamw"):
+        # Adam's step is bounded (by ~lr) only when beta1^2 <= beta2; past that (beta2 = 0
+        # with momentum) a near-zero gradient gives an unbounded step, the run turns chaotic
+        # and two backends' rounding differences grow without bound. (The single update at
+        # any betas is checked against the reference in test_adam_update.)
+        assume(opt.beta1**2 <= opt.beta2)
     steps = data.draw(st.lists(st.integers(1, config["batch_size"]), min_size=1, max_size=4))
     X, y = _plan_data(data.draw, config, config["batch_size"])
     plan = fastmlp.NetworkPlan(backend=backend, **config)
@@ -1086,9 +1086,14 @@ def test_plan_steps_match_the_numpy_plan(data, config, backend):
             assert isinstance(loss, float)
             np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=rtol)
     assert plan.step == ref.step == len(steps)
+    # Adam divides each gradient by its own running magnitude: a gradient at the level of
+    # rounding noise (an exactly-cancelling sum, say) becomes a whole +-lr step whose sign
+    # is the noise's, so its weights may differ by up to lr a step (the losses may not)
+    slack = 2 * config["learning_rate"] * len(steps) if plan.optimizer.name in (
+        "adam", "adamw") else 0.0
     for (W, b), (W0, b0) in zip(plan.weights, ref.weights):
         assert W.dtype == b.dtype == np.dtype(config["dtype"])
-        scale = rtol * max(1.0, float(np.max(np.abs(W0), initial=0)))
+        scale = rtol * max(1.0, float(np.max(np.abs(W0), initial=0))) + slack
         np.testing.assert_allclose(W, W0, rtol=rtol, atol=scale)
         np.testing.assert_allclose(b, b0, rtol=rtol, atol=scale)
     if config["learning_rate"] == 0:  # nothing moves (AdamW's decay is lr * wd too)
@@ -1243,6 +1248,12 @@ def test_mlp_fit_predict_on_random_label_sets(data, backend, dtype, hidden, acti
     assert pred.shape == (n,) and set(np.unique(pred)) <= set(classes)
     P = model.predict_proba(X)
     assert P.shape == (n, k)
+    diverged = not all(np.all(np.isfinite(a)) for pair in model.weights for a in pair)
+    if diverged or not np.all(np.isfinite(P)):
+        # at lr 0.1 a linear net can diverge: then NaN/inf, never plausible probabilities
+        assert diverged or not np.all(np.isfinite(model.decision_function(X)))
+        assert not np.all(np.isfinite(P))
+        return
     assert np.all(P >= 0) and np.all(P <= 1)
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-5 if dtype == np.float32 else 1e-12)
     # predict is the class of the largest logit; its probability is the largest (two logits
@@ -1326,11 +1337,25 @@ def test_saturated_logits_give_finite_losses_and_gradients(data, backend, dtype,
                    (0.0, ops.log_softmax(Z))]
     for loss, grad in results:
         assert math.isfinite(loss) and np.all(np.isfinite(grad))
-    e_loss, e_grad = ref_softmax_cross_entropy(Z, y)
-    assert results[0][0] == pytest.approx(e_loss, rel=RTOL[dtype], abs=ATOL[dtype])
-    assert_close(results[0][1], e_grad, dtype)
+    # Logits of 1e4 carry an absolute rounding of eps * 1e4 into a loss (the references'
+    # logsumexp too); the gradients are checked against a reference that has none: in long
+    # double, with the true class's p - 1 written as -(the other classes' p), which does not
+    # cancel (helpers' exp(z - logsumexp) loses digits there: lse is rounded near 1e4).
+    loss_tol = 16 * eps(dtype) * (magnitude + np.log(k) + 1)
+    e_loss, _ = ref_softmax_cross_entropy(Z, y)
+    assert results[0][0] == pytest.approx(e_loss, rel=RTOL[dtype], abs=loss_tol)
+    z = Z.astype(np.longdouble)
+    e = np.exp(z - z.max(axis=1, keepdims=True))  # the shift is exact at these magnitudes
+    p = e / e.sum(axis=1, keepdims=True)
+    rows = np.arange(n)
+    e_grad = p.copy()
+    e_grad[rows, y] = -(p.sum(axis=1) - p[rows, y])
+    spread = np.abs(Z - Z.max(axis=1, keepdims=True)).astype(np.float64)  # exp's argument
+    assert_within(results[0][1], (e_grad / n).astype(np.float64),
+                  8 * eps(dtype) * (1 + k + spread) * (p + (e_grad < 0)).astype(np.float64) / n
+                  + tiny(dtype), "softmax_cross_entropy dlogits")
     e_loss, e_grad = ref_sigmoid_bce(Z, T)
-    assert results[1][0] == pytest.approx(e_loss, rel=RTOL[dtype], abs=ATOL[dtype])
+    assert results[1][0] == pytest.approx(e_loss, rel=RTOL[dtype], abs=k * loss_tol)
     assert_close(results[1][1], e_grad, dtype)
 
 

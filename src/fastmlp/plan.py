@@ -76,6 +76,9 @@ class NetworkPlan:
         alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
         if len(alphas) != n_layers:
             raise ValueError(f"alpha: expected {n_layers} values, got {len(alphas)}")
+        for a in alphas:  # checked even where no layer reads it: a NaN is a mistake anyway
+            if a is not None:
+                check.real_scalar(a, "alpha")
         codes = [
             check.activation(name, a if name in ("leaky_relu", "elu") else None)
             for name, a in zip(self.activations, alphas)

@@ -85,13 +85,14 @@ def _identity_backward(da, a, alpha):
 
 @_inline
 def _relu_backward(da, a, alpha):
-    # a selection, not da * [a > 0]: an infinite da where a <= 0 gives 0, not nan
-    return da if a > 0 else type(da)(0)
+    # a selection, not da * [a > 0]: an infinite da where a <= 0 gives 0, not nan; a NaN a
+    # (which fails a > 0) is passed on, not read as a closed gate
+    return da if a > 0 else (a if a != a else type(da)(0))
 
 
 @_inline
 def _leaky_relu_backward(da, a, alpha):
-    return da * (type(a)(1) if a > 0 else alpha)
+    return da * (type(a)(1) if a > 0 else (a if a != a else alpha))
 
 
 @_inline
@@ -424,7 +425,7 @@ def _relu_backward_inplace(da, a, alpha):
     # turn the selection into a conditional store, which does not vectorise; da + 0 is
     # da (but for a -0 gradient, which becomes +0) and keeps the loop a vector select.
     zero = type(da)(0)
-    return da + zero if a > 0 else zero
+    return da + zero if a > 0 else (a if a != a else zero)
 
 
 @_inline

@@ -47,10 +47,11 @@ def _derivative(act, alpha, a):
     """f'(z) written from the saved output a = f(z)."""
     if act == 0:
         return np.ones_like(a)
+    # a NaN output fails the gate a > 0 but must not read as a closed gate
     if act == 1:
-        return (a > 0).astype(a.dtype)
+        return np.where(a > 0, 1, np.where(np.isnan(a), a, 0)).astype(a.dtype)
     if act == 2:
-        return np.where(a > 0, 1, alpha).astype(a.dtype)
+        return np.where(a > 0, 1, np.where(np.isnan(a), a, alpha)).astype(a.dtype)
     if act == 3:
         return a * (1 - a)
     if act == 4:
@@ -68,7 +69,8 @@ def activation_forward(act, alpha, Z, out):
 
 def activation_backward(act, alpha, dA, A, out):
     if act == 1:
-        out[...] = np.where(A > 0, dA, 0)  # the course: dh[h <= 0] = 0
+        # the course: dh[h <= 0] = 0 (a selection, so an infinite dA at a closed gate gives 0)
+        out[...] = np.where(A > 0, dA, np.where(np.isnan(A), A, 0))
     else:
         out[...] = dA * _derivative(act, A.dtype.type(alpha), A)
 
