@@ -2,7 +2,8 @@
 # Memory-safety run: build fastmlp with FASTMLP_SANITIZE=ON (AddressSanitizer + UBSan on the
 # C core and the Cython module, Cython bounds checks) into a virtual environment of its own,
 # then run the kernel tests under the sanitizers. Fails on a test failure *or* on any
-# sanitizer report in the output.
+# sanitizer report ($FASTMLP_SANITIZE_DIR/sanitizer-report.*; UBSan halts at the first).
+# Two canaries first prove that ASan and the Cython bounds checks are live.
 #
 #   tools/sanitize.sh          # the kernel, plan, property and thread tests: ~6 min
 #   tools/sanitize.sh --ci     # the C backend's kernel and plan tests only: ~1.5 min
