@@ -972,6 +972,48 @@ def test_nan_in_regression_targets():
         fastmlp.MLP((4,)).fit(X, y, epochs=1, verbose=0)
 
 
+def test_a_diverging_fit_raises_and_keeps_the_model_it_had(backend):
+    X, y = _blobs(100, 3)
+    model = fastmlp.MLP((8,), seed=0, backend=backend).fit(X, y, epochs=1, verbose=0)
+    before = model.predict_proba(X)
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="diverged in epoch 1"):
+        model.fit(X * 1e3, y, epochs=3, optimizer="sgd", learning_rate=1e30, verbose=0)
+    np.testing.assert_array_equal(model.predict_proba(X), before)
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="diverged"):
+        fastmlp.MLP((8,), seed=0, backend=backend).fit(
+            X * 1e3, y, epochs=3, optimizer="sgd", learning_rate=1e30, verbose=0)
+
+
+@pytest.mark.filterwarnings("ignore:(overflow|invalid) encountered:RuntimeWarning")
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_a_diverged_partial_fit_raises_and_predict_refuses_nan_outputs(backend, n_classes):
+    X, y = _blobs(60, 3, n_classes)
+    model = fastmlp.MLP((8,), seed=0, backend=backend)
+    with np.errstate(all="ignore"), pytest.raises(ValueError, match="partial_fit: .*diverged"):
+        for _ in range(20):  # a step or two may still leave (huge) finite weights
+            model.partial_fit(X * 1e3, y, optimizer="sgd", learning_rate=1e30)
+    # the float outputs propagate NaN; the labels cannot, so predict refuses
+    assert np.isnan(model.decision_function(X)).any()
+    assert np.isnan(model.predict_proba(X)).any()
+    with pytest.raises(ValueError, match="output is NaN for"):
+        model.predict(X)
+    result = model.evaluate(X, y)
+    assert math.isnan(result["loss"]) and math.isnan(result["accuracy"])
+    assert math.isnan(model.score(X, y))
+
+
+def test_infinite_logits_from_finite_weights_still_have_a_class():
+    X, y = _blobs(60, 3, 2)
+    model = fastmlp.MLP((), seed=0, dtype=np.float64).fit(X, y, epochs=2, verbose=0)
+    (W, b), = model.weights
+    model.net_.set_weights([(W * 1e10, b)])
+    huge = np.zeros_like(X)
+    huge[:, 0] = np.where(X[:, 0] > 0, 1e300, -1e300)  # finite; the logits overflow to +-inf
+    z = model.decision_function(huge)
+    assert np.isinf(z).any() and not np.isnan(z).any()
+    np.testing.assert_array_equal(model.predict(huge), model.classes_[(z[:, 0] > 0).astype(int)])
+
+
 def test_non_numeric_features():
     with pytest.raises(TypeError, match="X"):
         fastmlp.MLP((4,)).fit(np.array([["a", "b"], ["c", "d"]]), [0, 1], epochs=1, verbose=0)

@@ -279,6 +279,11 @@ class MLP:
                 self.net_.learning_rate = lr_at(epoch)
                 start = time.perf_counter()
                 loss = self._run_epoch(X, Y, batch_size, rng if shuffle else None, progress)
+                if not self._finite(loss):
+                    self.net_ = previous  # as for any failed fit: the model as it was
+                    raise ValueError(
+                        f"fit: training diverged in epoch {epoch + 1} (loss {loss}, weights "
+                        "no longer finite): lower learning_rate, scale X or add l2")
                 self.history["lr"].append(self.net_.learning_rate)
                 self.history["loss"].append(loss)
                 self.history[metric].append(self._metric(X, Y))
@@ -361,7 +366,16 @@ class MLP:
         bs = min(batch_size or self.net_.batch_size, self.net_.batch_size)
         loss = self.net_.train_epoch(X, Y, batch_size=bs, shuffle=False)
         self.history.setdefault("loss", []).append(loss)
+        if not self._finite(loss):
+            # no copy of the weights is kept per call to roll back to; predict refuses them
+            raise ValueError(f"partial_fit: training diverged (loss {loss}, weights no longer "
+                             "finite); fit the model again with a lower learning_rate")
         return self
+
+    def _finite(self, loss):
+        # once per epoch or call: a pass over the weights is cheap beside the training
+        return math.isfinite(loss) and all(
+            np.isfinite(W).all() and np.isfinite(b).all() for W, b in self.net_.weights)
 
     # -- inference ---------------------------------------------------------------------
 
@@ -393,6 +407,11 @@ class MLP:
         return self._decode(z)
 
     def _decode(self, z):
+        if self.task_ != "regression" and np.isnan(z).any():
+            # a NaN logit has no class (argmax would answer class 0); an infinite one does
+            rows = int(np.isnan(z).any(axis=1).sum())
+            raise ValueError(f"predict: the network's output is NaN for {rows} row(s): its "
+                             "weights are not finite (a diverged partial_fit?)")
         if self.task_ == "classification":
             return self.classes_[np.argmax(z, axis=1)]
         if self.task_ == "binary":
@@ -406,8 +425,8 @@ class MLP:
         if self.task_ == "regression":
             return float(_r2(Y, z))
         if self.task_ == "classification":
-            return float(np.mean(np.argmax(z, axis=1) == Y))
-        return float(np.mean((z > 0) == (Y > 0.5)))
+            return _accuracy(np.argmax(z, axis=1) == Y, z)
+        return _accuracy((z > 0) == (Y > 0.5), z)
 
     def _epoch_summary(self):
         return {k: v[-1] for k, v in self.history.items() if v and k != "lr"}
@@ -418,11 +437,11 @@ class MLP:
         z = self.net_.forward(X)
         if self.task_ == "classification":
             loss = ops.softmax_cross_entropy(z, Y)[0]
-            return {"loss": loss, "accuracy": float(np.mean(np.argmax(z, axis=1) == Y))}
+            return {"loss": loss, "accuracy": _accuracy(np.argmax(z, axis=1) == Y, z)}
         if self.task_ == "regression":
             return {"loss": ops.mean_squared_error(z, Y)[0], "r2": float(_r2(Y, z))}
         loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
-        return {"loss": loss, "accuracy": float(np.mean((z > 0) == (Y > 0.5)))}
+        return {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
 
     def evaluate(self, X, y):
         """{"loss": ..., "accuracy": ...} (classification) or {"loss", "r2"} (regression)."""
@@ -511,6 +530,11 @@ class MLP:
     def __repr__(self):
         return (f"MLP(hidden_layer_sizes={self.hidden_layer_sizes}, activation={self.activation}, "
                 f"task={self.task!r}, dtype={self.dtype.name})")
+
+
+def _accuracy(correct, z):
+    # a NaN output has no class: NaN accuracy, not a count of lucky argmaxes
+    return math.nan if np.isnan(z).any() else float(np.mean(correct))
 
 
 def _r2(Y, Z):
