@@ -10,7 +10,8 @@
 #                              # (with a fresh build; ~35 s of tests)
 #   tools/sanitize.sh tests/test_dense.py -k relu     # any pytest arguments
 #
-# Environment: PYTHON (default python3), FASTMLP_SANITIZE_DIR (default ./venv-sanitize,
+# Environment: PYTHON (default python3; it must have numpy, scipy, pytest and hypothesis,
+# as a venv with fastmlp's test extras does), FASTMLP_SANITIZE_DIR (default ./venv-sanitize,
 # ignored by git), HYPOTHESIS_PROFILE (default ci), KEEP_BUILD=1 to reuse the CMake build.
 #
 # Notes
@@ -64,7 +65,12 @@ site="$("$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["pureli
 echo "== building the sanitized wheel (FASTMLP_SANITIZE=ON)"
 if [ "${KEEP_BUILD:-0}" != 1 ]; then rm -rf "$out/build"; fi
 rm -rf "$out/dist"
-"$python" -m pip wheel --quiet --no-build-isolation --no-deps --wheel-dir "$out/dist" \
+# the build requirements from $python when it has them (offline, fast), else pip fetches them
+isolation=()
+if "$python" -c 'import scikit_build_core, Cython' 2>/dev/null; then
+  isolation=(--no-build-isolation)
+fi
+"$python" -m pip wheel --quiet "${isolation[@]}" --no-deps --wheel-dir "$out/dist" \
   -Ccmake.define.FASTMLP_SANITIZE=ON -Cbuild-dir="$out/build" "$root"
 wheel="$(ls "$out"/dist/fastmlp-*.whl)"
 grep -q -- "-fsanitize=address,undefined" "$out/build/build.ninja" \
