@@ -984,7 +984,7 @@ def test_a_diverging_fit_raises_and_keeps_the_model_it_had(backend):
             X * 1e3, y, epochs=3, optimizer="sgd", learning_rate=1e30, verbose=0)
 
 
-@pytest.mark.filterwarnings("ignore:(overflow|invalid) encountered:RuntimeWarning")
+@pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 @pytest.mark.parametrize("n_classes", [2, 3])
 def test_a_diverged_partial_fit_raises_and_predict_refuses_nan_outputs(backend, n_classes):
     X, y = _blobs(60, 3, n_classes)
