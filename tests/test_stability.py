@@ -205,7 +205,7 @@ def _relative_error_on_normals(actual, expected, dtype):
     return float(np.max(np.abs(actual[normal] - expected[normal]) / np.abs(expected[normal])))
 
 
-def test_exp_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
+def test_exp_and_tanh_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
     # the reference runs in long double: its exp neither overflows nor underflows here
     # (scipy's expit, say, flushes float64 results below 1e-308 to zero)
     if np.finfo(np.longdouble).eps > 1e-18 and dtype == np.float64:
@@ -219,6 +219,9 @@ def test_exp_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
     rtol = 4 * np.finfo(dtype).eps  # a few ulps, far inside the RTOL table
     sig = ops.activation_forward("sigmoid", z)
     assert _relative_error_on_normals(sig, sigmoid, dtype) <= rtol
+    th = ops.activation_forward("tanh", z)
+    assert _relative_error_on_normals(th, np.tanh(zl), dtype) <= rtol
+    assert np.all(np.abs(th) <= 1) and np.all(np.signbit(th) == np.signbit(z))
     soft = ops.activation_forward("softplus", z)
     assert _relative_error_on_normals(soft, np.log1p(np.exp(zl)), dtype) <= rtol
     # softmax([0, z]) = [sigmoid(-z), sigmoid(z)]
