@@ -205,7 +205,7 @@ def _relative_error_on_normals(actual, expected, dtype):
     return float(np.max(np.abs(actual[normal] - expected[normal]) / np.abs(expected[normal])))
 
 
-def test_exp_and_tanh_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
+def test_exp_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
     # the reference runs in long double: its exp neither overflows nor underflows here
     # (scipy's expit, say, flushes float64 results below 1e-308 to zero)
     if np.finfo(np.longdouble).eps > 1e-18 and dtype == np.float64:
@@ -224,6 +224,12 @@ def test_exp_and_tanh_based_kernels_are_accurate_over_the_whole_range(backend, d
     assert np.all(np.abs(th) <= 1) and np.all(np.signbit(th) == np.signbit(z))
     soft = ops.activation_forward("softplus", z)
     assert _relative_error_on_normals(soft, np.log1p(np.exp(zl)), dtype) <= rtol
+    # softplus' = 1 - e^-a from its output a, and elu = alpha (e^z - 1) below 0: expm1
+    a = np.abs(z)
+    d_soft = ops.activation_backward("softplus", np.ones_like(a), a)
+    assert _relative_error_on_normals(d_soft, -np.expm1(-a.astype(np.longdouble)), dtype) <= rtol
+    elu = ops.activation_forward("elu", -a, alpha=1.0)
+    assert _relative_error_on_normals(elu, np.expm1(-a.astype(np.longdouble)), dtype) <= rtol
     # softmax([0, z]) = [sigmoid(-z), sigmoid(z)]
     P = ops.softmax(np.c_[np.zeros_like(z), z])
     assert _relative_error_on_normals(P[:, 1], sigmoid, dtype) <= rtol
