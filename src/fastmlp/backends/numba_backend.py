@@ -37,6 +37,62 @@ _N_ACTIVATIONS = 7
 # Numba types float(x) of a float32 as float32.
 
 
+# expm1 and log1p(t <= 1) as csrc/kernels/exp.inc and log1p.inc write them: arithmetic
+# that LLVM vectorises, where math.expm1 / math.log1p are a libm call per element.
+
+
+@_inline
+def _expm1(x):
+    # Taylor to degree 16 below |x| = ln 2, e^x - 1 (no cancellation) beyond
+    T = type(x)
+    small = abs(x) < T(0.6931471805599453)
+    xs = x if small else T(0)
+    p = T(4.779477332387385e-14)
+    p = p * xs + T(7.647163731819816e-13)
+    p = p * xs + T(1.1470745597729725e-11)
+    p = p * xs + T(1.6059043836821613e-10)
+    p = p * xs + T(2.08767569878681e-09)
+    p = p * xs + T(2.505210838544172e-08)
+    p = p * xs + T(2.755731922398589e-07)
+    p = p * xs + T(2.7557319223985893e-06)
+    p = p * xs + T(2.48015873015873e-05)
+    p = p * xs + T(0.0001984126984126984)
+    p = p * xs + T(0.001388888888888889)
+    p = p * xs + T(0.008333333333333333)
+    p = p * xs + T(0.041666666666666664)
+    p = p * xs + T(0.16666666666666666)
+    p = p * xs + T(0.5)
+    p = p * xs + T(1.0)
+    return xs * p if small else math.exp(x) - T(1)
+
+
+@_inline
+def _log1p_unit(t):
+    # log(1 + t) = 2 atanh(t / (2 + t)) for 0 <= t <= 1: a series of positive terms
+    T = type(t)
+    f = t / (T(2) + t)
+    f2 = f * f
+    p = T(0.02857142857142857)
+    p = p * f2 + T(0.030303030303030304)
+    p = p * f2 + T(0.03225806451612903)
+    p = p * f2 + T(0.034482758620689655)
+    p = p * f2 + T(0.037037037037037035)
+    p = p * f2 + T(0.04)
+    p = p * f2 + T(0.043478260869565216)
+    p = p * f2 + T(0.047619047619047616)
+    p = p * f2 + T(0.05263157894736842)
+    p = p * f2 + T(0.058823529411764705)
+    p = p * f2 + T(0.06666666666666667)
+    p = p * f2 + T(0.07692307692307693)
+    p = p * f2 + T(0.09090909090909091)
+    p = p * f2 + T(0.1111111111111111)
+    p = p * f2 + T(0.14285714285714285)
+    p = p * f2 + T(0.2)
+    p = p * f2 + T(0.3333333333333333)
+    p = p * f2 + T(1)
+    return T(2) * f * p
+
+
 @_inline
 def _identity(z, alpha):
     return z
@@ -77,13 +133,13 @@ def _tanh(z, alpha):
 
 @_inline
 def _elu(z, alpha):
-    return z if z > 0 else alpha * math.expm1(z)
+    return z if z > 0 else alpha * _expm1(z)
 
 
 @_inline
 def _softplus(z, alpha):
     # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), which cannot overflow
-    return _relu(z, alpha) + math.log1p(math.exp(-abs(z)))
+    return _relu(z, alpha) + _log1p_unit(math.exp(-abs(z)))
 
 
 # Backward from the saved output a = f(z), so the pre-activation is never needed.
@@ -123,7 +179,7 @@ def _elu_backward(da, a, alpha):
 
 @_inline
 def _softplus_backward(da, a, alpha):
-    return da * -math.expm1(-a)  # sigmoid(z) = 1 - e^-a
+    return da * -_expm1(-a)  # sigmoid(z) = 1 - e^-a
 
 
 @_inline
@@ -269,7 +325,7 @@ def _sigmoid_binary_cross_entropy(Z, Y, dZ):
         for j in range(cols):
             z, t = Z[i, j], Y[i, j]
             # max(z, 0) - z y + log1p(e^-|z|): log(1 + e^z) - z y without overflow
-            total += np.float64(_relu(z, None) - z * t + math.log1p(math.exp(-abs(z))))
+            total += np.float64(_relu(z, None) - z * t + _log1p_unit(math.exp(-abs(z))))
             dZ[i, j] = (_sigmoid(z, None) - t) / n
     return total / rows
 
@@ -681,7 +737,7 @@ def _sigmoid_binary_cross_entropy_rows(Z, Y, dZ, n_total):
     for i in range(rows):
         for j in range(cols):
             z, t = Z[i, j], Y[i, j]
-            total += np.float64(_relu(z, None) - z * t + math.log1p(math.exp(-abs(z))))
+            total += np.float64(_relu(z, None) - z * t + _log1p_unit(math.exp(-abs(z))))
             dZ[i, j] = (_sigmoid(z, None) - t) / n
     return total
 
