@@ -271,14 +271,14 @@ class MLP:
             self.history.update({"val_loss": [], f"val_{metric}": []})
         best = (np.inf, None, -1, {})
         waited = 0
-        rng = np.random.default_rng(self.seed)
+        shuffler = _Shuffler(X, Y, np.random.default_rng(self.seed)) if shuffle else None
         progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
         self.stopped_early_ = self.interrupted_ = False
         try:
             for epoch in range(epochs):
                 self.net_.learning_rate = lr_at(epoch)
                 start = time.perf_counter()
-                loss = self._run_epoch(X, Y, batch_size, rng if shuffle else None, progress)
+                loss = self._run_epoch(X, Y, batch_size, shuffler, progress)
                 if not self._finite(loss):
                     self.net_ = previous  # as for any failed fit: the model as it was
                     raise ValueError(
@@ -320,11 +320,10 @@ class MLP:
             self.best_epoch_ = best[2]
         return self
 
-    def _run_epoch(self, X, Y, batch_size, rng, progress):
+    def _run_epoch(self, X, Y, batch_size, shuffler, progress):
         n = len(X)
-        if rng is not None:
-            order = rng.permutation(n)
-            X, Y = X[order], Y[order]
+        if shuffler is not None:
+            X, Y = shuffler.shuffled(X, Y)
         chunk = batch_size * _BATCHES_PER_CALL
         total = 0.0
         for start in range(0, n, chunk):
@@ -530,6 +529,24 @@ class MLP:
     def __repr__(self):
         return (f"MLP(hidden_layer_sizes={self.hidden_layer_sizes}, activation={self.activation}, "
                 f"task={self.task!r}, dtype={self.dtype.name})")
+
+
+class _Shuffler:
+    """A fresh row order per epoch into buffers made once per fit: no copy of the training
+    set per epoch (rng.shuffle of 0..n-1 draws what rng.permutation(n) would)."""
+
+    def __init__(self, X, Y, rng):
+        self._rng = rng
+        self._identity = np.arange(len(X))
+        self._order = np.empty_like(self._identity)
+        self._X, self._Y = np.empty_like(X), np.empty_like(Y)
+
+    def shuffled(self, X, Y):
+        np.copyto(self._order, self._identity)
+        self._rng.shuffle(self._order)
+        np.take(X, self._order, axis=0, out=self._X)
+        np.take(Y, self._order, axis=0, out=self._Y)
+        return self._X, self._Y
 
 
 def _accuracy(correct, z):
