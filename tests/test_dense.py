@@ -192,8 +192,11 @@ def test_small_gemm_threshold_round_trips(c_kernels):
 @pytest.mark.parametrize("trans_b", [False, True], ids=["B", "B.T"])
 @pytest.mark.parametrize(
     "mnk",
-    [(5, 4, 3), (1, 1, 1), (17, 13, 29), (4, 6, 1)],
-    ids=["5x4x3", "1x1x1", "17x13x29", "4x6x1"],
+    # the narrow-output "dot" form blocks up to 4 columns: every remainder, k below,
+    # at and off a multiple of its 8 partial sums
+    [(5, 4, 3), (1, 1, 1), (17, 13, 29), (4, 6, 1), (20, 3, 100), (16, 6, 7), (33, 7, 17),
+     (18, 2, 8)],
+    ids=["5x4x3", "1x1x1", "17x13x29", "4x6x1", "20x3x100", "16x6x7", "33x7x17", "18x2x8"],
 )
 def test_c_gemm(c_kernels, gemm_path, dtype, rng, trans_a, trans_b, mnk):
     m, n, k = mnk
