@@ -522,6 +522,14 @@ def test_history_has_loss_and_accuracy_per_epoch_for_training_and_validation():
     assert all(0 <= a <= 1 for a in model.history["accuracy"] + model.history["val_accuracy"])
 
 
+def test_history_training_accuracy_uses_evenly_spaced_rows_of_a_large_set():
+    X, y = _blobs(5000, 4, spread=1.0)
+    model = fastmlp.MLP((8,), seed=0).fit(X, y, epochs=2, batch_size=250, verbose=0)
+    rows = np.linspace(0, len(X) - 1, fastmlp.model._METRIC_ROWS).astype(np.intp)
+    assert model.history["accuracy"][-1] == model.score(X[rows], y[rows])
+    assert abs(model.history["accuracy"][-1] - model.score(X, y)) < 0.03
+
+
 def test_history_has_r2_for_regression():
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (200, 1))

@@ -26,6 +26,10 @@ _FORMAT = "fastmlp.MLP"
 _FORMAT_VERSION = 1
 # rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
 _BATCHES_PER_CALL = 32
+# The epoch's training accuracy / R^2 is measured on at most this many rows, spread evenly
+# over the training set and fixed per fit: a pass over all of it would cost a third of the
+# epoch's arithmetic again (the standard error at 2048 rows is below 1.1 points).
+_METRIC_ROWS = 2048
 
 
 def _lr_schedule(schedule, lr0, epochs, step_size, gamma, min_lr):
@@ -226,7 +230,9 @@ class MLP:
 
         Returns
         -------
-        self, with ``history`` {"loss", "accuracy" or "r2", "val_loss", "val_...", "lr"}
+        self, with ``history`` {"loss", "accuracy" or "r2", "val_loss", "val_...", "lr"};
+        "loss" is the epoch's mean batch loss, "accuracy"/"r2" are measured after the epoch
+        on the training rows (at most 2048 of them, evenly spaced, the same every epoch)
         """
         epochs = check.positive_int(epochs, "epochs")
         batch_size = check.positive_int(batch_size, "batch_size")
@@ -272,6 +278,11 @@ class MLP:
         best = (np.inf, None, -1, {})
         waited = 0
         shuffler = _Shuffler(X, Y, np.random.default_rng(self.seed)) if shuffle else None
+        if len(X) > _METRIC_ROWS:
+            rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
+            X_metric, Y_metric = X[rows], Y[rows]
+        else:
+            X_metric, Y_metric = X, Y
         progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
         self.stopped_early_ = self.interrupted_ = False
         try:
@@ -286,7 +297,7 @@ class MLP:
                         "no longer finite): lower learning_rate, scale X or add l2")
                 self.history["lr"].append(self.net_.learning_rate)
                 self.history["loss"].append(loss)
-                self.history[metric].append(self._metric(X, Y))
+                self.history[metric].append(self._metric(X_metric, Y_metric))
                 monitored = loss
                 if X_val is not None:
                     val = self._evaluate_encoded(X_val, Y_val)
@@ -544,8 +555,10 @@ class _Shuffler:
     def shuffled(self, X, Y):
         np.copyto(self._order, self._identity)
         self._rng.shuffle(self._order)
-        np.take(X, self._order, axis=0, out=self._X)
-        np.take(Y, self._order, axis=0, out=self._Y)
+        # mode="clip": the indices are valid by construction, and the default "raise"
+        # makes take() fill a temporary before `out` (3x slower than X[order])
+        np.take(X, self._order, axis=0, out=self._X, mode="clip")
+        np.take(Y, self._order, axis=0, out=self._Y, mode="clip")
         return self._X, self._Y
 
 
