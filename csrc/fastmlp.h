@@ -139,8 +139,9 @@ typedef struct {
                                           const REAL *X, const void *y, double *loss); \
     fm_status fm_network_train_epoch_##SFX(fm_network *net, int64_t n_total,           \
                                            const REAL *X, const void *y,               \
-                                           const int64_t *order, int64_t batch_size,   \
-                                           double *batch_losses, double *mean_loss);   \
+                                           const int64_t *order, int64_t n_order,      \
+                                           int64_t batch_size, double *batch_losses,   \
+                                           double *mean_loss);                         \
     fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
                                        const REAL *X, REAL *out, REAL *work_a,         \
                                        REAL *work_b, int64_t chunk_rows);

@@ -237,7 +237,8 @@ def _record_training_rows(monkeypatch, model_class):
     original = model_class.train_epoch
 
     def recording(self, X, y, **kwargs):
-        seen.append(np.array(X, copy=True))
+        rows = kwargs.get("rows")  # the rows visited, in order: all of X, or those selected
+        seen.append(np.array(X if rows is None else np.asarray(X)[rows], copy=True))
         return original(self, X, y, **kwargs)
 
     monkeypatch.setattr(model_class, "train_epoch", recording)

@@ -182,6 +182,52 @@ def test_train_epoch_shuffles_with_the_plan_seed(backend, rng):
 
 
 @pytest.mark.parametrize("loss", LOSSES)
+def test_train_epoch_over_given_rows_equals_an_epoch_over_those_rows(backend, dtype, rng, loss):
+    # a subset in a chosen order, with a repeat: gathered per batch, exactly as if the
+    # caller had copied X[rows] and trained on it in stored order
+    X, y = _data(rng, 30, 4, 3, loss, dtype)
+    rows = np.r_[rng.permutation(30)[:20], 7, 7]
+    X_before, rows_before = X.copy(), rows.copy()
+    kw = dict(layer_sizes=[4, 6, 3], activations="tanh", loss=loss, optimizer="adam",
+              batch_size=8, seed=5, dtype=dtype)
+    given, copied = fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    losses_given, losses_copied = np.zeros(3), np.zeros(3)
+    mean = given.train_epoch(X, y, rows=rows, batch_losses=losses_given)
+    assert mean == copied.train_epoch(X[rows], y[rows], shuffle=False,
+                                      batch_losses=losses_copied)
+    np.testing.assert_array_equal(losses_given, losses_copied)
+    for (W, b), (W1, b1) in zip(given.weights, copied.weights):
+        np.testing.assert_array_equal(W, W1)
+        np.testing.assert_array_equal(b, b1)
+    assert given.step == 3
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(rows, rows_before)
+
+
+@pytest.mark.parametrize(
+    "rows, error, message",
+    [
+        (np.array([0.0, 1.0]), TypeError, "rows: expected a 1-D integer array"),
+        (np.zeros((2, 2), int), TypeError, "rows: expected a 1-D integer array"),
+        (np.array([], int), ValueError, "rows: expected at least one row index"),
+        (np.array([0, 10]), ValueError, r"rows: row indices must be in \[0, 10\), got 10"),
+        (np.array([-1, 3]), ValueError, r"rows: row indices must be in \[0, 10\), got -1"),
+        ([0, 2**40], ValueError, "rows: row indices must be in"),
+    ],
+)
+def test_train_epoch_rejects_bad_rows(backend, rng, rows, error, message):
+    X, y = _data(rng, 10, 3, 2, "softmax_cross_entropy")
+    plan = fastmlp.NetworkPlan([3, 4, 2], batch_size=4, seed=0)
+    before = [(W.copy(), b.copy()) for W, b in plan.weights]
+    with pytest.raises(error, match=message):
+        plan.train_epoch(X, y, rows=rows)
+    assert plan.step == 0
+    for (W, b), (W0, b0) in zip(plan.weights, before):
+        np.testing.assert_array_equal(W, W0)
+        np.testing.assert_array_equal(b, b0)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
 def test_batch_losses_are_filled(backend, rng, loss):
     X, y = _data(rng, 45, 3, 2, loss)
     plan = fastmlp.NetworkPlan([3, 4, 2], loss=loss, batch_size=10, seed=0)

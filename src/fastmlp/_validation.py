@@ -140,6 +140,20 @@ def loss_name(name):
     return canonical
 
 
+def row_indices(rows, name, n):
+    """`rows` as a non-empty C-contiguous int64 array of indices into n rows."""
+    arr = np.asarray(rows)
+    if arr.dtype.kind not in "iu" or arr.ndim != 1:
+        raise TypeError(f"{name}: expected a 1-D integer array of row indices, got "
+                        f"dtype {arr.dtype} and shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name}: expected at least one row index")
+    low, high = arr.min(), arr.max()
+    if low < 0 or high >= n:
+        raise ValueError(f"{name}: row indices must be in [0, {n}), got {low if low < 0 else high}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
 def real_scalar(value, name, low=None, high=None, low_open=False, high_open=False):
     """A finite Python float, optionally within [low, high] (or open at either end)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):

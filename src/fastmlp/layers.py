@@ -187,16 +187,20 @@ class LayeredNetwork:
             ops.adam_update(param, grad, states[0], states[1], self.step, opt.learning_rate,
                             opt.beta1, opt.beta2, opt.eps, weight_decay=decay)
 
-    def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None):
+    def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None,
+                    rows=None):
         X = np.ascontiguousarray(X, dtype=self.dtype)
         batch_size = batch_size or self.batch_size
-        order = self._rng.permutation(len(X)) if shuffle else np.arange(len(X))
+        if rows is not None:
+            order = check.row_indices(rows, "rows", len(X))
+        else:
+            order = self._rng.permutation(len(X)) if shuffle else np.arange(len(X))
         total = 0.0
         with _backend.use_backend(self.backend):
-            for i, start in enumerate(range(0, len(X), batch_size)):
-                rows = order[start:start + batch_size]
-                loss = self.train_step(X[rows], Y[rows])
+            for i, start in enumerate(range(0, len(order), batch_size)):
+                batch = order[start:start + batch_size]
+                loss = self.train_step(X[batch], Y[batch])
                 if batch_losses is not None:
                     batch_losses[i] = loss
-                total += loss * len(rows)
-        return total / len(X)
+                total += loss * len(batch)
+        return total / len(order)

@@ -325,7 +325,8 @@ class NetworkPlan:
             self._lock.release()
         return loss
 
-    def train_epoch(self, X, y, *, batch_size=None, shuffle=True, batch_losses=None):
+    def train_epoch(self, X, y, *, batch_size=None, shuffle=True, batch_losses=None,
+                    rows=None):
         """One pass over (X, y) in minibatches, all of it in one backend call.
 
         Parameters
@@ -335,7 +336,11 @@ class NetworkPlan:
         shuffle : bool, default True
             Visit the rows in a fresh random order (the plan's seeded generator).
         batch_losses : ndarray of float64, optional
-            Receives each batch's loss (length ceil(n / batch_size)).
+            Receives each batch's loss (length ceil(n / batch_size), n the rows visited).
+        rows : 1-D integer array, optional
+            The rows of X and y to visit, in this order (an own shuffle, a subset; repeats
+            allowed), instead of all of them: rows are gathered per batch, X is not copied.
+            Overrides shuffle.
 
         Returns
         -------
@@ -348,6 +353,11 @@ class NetworkPlan:
         # The label range is checked here even when the engine checks it too: the engine
         # would find a bad label only at its batch, after training the batches before it.
         y = self._targets(y, n)
+        if rows is not None:
+            order = check.row_indices(rows, "rows", n)
+        else:
+            order = self._rng.permutation(n).astype(np.int64) if shuffle else None
+        n_visit = n if order is None else len(order)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
             batch_size, "batch_size"
         )
@@ -356,9 +366,8 @@ class NetworkPlan:
                 f"batch_size: at most the plan's batch_size={self.batch_size}, got {batch_size}"
             )
         if batch_losses is not None:
-            n_batches = -(-n // batch_size)
+            n_batches = -(-n_visit // batch_size)
             check.writable_array(batch_losses, "batch_losses", (n_batches,), np.float64)
-        order = self._rng.permutation(n).astype(np.int64) if shuffle else None
         self._enter()
         try:
             loss = self._engine.train_epoch(X, y, order, batch_size, batch_losses)

@@ -309,24 +309,26 @@ cdef class Network:
 
     def train_epoch(self, X, y, const int64_t[::1] order, int64_t batch_size,
                     double[::1] batch_losses):
-        """Every batch of one epoch in `order` (None: stored order); returns the mean loss."""
+        """One epoch over the rows `order` selects, in that order (None: every row as
+        stored), in batches; returns the mean loss per row."""
         cdef const float[:, ::1] xf
         cdef const double[:, ::1] xd
         cdef const void *yp = _y_pointer(y)
         cdef int64_t rows = X.shape[0]
         cdef const int64_t *op = NULL if order is None else &order[0]
+        cdef int64_t n_order = 0 if order is None else order.shape[0]
         cdef double *lp = NULL if batch_losses is None else &batch_losses[0]
         cdef double loss = 0
         cdef fm_status st
         if self.is_f32:
             xf = X
             with nogil:
-                st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp, op,
+                st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp, op, n_order,
                                                 batch_size, lp, &loss)
         else:
             xd = X
             with nogil:
-                st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp, op,
+                st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp, op, n_order,
                                                 batch_size, lp, &loss)
         check(st)
         return loss

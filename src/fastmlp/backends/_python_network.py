@@ -69,7 +69,7 @@ class PythonNetwork:
         return loss
 
     def train_epoch(self, X, y, order, batch_size, batch_losses):
-        n = X.shape[0]
+        n = X.shape[0] if order is None else len(order)  # order: the rows to visit
         X_batch, y_batch = self._buffers["X_batch"], self._buffers["y_batch"]
         total = 0.0
         for batch, start in enumerate(range(0, n, batch_size)):

@@ -928,13 +928,14 @@ def _train_step(bufs, X, labels, targets, ints, hyper64):
 @_kernel
 def _train_epoch(bufs, X, labels, targets, order, batch_size, batch_losses, X_batch,
                  labels_batch, targets_batch, ints, hyper64):
-    """Minibatches of batch_size rows over X, gathered by `order` when it is not empty;
-    each batch's loss into batch_losses (unless empty); returns the mean loss per row."""
-    n = X.shape[0]
+    """Minibatches of batch_size rows over X, or over the rows `order` selects (gathered,
+    in that order) when it is not empty; each batch's loss into batch_losses (unless
+    empty); returns the mean loss per row."""
     shuffled = order.shape[0] > 0
+    n = order.shape[0] if shuffled else X.shape[0]
     if shuffled:
         for i in range(n):
-            if order[i] < 0 or order[i] >= n:
+            if order[i] < 0 or order[i] >= X.shape[0]:
                 raise ValueError("order: row index out of range")
     labelled = ints[_I_LOSS] == 0
     total = 0.0
