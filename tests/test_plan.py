@@ -227,6 +227,17 @@ def test_train_epoch_rejects_bad_rows(backend, rng, rows, error, message):
         np.testing.assert_array_equal(b, b0)
 
 
+def test_a_refused_train_epoch_leaves_the_shuffle_stream(backend, rng):
+    X, y = _data(rng, 20, 3, 2, "softmax_cross_entropy")
+    kw = dict(layer_sizes=[3, 4, 2], batch_size=4, seed=3, optimizer="sgd")
+    refused, clean = fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    with pytest.raises(ValueError, match="batch_size"):
+        refused.train_epoch(X, y, batch_size=5)
+    with pytest.raises(ValueError, match="batch_losses"):
+        refused.train_epoch(X, y, batch_losses=np.zeros(3))
+    assert refused.train_epoch(X, y) == clean.train_epoch(X, y)
+
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_batch_losses_are_filled(backend, rng, loss):
     X, y = _data(rng, 45, 3, 2, loss)

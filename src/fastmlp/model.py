@@ -421,11 +421,12 @@ class MLP:
         return self._decode(z)
 
     def _decode(self, z):
-        if self.task_ != "regression" and np.isnan(z).any():
+        if self.task_ != "regression":
             # a NaN logit has no class (argmax would answer class 0); an infinite one does
-            rows = int(np.isnan(z).any(axis=1).sum())
-            raise ValueError(f"predict: the network's output is NaN for {rows} row(s): its "
-                             "weights are not finite (a diverged partial_fit?)")
+            nan_rows = int(np.isnan(z).any(axis=1).sum())
+            if nan_rows:
+                raise ValueError(f"predict: the network's output is NaN for {nan_rows} row(s): "
+                                 "its weights are not finite (a diverged partial_fit?)")
         if self.task_ == "classification":
             return self.classes_[np.argmax(z, axis=1)]
         if self.task_ == "binary":

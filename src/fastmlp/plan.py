@@ -15,7 +15,7 @@ import numpy as np
 
 from fastmlp import _backend
 from fastmlp import _validation as check
-from fastmlp._registry import LOSSES
+from fastmlp._registry import ACTIVATIONS_WITH_ALPHA, LOSSES
 from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
@@ -76,11 +76,11 @@ class NetworkPlan:
         alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
         if len(alphas) != n_layers:
             raise ValueError(f"alpha: expected {n_layers} values, got {len(alphas)}")
-        for a in alphas:  # checked even where no layer reads it: a NaN is a mistake anyway
-            if a is not None:
-                check.real_scalar(a, "alpha")
+        for name, a in zip(self.activations, alphas):
+            if a is not None and name not in ACTIVATIONS_WITH_ALPHA:
+                check.real_scalar(a, "alpha")  # unread by this layer, but a NaN is a mistake
         codes = [
-            check.activation(name, a if name in ("leaky_relu", "elu") else None)
+            check.activation(name, a if name in ACTIVATIONS_WITH_ALPHA else None)
             for name, a in zip(self.activations, alphas)
         ]
         self._activation_codes = np.array([c for c, _ in codes], dtype=np.int32)
@@ -353,10 +353,7 @@ class NetworkPlan:
         # The label range is checked here even when the engine checks it too: the engine
         # would find a bad label only at its batch, after training the batches before it.
         y = self._targets(y, n)
-        if rows is not None:
-            order = check.row_indices(rows, "rows", n)
-        else:
-            order = self._rng.permutation(n).astype(np.int64) if shuffle else None
+        order = None if rows is None else check.row_indices(rows, "rows", n)
         n_visit = n if order is None else len(order)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
             batch_size, "batch_size"
@@ -368,6 +365,10 @@ class NetworkPlan:
         if batch_losses is not None:
             n_batches = -(-n_visit // batch_size)
             check.writable_array(batch_losses, "batch_losses", (n_batches,), np.float64)
+        if order is None and shuffle:
+            # drawn only once every argument is accepted: a refused call leaves the plan's
+            # random stream where it was
+            order = self._rng.permutation(n).astype(np.int64)
         self._enter()
         try:
             loss = self._engine.train_epoch(X, y, order, batch_size, batch_losses)
