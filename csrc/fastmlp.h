@@ -48,6 +48,21 @@ typedef enum {
     FM_OPT_COUNT = 5
 } fm_optimizer_kind;
 
+/* Instruction sets of the matrix-product micro-kernels (csrc/simd/), lowest first.
+   "scalar" is the portable C loops, "baseline" x86-64 SSE2. */
+typedef enum {
+    FM_SIMD_SCALAR = 0,
+    FM_SIMD_BASELINE = 1,
+    FM_SIMD_AVX2 = 2,
+    FM_SIMD_AVX512 = 3,
+    FM_SIMD_COUNT = 4
+} fm_simd_level;
+
+int fm_simd_supported(void);        /* the best level this CPU and build can run */
+int fm_simd_select(int level);      /* use min(level, supported) (-1: the best); returns it */
+int fm_simd_active(void);           /* the level in use */
+const char *fm_simd_name(int level);
+
 /* Fortran-convention gemm, as exported by scipy.linalg.cython_blas (LP64 ints). */
 typedef void (*fm_sgemm_fn)(const char *transa, const char *transb, const int *m,
                             const int *n, const int *k, const float *alpha,

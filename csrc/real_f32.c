@@ -2,4 +2,5 @@
 #define REAL float
 #define FM_SFX f32
 #define FM_BLAS_GEMM sgemm
+#define FM_SIMD_GEMM gemm_f32
 #include "kernels/all.inc"

@@ -2,4 +2,5 @@
 #define REAL double
 #define FM_SFX f64
 #define FM_BLAS_GEMM dgemm
+#define FM_SIMD_GEMM gemm_f64
 #include "kernels/all.inc"

@@ -60,3 +60,17 @@ def gemm_path(request, c_kernels):
         yield request.param
     finally:
         c_kernels.set_small_gemm_flops(old)
+
+
+@pytest.fixture(params=["scalar", "baseline", "avx2", "avx512"], ids=lambda s: f"simd={s}")
+def simd(request, c_kernels):
+    """Each micro-kernel set of the C backend that this CPU can run (the others skip),
+    selected for the test's duration, as FASTMLP_SIMD would select it."""
+    if request.param not in c_kernels.simd_levels():
+        pytest.skip(f"this CPU cannot run the {request.param} kernels")
+    old = c_kernels.simd_level()
+    c_kernels.select_simd(request.param)
+    try:
+        yield request.param
+    finally:
+        c_kernels.select_simd(old)

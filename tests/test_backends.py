@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -172,3 +175,27 @@ def test_network_engine_methods_match_the_reference(name, method):
     except (TypeError, ValueError):
         pytest.skip(f"{name}.Network.{method} exposes no signature")
     assert got == _parameters(getattr(reference, method))
+
+
+@pytest.mark.parametrize("value", ["scalar", "baseline", "avx2", "avx512", "sse9", ""])
+def test_fastmlp_simd_variable_selects_the_kernel_set(value):
+    """FASTMLP_SIMD picks the micro-kernel set at import (a fresh process); a set this CPU
+    cannot run, or an unknown name, warns and falls back to the best set."""
+    from fastmlp.backends import _c_kernels
+
+    script = ("import warnings, fastmlp\n"
+              "with warnings.catch_warnings(record=True) as w:\n"
+              "    warnings.simplefilter('always')\n"
+              "    from fastmlp.backends import _c_kernels as c\n"
+              "shown = fastmlp.show_config(file=open('/dev/null', 'w'))['simd kernels']\n"
+              "print('RESULT', c.simd_level(), len(w), shown, sep='|')")
+    env = dict(os.environ, FASTMLP_SIMD=value)
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)
+    result = [line for line in res.stdout.splitlines() if line.startswith("RESULT|")]
+    _, level, warned, shown = result[-1].split("|")
+    best = _c_kernels.simd_levels()[-1]
+    runnable = value in _c_kernels.simd_levels()
+    assert level == (value if runnable else best)
+    assert int(warned) == (0 if runnable or value == "" else 1)
+    assert shown.startswith(level)

@@ -212,3 +212,66 @@ def test_c_gemm(c_kernels, gemm_path, dtype, rng, trans_a, trans_b, mnk):
     assert_within(out, a64 @ b64, product_bound(dtype, k, np.abs(a64) @ np.abs(b64)), "gemm")
     np.testing.assert_array_equal(A, A_before)
     np.testing.assert_array_equal(B, B_before)
+
+
+# -- the SIMD micro-kernels, every instruction set this CPU has --------------------------
+
+AWKWARD = (1, 2, 3, 7, 15, 16, 17, 31, 33, 100, 257)
+# every pair of (m, n), (m, k) and (n, k) values occurs: k = AWKWARD[(i + j) % 11]
+PAIRWISE = [(m, n, AWKWARD[(i + j) % len(AWKWARD)])
+            for i, m in enumerate(AWKWARD) for j, n in enumerate(AWKWARD)]
+
+
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "A.T"])
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "B.T"])
+def test_simd_gemm_on_awkward_sizes(c_kernels, simd, dtype, rng, trans_a, trans_b):
+    """Every (m, n, k) pair from AWKWARD, overwriting a NaN output (beta = 0) and
+    accumulating into one (alpha = 0.5, beta = -2), against the float64 product."""
+    old = c_kernels.get_small_gemm_flops()
+    c_kernels.set_small_gemm_flops(10**12)
+    try:
+        for m, n, k in PAIRWISE:
+            op_a, op_b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+            A = np.ascontiguousarray(op_a.T if trans_a else op_a, dtype=dtype)
+            B = np.ascontiguousarray(op_b.T if trans_b else op_b, dtype=dtype)
+            a64 = (A.T if trans_a else A).astype(np.float64)
+            b64 = (B.T if trans_b else B).astype(np.float64)
+            magnitude = np.abs(a64) @ np.abs(b64)
+            out = np.full((m, n), np.nan, dtype)
+            c_kernels.gemm(A, B, out, trans_a, trans_b)
+            assert_within(out, a64 @ b64, product_bound(dtype, k, magnitude),
+                          f"{simd} gemm {m}x{n}x{k}")
+            C0 = rng.standard_normal((m, n)).astype(dtype)
+            out = C0.copy()
+            c_kernels.gemm(A, B, out, trans_a, trans_b, 0.5, -2.0)
+            expected = 0.5 * (a64 @ b64) - 2.0 * C0.astype(np.float64)
+            bound = product_bound(dtype, k + 1, 0.5 * magnitude + 2.0 * np.abs(C0))
+            assert_within(out, expected, bound, f"{simd} gemm {m}x{n}x{k}, alpha, beta")
+    finally:
+        c_kernels.set_small_gemm_flops(old)
+
+
+def test_simd_gemm_propagates_nan_and_inf(c_kernels, simd, dtype):
+    """A NaN or inf in A reaches exactly the rows of C it feeds, on every kernel set."""
+    old = c_kernels.get_small_gemm_flops()
+    c_kernels.set_small_gemm_flops(10**12)
+    try:
+        A = np.ones((20, 40), dtype)
+        A[3, 7], A[11, 0] = np.nan, np.inf
+        B = np.ones((40, 37), dtype)
+        out = np.zeros((20, 37), dtype)
+        c_kernels.gemm(A, B, out)
+        assert np.isnan(out[3]).all() and np.isposinf(out[11]).all()
+        rest = np.delete(out, [3, 11], axis=0)
+        np.testing.assert_array_equal(rest, np.full_like(rest, 40))
+    finally:
+        c_kernels.set_small_gemm_flops(old)
+
+
+def test_simd_levels_and_selection(c_kernels):
+    levels = c_kernels.simd_levels()
+    assert levels[:2] == ("scalar", "baseline") or levels == ("scalar",)
+    assert c_kernels.simd_level() in levels
+    with pytest.raises(ValueError, match="FASTMLP_SIMD: unknown kernel set 'sse9'"):
+        c_kernels.select_simd("sse9")
+    assert c_kernels.select_simd(None) == levels[-1]

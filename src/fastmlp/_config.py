@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import platform
 
-_VARIABLES = ("FASTMLP_BACKEND", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+_VARIABLES = ("FASTMLP_BACKEND", "FASTMLP_SIMD", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
               "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def show_config(file=None):
-    """Print the backend, the BLAS behind gemm, its kernels and threads, and the
-    environment variables that change them. Returns the same facts as a dict."""
+    """Print the backend, the SIMD micro-kernel set in use, the BLAS behind gemm, its
+    kernels and threads, and the environment variables that change them. Returns the same facts as a dict."""
     from fastmlp import _backend
 
     info = {
@@ -20,6 +20,13 @@ def show_config(file=None):
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
         "cpus": os.cpu_count(),
     }
+    try:
+        from fastmlp.backends import _c_kernels
+
+        info["simd kernels"] = (f"{_c_kernels.simd_level()} (this CPU: "
+                                f"{', '.join(_c_kernels.simd_levels())})")
+    except ImportError:
+        info["simd kernels"] = "n/a (the compiled backend does not import)"
     try:
         from threadpoolctl import threadpool_info
 

@@ -7,6 +7,11 @@ cdef extern from "fastmlp.h" nogil:
         FM_EINVAL
         FM_ELABEL
 
+    int fm_simd_supported()
+    int fm_simd_select(int level)
+    int fm_simd_active()
+    const char *fm_simd_name(int level)
+
     ctypedef void (*fm_sgemm_fn)(const char*, const char*, const int*, const int*, const int*,
                                  const float*, const float*, const int*, const float*,
                                  const int*, const float*, float*, const int*)

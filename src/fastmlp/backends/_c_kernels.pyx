@@ -33,7 +33,57 @@ def _load_blas():
 
 
 _load_blas()
-BLAS.small_gemm_flops = 65536
+
+
+SIMD_LEVELS = tuple(fm_simd_name(i).decode() for i in range(4))  # lowest first
+SIMD_ENV_VAR = "FASTMLP_SIMD"
+
+
+def simd_levels():
+    """The micro-kernel sets this CPU can run, lowest first ("scalar" is plain C loops)."""
+    return SIMD_LEVELS[:fm_simd_supported() + 1]
+
+
+def simd_level():
+    """The name of the micro-kernel set in use."""
+    return fm_simd_name(fm_simd_active()).decode()
+
+
+def select_simd(name=None):
+    """Use the micro-kernel set `name` (one of simd_levels()), or the best one for None.
+    Process-wide; meant for tests and benchmarks (FASTMLP_SIMD sets it at import)."""
+    if name is None:
+        return fm_simd_name(fm_simd_select(-1)).decode()
+    if name not in SIMD_LEVELS:
+        raise ValueError(f"{SIMD_ENV_VAR}: unknown kernel set {name!r}; expected one of "
+                         f"{list(SIMD_LEVELS)}")
+    if name not in simd_levels():
+        raise ValueError(f"{SIMD_ENV_VAR}: this CPU cannot run the {name!r} kernels; it "
+                         f"supports {list(simd_levels())}")
+    return fm_simd_name(fm_simd_select(SIMD_LEVELS.index(name))).decode()
+
+
+def _select_simd_from_environment():
+    import os
+    import warnings
+
+    name = os.environ.get(SIMD_ENV_VAR, "").strip().lower() or None
+    try:
+        select_simd(name)
+    except ValueError as exc:
+        warnings.warn(f"{exc}; using {select_simd(None)!r}", RuntimeWarning, stacklevel=3)
+
+
+_select_simd_from_environment()
+
+
+# Products of up to this many multiply-adds run on the micro-kernels, larger ones on
+# OpenBLAS, per kernel set; measured with bench/gemm_crossover.py (1 thread, float32 and
+# float64, the step shapes of bench/mlpbench.py): the AVX-512 kernels match or beat
+# OpenBLAS's SkylakeX kernels up to the lecture's MNIST products (100x784x100) and a bit
+# beyond; the plain C loops only win on tiny products.
+SMALL_GEMM_FLOPS = {"scalar": 65536, "baseline": 65536, "avx2": 1 << 21, "avx512": 1 << 24}
+BLAS.small_gemm_flops = SMALL_GEMM_FLOPS[simd_level()]
 
 
 def set_small_gemm_flops(int64_t flops):
@@ -56,18 +106,18 @@ cdef int check(fm_status status) except -1:
 
 
 def gemm(const real[:, ::1] A, const real[:, ::1] B, real[:, ::1] out, bint trans_a=False,
-         bint trans_b=False):
-    """out = op(A) @ op(B) (used by tests to check both the BLAS and the small path)."""
+         bint trans_b=False, double alpha=1, double beta=0):
+    """out = alpha op(A) @ op(B) + beta out (used by tests to check every gemm path)."""
     cdef int64_t m = out.shape[0], n = out.shape[1]
     cdef int64_t k = A.shape[0] if trans_a else A.shape[1]
     cdef fm_status st
     with nogil:
         if real is float:
-            st = fm_gemm_f32(&BLAS, trans_a, trans_b, m, n, k, 1, &A[0, 0], A.shape[1],
-                             &B[0, 0], B.shape[1], 0, &out[0, 0], n)
+            st = fm_gemm_f32(&BLAS, trans_a, trans_b, m, n, k, <float>alpha, &A[0, 0],
+                             A.shape[1], &B[0, 0], B.shape[1], <float>beta, &out[0, 0], n)
         else:
-            st = fm_gemm_f64(&BLAS, trans_a, trans_b, m, n, k, 1, &A[0, 0], A.shape[1],
-                             &B[0, 0], B.shape[1], 0, &out[0, 0], n)
+            st = fm_gemm_f64(&BLAS, trans_a, trans_b, m, n, k, alpha, &A[0, 0], A.shape[1],
+                             &B[0, 0], B.shape[1], beta, &out[0, 0], n)
     check(st)
 
 

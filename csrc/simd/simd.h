@@ -1,0 +1,38 @@
+/*
+ * The instruction-set-specific micro-kernels and the table that picks one set of them.
+ * Each set (sse2.c, avx2.c, avx512.c) is compiled with its own target flags; dispatch.c
+ * checks the running CPU once and points fm_simd_kernels_active() at the best set it can
+ * run (or a lower one that the caller asks for). The table is the C core's one piece of
+ * global state: filled once, read-only afterwards.
+ */
+#ifndef FASTMLP_SIMD_H
+#define FASTMLP_SIMD_H
+
+#include <stdint.h>
+
+#define FM_MICROGEMM_ARGS(REAL)                                                        \
+    int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, REAL alpha,             \
+        const REAL *A, int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C,    \
+        int64_t ldc
+
+/* C = alpha op(A) op(B) + beta C; returns 0 when it leaves the shape to the caller. */
+typedef int (*fm_microgemm_f32_fn)(FM_MICROGEMM_ARGS(float));
+typedef int (*fm_microgemm_f64_fn)(FM_MICROGEMM_ARGS(double));
+
+typedef struct {
+    int level;                      /* fm_simd_level */
+    fm_microgemm_f32_fn gemm_f32;   /* NULL: the portable C loops of kernels/gemm.inc */
+    fm_microgemm_f64_fn gemm_f64;
+} fm_simd_kernels;
+
+const fm_simd_kernels *fm_simd_kernels_active(void);
+
+#define FM_DECLARE_MICROGEMM(ISA)                                                      \
+    int fm_mg_f32_##ISA##_gemm(FM_MICROGEMM_ARGS(float));                              \
+    int fm_mg_f64_##ISA##_gemm(FM_MICROGEMM_ARGS(double));
+FM_DECLARE_MICROGEMM(sse2)
+FM_DECLARE_MICROGEMM(avx2)
+FM_DECLARE_MICROGEMM(avx512)
+#undef FM_DECLARE_MICROGEMM
+
+#endif /* FASTMLP_SIMD_H */

@@ -1,0 +1,73 @@
+/* The micro-kernels for baseline x86-64 (SSE2, no FMA: a multiply and an add). SSE2 has
+   no masked loads: an edge vector goes through a small zeroed buffer. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <emmintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "simd.h"
+
+#define MR 4
+#define NV 3
+
+static inline __m128 fm_sse_loadm_ps(const float *p, int n)
+{
+    float t[4] = {0, 0, 0, 0};
+    memcpy(t, p, (size_t)n * sizeof(float));
+    return _mm_loadu_ps(t);
+}
+static inline void fm_sse_storem_ps(float *p, int n, __m128 v)
+{
+    float t[4];
+    _mm_storeu_ps(t, v);
+    memcpy(p, t, (size_t)n * sizeof(float));
+}
+static inline __m128d fm_sse_loadm_pd(const double *p, int n)
+{
+    double t[2] = {0, 0};
+    memcpy(t, p, (size_t)n * sizeof(double));
+    return _mm_loadu_pd(t);
+}
+static inline void fm_sse_storem_pd(double *p, int n, __m128d v)
+{
+    double t[2];
+    _mm_storeu_pd(t, v);
+    memcpy(p, t, (size_t)n * sizeof(double));
+}
+
+#define REAL float
+#define VEC __m128
+#define LANES 4
+#define MASK int
+#define V_ZERO() _mm_setzero_ps()
+#define V_SET1(x) _mm_set1_ps(x)
+#define V_LOAD(p) _mm_loadu_ps(p)
+#define V_STORE(p, v) _mm_storeu_ps(p, v)
+#define V_MASK(n) (n)
+#define V_LOADM(p, m) fm_sse_loadm_ps(p, m)
+#define V_STOREM(p, m, v) fm_sse_storem_ps(p, m, v)
+#define V_FMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
+#define V_ADD(a, b) _mm_add_ps(a, b)
+#define V_MUL(a, b) _mm_mul_ps(a, b)
+#define MG_NAME(x) fm_mg_f32_sse2_##x
+#include "microgemm.inc"
+#include "undef.h"
+
+#define REAL double
+#define VEC __m128d
+#define LANES 2
+#define MASK int
+#define V_ZERO() _mm_setzero_pd()
+#define V_SET1(x) _mm_set1_pd(x)
+#define V_LOAD(p) _mm_loadu_pd(p)
+#define V_STORE(p, v) _mm_storeu_pd(p, v)
+#define V_MASK(n) (n)
+#define V_LOADM(p, m) fm_sse_loadm_pd(p, m)
+#define V_STOREM(p, m, v) fm_sse_storem_pd(p, m, v)
+#define V_FMA(a, b, c) _mm_add_pd(_mm_mul_pd(a, b), c)
+#define V_ADD(a, b) _mm_add_pd(a, b)
+#define V_MUL(a, b) _mm_mul_pd(a, b)
+#define MG_NAME(x) fm_mg_f64_sse2_##x
+#include "microgemm.inc"
+#include "undef.h"
+#endif
