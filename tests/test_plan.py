@@ -469,3 +469,19 @@ def test_second_thread_cannot_train_a_busy_plan(backend, rng):
     assert "another thread" in str(errors[0])
     # and the plan is usable again afterwards
     assert np.isfinite(plan.train_step(X[:8], y[:8]))
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_every_simd_kernel_set_trains_like_numpy(simd, dtype, rng, loss, optimizer):
+    """The C step on each micro-kernel set this CPU runs, every hidden activation, on
+    awkward widths and batches large enough for the fused row-blocked path (and a partial
+    last block), against the NumPy reference."""
+    n_out = 3 if loss == "softmax_cross_entropy" else 2
+    X, y = _data(rng, 202, 7, n_out, loss, dtype)
+    for activation in HIDDEN_ACTIVATIONS:
+        _compare_with_numpy(
+            "c", dtype, X, y, steps=6, layer_sizes=[7, 33, 17, n_out],
+            activations=activation, loss=loss, optimizer=optimizer,
+            learning_rate=LEARNING_RATES[optimizer], batch_size=101, seed=3, l2=1e-3,
+            alpha=0.2 if activation in ("leaky_relu", "elu") else None)
