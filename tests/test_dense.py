@@ -275,3 +275,30 @@ def test_simd_levels_and_selection(c_kernels):
     with pytest.raises(ValueError, match="FASTMLP_SIMD: unknown kernel set 'sse9'"):
         c_kernels.select_simd("sse9")
     assert c_kernels.select_simd(None) == levels[-1]
+
+
+@pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu",
+                                  "softplus"])
+def test_dense_layers_on_every_simd_kernel_set(c_kernels, simd, dtype, rng, name):
+    """dense_forward (bias and activation fused into the product's epilogue where they
+    fit) and dense_backward on each kernel set, wide, narrow and one-row layers."""
+    alpha = 0.1 if name in ("leaky_relu", "elu") else None
+    with fastmlp.use_backend("c"):
+        for rows, d_in, d_out in [(37, 2, 100), (33, 100, 3), (1, 17, 31), (64, 257, 15)]:
+            X, W, b = _inputs(rng, dtype, rows, d_in, d_out)
+            A = ops.dense_forward(X, W, b, name, alpha=alpha)
+            _check_forward(X, W, b, name, alpha, dtype, A)
+            dA = rng.standard_normal(A.shape).astype(dtype)
+            dX, dW, db = ops.dense_backward(dA, X, W, A, name, alpha=alpha, l2=0.01)
+            _check_backward(dA, X, W, A, name, alpha, 0.01, 0.0, dtype, dX, dW, db)
+
+
+def test_fused_relu_epilogue_keeps_nan(c_kernels, simd, dtype):
+    """relu(NaN) is NaN in the fused epilogue too, and other rows are untouched."""
+    with fastmlp.use_backend("c"):
+        X = np.ones((9, 4), dtype)
+        X[5, 2] = np.nan
+        W = np.full((4, 20), -1.0, dtype)
+        A = ops.dense_forward(X, W, np.zeros(20, dtype), "relu")
+        assert np.isnan(A[5]).all()
+        np.testing.assert_array_equal(np.delete(A, 5, axis=0), 0)

@@ -3,10 +3,23 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "../fastmlp.h"
 #include "simd.h"
 
 #define MR 6
 #define NV 2
+
+static inline float fm_hsum256_ps(__m256 v)
+{
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+static inline double fm_hsum256_pd(__m256d v)
+{
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
 
 #define REAL float
 #define VEC __m256
@@ -22,6 +35,12 @@
 #define V_FMA(a, b, c) _mm256_fmadd_ps(a, b, c)
 #define V_ADD(a, b) _mm256_add_ps(a, b)
 #define V_MUL(a, b) _mm256_mul_ps(a, b)
+#define V_SUB(a, b) _mm256_sub_ps(a, b)
+#define V_GT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
+#define V_LE(a, b) _mm256_cmp_ps(a, b, _CMP_LE_OQ)
+#define V_NAN(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
+#define V_SEL(c, t, f) _mm256_blendv_ps(f, t, c)
+#define V_HSUM(v) fm_hsum256_ps(v)
 #define MG_NAME(x) fm_mg_f32_avx2_##x
 #include "microgemm.inc"
 #include "undef.h"
@@ -40,6 +59,12 @@
 #define V_FMA(a, b, c) _mm256_fmadd_pd(a, b, c)
 #define V_ADD(a, b) _mm256_add_pd(a, b)
 #define V_MUL(a, b) _mm256_mul_pd(a, b)
+#define V_SUB(a, b) _mm256_sub_pd(a, b)
+#define V_GT(a, b) _mm256_cmp_pd(a, b, _CMP_GT_OQ)
+#define V_LE(a, b) _mm256_cmp_pd(a, b, _CMP_LE_OQ)
+#define V_NAN(a) _mm256_cmp_pd(a, a, _CMP_UNORD_Q)
+#define V_SEL(c, t, f) _mm256_blendv_pd(f, t, c)
+#define V_HSUM(v) fm_hsum256_pd(v)
 #define MG_NAME(x) fm_mg_f64_avx2_##x
 #include "microgemm.inc"
 #include "undef.h"

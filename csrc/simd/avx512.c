@@ -3,6 +3,7 @@
 #include <immintrin.h>
 #include <stdint.h>
 
+#include "../fastmlp.h"
 #include "simd.h"
 
 #define MR 8
@@ -22,6 +23,12 @@
 #define V_FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 #define V_ADD(a, b) _mm512_add_ps(a, b)
 #define V_MUL(a, b) _mm512_mul_ps(a, b)
+#define V_SUB(a, b) _mm512_sub_ps(a, b)
+#define V_GT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define V_LE(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ)
+#define V_NAN(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
+#define V_SEL(c, t, f) _mm512_mask_blend_ps(c, f, t)
+#define V_HSUM(v) _mm512_reduce_add_ps(v)
 #define MG_NAME(x) fm_mg_f32_avx512_##x
 #include "microgemm.inc"
 #include "undef.h"
@@ -40,6 +47,12 @@
 #define V_FMA(a, b, c) _mm512_fmadd_pd(a, b, c)
 #define V_ADD(a, b) _mm512_add_pd(a, b)
 #define V_MUL(a, b) _mm512_mul_pd(a, b)
+#define V_SUB(a, b) _mm512_sub_pd(a, b)
+#define V_GT(a, b) _mm512_cmp_pd_mask(a, b, _CMP_GT_OQ)
+#define V_LE(a, b) _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ)
+#define V_NAN(a) _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q)
+#define V_SEL(c, t, f) _mm512_mask_blend_pd(c, f, t)
+#define V_HSUM(v) _mm512_reduce_add_pd(v)
 #define MG_NAME(x) fm_mg_f64_avx512_##x
 #include "microgemm.inc"
 #include "undef.h"

@@ -10,12 +10,30 @@
 
 #include <stdint.h>
 
+/*
+ * What a product does to its result before the one store, while it is in registers:
+ * forward, C = act(C + bias) for act identity, relu or leaky_relu; backward, C = C * f'(gate)
+ * (gate: the layer's saved outputs, m x n with row stride ld_gate) for gate_act identity,
+ * relu, leaky_relu, sigmoid, tanh or elu, with the formulas of kernels/activation.inc.
+ * FM_EPILOGUE_NONE in act or gate_act: that part is off.
+ */
+#define FM_EPILOGUE_NONE (-1)
+typedef struct {
+    const void *bias;
+    int act;
+    const void *gate;
+    int64_t ld_gate;
+    int gate_act;
+    double alpha; /* leaky_relu / elu */
+} fm_epilogue;
+
 #define FM_MICROGEMM_ARGS(REAL)                                                        \
     int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, REAL alpha,             \
         const REAL *A, int64_t lda, const REAL *B, int64_t ldb, REAL beta, REAL *C,    \
-        int64_t ldc
+        int64_t ldc, const fm_epilogue *ep
 
-/* C = alpha op(A) op(B) + beta C; returns 0 when it leaves the shape to the caller. */
+/* C = epilogue(alpha op(A) op(B) + beta C), ep may be NULL; returns 0 (nothing done) when
+   it leaves the shape to the caller. */
 typedef int (*fm_microgemm_f32_fn)(FM_MICROGEMM_ARGS(float));
 typedef int (*fm_microgemm_f64_fn)(FM_MICROGEMM_ARGS(double));
 

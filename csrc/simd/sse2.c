@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../fastmlp.h"
 #include "simd.h"
 
 #define MR 4
@@ -35,6 +36,16 @@ static inline void fm_sse_storem_pd(double *p, int n, __m128d v)
     memcpy(p, t, (size_t)n * sizeof(double));
 }
 
+static inline float fm_hsum128_ps(__m128 s)
+{
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+static inline double fm_hsum128_pd(__m128d s)
+{
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
 #define REAL float
 #define VEC __m128
 #define LANES 4
@@ -49,6 +60,12 @@ static inline void fm_sse_storem_pd(double *p, int n, __m128d v)
 #define V_FMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
 #define V_ADD(a, b) _mm_add_ps(a, b)
 #define V_MUL(a, b) _mm_mul_ps(a, b)
+#define V_SUB(a, b) _mm_sub_ps(a, b)
+#define V_GT(a, b) _mm_cmpgt_ps(a, b)
+#define V_LE(a, b) _mm_cmple_ps(a, b)
+#define V_NAN(a) _mm_cmpunord_ps(a, a)
+#define V_SEL(c, t, f) _mm_or_ps(_mm_and_ps(c, t), _mm_andnot_ps(c, f))
+#define V_HSUM(v) fm_hsum128_ps(v)
 #define MG_NAME(x) fm_mg_f32_sse2_##x
 #include "microgemm.inc"
 #include "undef.h"
@@ -67,6 +84,12 @@ static inline void fm_sse_storem_pd(double *p, int n, __m128d v)
 #define V_FMA(a, b, c) _mm_add_pd(_mm_mul_pd(a, b), c)
 #define V_ADD(a, b) _mm_add_pd(a, b)
 #define V_MUL(a, b) _mm_mul_pd(a, b)
+#define V_SUB(a, b) _mm_sub_pd(a, b)
+#define V_GT(a, b) _mm_cmpgt_pd(a, b)
+#define V_LE(a, b) _mm_cmple_pd(a, b)
+#define V_NAN(a) _mm_cmpunord_pd(a, a)
+#define V_SEL(c, t, f) _mm_or_pd(_mm_and_pd(c, t), _mm_andnot_pd(c, f))
+#define V_HSUM(v) fm_hsum128_pd(v)
 #define MG_NAME(x) fm_mg_f64_sse2_##x
 #include "microgemm.inc"
 #include "undef.h"

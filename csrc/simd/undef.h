@@ -14,4 +14,10 @@
 #undef V_FMA
 #undef V_ADD
 #undef V_MUL
+#undef V_SUB
+#undef V_GT
+#undef V_LE
+#undef V_NAN
+#undef V_SEL
+#undef V_HSUM
 #undef MG_NAME
