@@ -9,6 +9,9 @@ Run apart from the test suite (the root config's testpaths only names tests/):
 Options (also environment variables, for CI):
     --blas-threads=N   FASTMLP_BENCH_BLAS_THREADS   BLAS/OpenMP pools and torch threads
     --smoke            FASTMLP_BENCH_SMOKE=1        one round of one iteration, no warm-up
+
+With 1 thread the session also pins the process to one CPU (mlpbench.pinned_cpu): every
+implementation runs on one core anyway, and it is what holds JAX/XLA to one core.
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def pytest_report_header(config):
         f"fastmlp bench: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} "
         f"backends={','.join(mb.fastmlp_backends())} "
         f"torch={'yes' if mb.torch_module() is not None else 'no'} "
-        f"sklearn={mb.sklearn_version() or 'no'}",
+        f"jax={mb.jax_version() or 'no'} "
+        f"sklearn={mb.sklearn_version() or 'no'} "
+        f"simd_kernels={mb.fastmlp_simd_kernels()}",
         f"fastmlp bench: blas={mb.blas_summary()}",
     ] + [f"fastmlp bench: backend {name!r} NOT measured: {why}"
          for name, why in mb.backend_errors().items()]
@@ -87,15 +92,27 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "blas_threads": blas_threads(config),
         "env": mb.thread_env(),
         "smoke": smoke_mode(config),
+        "fastmlp_simd_kernels": mb.fastmlp_simd_kernels(),
+        "jax": mb.jax_version(),
     }
 
 
 @pytest.fixture(scope="session")
 def bench_config(pytestconfig):
-    """{"blas_threads": n, "smoke": bool}; pins every pool for the whole session."""
+    """{"blas_threads": n, "smoke": bool, "cpu": pinned CPU or None, "simd_kernels": str};
+    pins every pool for the whole session, and with 1 thread the process to one CPU."""
     n = blas_threads(pytestconfig)
-    with mb.pinned_threads(n):
-        yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig)}
+    pin = mb.pinned_cpu() if n == 1 and hasattr(os, "sched_setaffinity") else None
+    if pin is not None:
+        pin.reapply()
+    try:
+        with mb.pinned_threads(n):
+            yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig),
+                   "cpu": pin.cpu if pin is not None else None,
+                   "simd_kernels": mb.fastmlp_simd_kernels()}
+    finally:
+        if pin is not None:
+            pin.release()
 
 
 @pytest.fixture
@@ -119,6 +136,8 @@ def measure(benchmark, bench_config):
             shape=str(shape),
             blas_threads=bench_config["blas_threads"],
             openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", "unset"),
+            fastmlp_simd_kernels=bench_config["simd_kernels"],
+            pinned_cpu=bench_config["cpu"],
             smoke=bench_config["smoke"],
             **info,
         )
