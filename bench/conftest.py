@@ -99,7 +99,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 
 @pytest.fixture(scope="session")
 def bench_config(pytestconfig):
-    """{"blas_threads": n, "smoke": bool, "cpu": pinned CPU or None, "simd_kernels": str};
+    """{"blas_threads": n, "smoke": bool, "pin": mb.pinned_cpu or None, "simd_kernels": str};
     pins every pool for the whole session, and with 1 thread the process to one CPU."""
     n = blas_threads(pytestconfig)
     pin = mb.pinned_cpu() if n == 1 and hasattr(os, "sched_setaffinity") else None
@@ -107,8 +107,7 @@ def bench_config(pytestconfig):
         pin.reapply()
     try:
         with mb.pinned_threads(n):
-            yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig),
-                   "cpu": pin.cpu if pin is not None else None,
+            yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig), "pin": pin,
                    "simd_kernels": mb.fastmlp_simd_kernels()}
     finally:
         if pin is not None:
@@ -120,8 +119,10 @@ def measure(benchmark, bench_config):
     """measure(fn, group=..., impl=..., dtype=..., shape=..., flops=None, rounds=None)
 
     Benchmarks fn() under `group` (so implementations print side by side), records the
-    backend, dtype, shape, thread count, GFLOP/s and the load other processes put on the
-    machine meanwhile (others_cpus, steal) in extra_info. Smoke mode: one round of
+    backend, dtype, shape, thread count, GFLOP/s, the CPU the process was pinned to (1
+    thread; re-chosen as the quietest before each benchmark), fastmlp's SIMD kernel set
+    and the load other processes put on the machine meanwhile (others_cpus, steal) in
+    extra_info. Smoke mode: one round of
     one iteration, no warm-up. `rounds` asks for a fixed number of one-iteration rounds
     (slow shapes); otherwise pytest-benchmark calibrates. A warm-up call (JIT compilation,
     first-touch page faults) always precedes the timed rounds outside smoke mode.
@@ -137,7 +138,6 @@ def measure(benchmark, bench_config):
             blas_threads=bench_config["blas_threads"],
             openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", "unset"),
             fastmlp_simd_kernels=bench_config["simd_kernels"],
-            pinned_cpu=bench_config["cpu"],
             smoke=bench_config["smoke"],
             **info,
         )
@@ -145,6 +145,10 @@ def measure(benchmark, bench_config):
             benchmark.extra_info["flops"] = int(flops)
         if bench_config["blas_threads"] > 1 and not bench_config["smoke"]:
             time.sleep(0.2)  # let the previous benchmark's spinning thread pools go idle
+        pin = bench_config["pin"]
+        if pin is not None and not bench_config["smoke"]:
+            pin.repick()  # the CPU other work leaves quietest now
+        benchmark.extra_info["pinned_cpu"] = pin.cpu if pin is not None else None
         meter = mb.LoadMeter()
         if bench_config["smoke"]:
             result = benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)

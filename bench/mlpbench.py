@@ -148,7 +148,9 @@ class pinned_cpu:
     Used with 1 thread per pool, where every implementation runs on one core anyway: it
     adds nothing for them and is the only way to hold JAX/XLA, whose pools ignore
     threadpoolctl, to one core. Enter it before JAX is imported and XLA sizes its pool to
-    the one CPU. .release() / .reapply() step out and back in (the threads section).
+    the one CPU. .release() / .reapply() step out and back in (the threads section);
+    .repick() moves to the CPU least busy now (a pinned process cannot flee a neighbour
+    that lands on its CPU, so callers re-pick between measurements).
     No-op where sched_setaffinity does not exist (cpu is then None).
     """
 
@@ -178,6 +180,12 @@ class pinned_cpu:
         if self.cpu is None:
             self.cpu = quietest_cpu()
         self._set({self.cpu})
+        return self
+
+    def repick(self, sample=0.1):
+        if self._saved is not None:
+            self.cpu = quietest_cpu(sample)
+            self._set({self.cpu})
         return self
 
     def release(self):

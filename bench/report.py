@@ -159,6 +159,12 @@ def timed(fns, repeats, min_block, warmup=1):
 QUICK_LARGE_SKIPS = ("course-numpy", "fastmlp-numpy")
 
 
+def repin():
+    """At 1 thread: move the pinned process to the CPU other work leaves quietest now."""
+    if PIN[0] is not None:
+        PIN[0].repick()
+
+
 def settings(args, shape):
     if shape.large:
         return {"repeats": 3, "min_block": 0.0}
@@ -231,6 +237,7 @@ def profile_split(shape, dtype, backend, args):
     }
     if prod_c is not None:
         fns["products_c"] = prod_c
+    repin()
     t = mb.time_interleaved(fns, reps, block, interleave=INTERLEAVE[0])
     total = t["step"]
     gemm = t.get("products_c", t["products_np"])
@@ -288,11 +295,11 @@ def header(args, peak):
     pin = PIN[0]
     if pin is not None and pin.cpu is not None:
         affinity = (
-            f"- CPU affinity: the whole process (every thread) pinned to CPU {pin.cpu} (the "
-            "least busy one at start) for every implementation alike: at 1 thread per pool "
-            "they all run on one core anyway, and affinity is what holds JAX/XLA, whose "
-            "pool ignores threadpoolctl, to one core (set before jax was imported). "
-            "Released for the threads section only."
+            f"- CPU affinity: the whole process (every thread) pinned to one CPU (CPU {pin.cpu} "
+            "now; re-chosen as the least busy one before each timed section) for every "
+            "implementation alike: at 1 thread per pool they all run on one core anyway, "
+            "and affinity is what holds JAX/XLA, whose pool ignores threadpoolctl, to one "
+            "core (set before jax was imported). Released for the threads section only."
         )
     else:
         affinity = (f"- CPU affinity: not pinned ({args.threads} threads); JAX/XLA uses its own "
@@ -345,6 +352,7 @@ def run_shapes(args, peak):
                 for impl in QUICK_LARGE_SKIPS:
                     factories.pop(impl, None)
             fns, errors = build(factories)
+            repin()
             meter = mb.LoadMeter()
             times, errs = timed(fns, **settings(args, shape))
             load = meter.stop()
@@ -409,6 +417,7 @@ def mnist_epoch(args):
     fns, errors = build(factories)
     if "sklearn-mlp" in fns:
         fns["sklearn-mlp"]()  # the first partial_fit initialises; not an epoch to time
+    repin()
     times, errs = timed(fns, repeats=3 if args.quick else 5, min_block=0.0)
     errors.update(errs)
     base = [times.get(k) for k in ("sklearn-mlp", "course-numpy", "jax-jit", "pytorch")]
