@@ -9,6 +9,9 @@ Run apart from the test suite (the root config's testpaths only names tests/):
 Options (also environment variables, for CI):
     --blas-threads=N   FASTMLP_BENCH_BLAS_THREADS   BLAS/OpenMP pools and torch threads
     --smoke            FASTMLP_BENCH_SMOKE=1        one round of one iteration, no warm-up
+
+With 1 thread the session also pins the process to one CPU (mlpbench.pinned_cpu): every
+implementation runs on one core anyway, and it is what holds JAX/XLA to one core.
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def pytest_report_header(config):
         f"fastmlp bench: OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']} "
         f"backends={','.join(mb.fastmlp_backends())} "
         f"torch={'yes' if mb.torch_module() is not None else 'no'} "
-        f"sklearn={mb.sklearn_version() or 'no'}",
+        f"jax={mb.jax_version() or 'no'} "
+        f"sklearn={mb.sklearn_version() or 'no'} "
+        f"simd_kernels={mb.fastmlp_simd_kernels()}",
         f"fastmlp bench: blas={mb.blas_summary()}",
     ] + [f"fastmlp bench: backend {name!r} NOT measured: {why}"
          for name, why in mb.backend_errors().items()]
@@ -87,15 +92,26 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "blas_threads": blas_threads(config),
         "env": mb.thread_env(),
         "smoke": smoke_mode(config),
+        "fastmlp_simd_kernels": mb.fastmlp_simd_kernels(),
+        "jax": mb.jax_version(),
     }
 
 
 @pytest.fixture(scope="session")
 def bench_config(pytestconfig):
-    """{"blas_threads": n, "smoke": bool}; pins every pool for the whole session."""
+    """{"blas_threads": n, "smoke": bool, "pin": mb.pinned_cpu or None, "simd_kernels": str};
+    pins every pool for the whole session, and with 1 thread the process to one CPU."""
     n = blas_threads(pytestconfig)
-    with mb.pinned_threads(n):
-        yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig)}
+    pin = mb.pinned_cpu() if n == 1 and hasattr(os, "sched_setaffinity") else None
+    if pin is not None:
+        pin.reapply()
+    try:
+        with mb.pinned_threads(n):
+            yield {"blas_threads": n, "smoke": smoke_mode(pytestconfig), "pin": pin,
+                   "simd_kernels": mb.fastmlp_simd_kernels()}
+    finally:
+        if pin is not None:
+            pin.release()
 
 
 @pytest.fixture
@@ -103,8 +119,10 @@ def measure(benchmark, bench_config):
     """measure(fn, group=..., impl=..., dtype=..., shape=..., flops=None, rounds=None)
 
     Benchmarks fn() under `group` (so implementations print side by side), records the
-    backend, dtype, shape, thread count, GFLOP/s and the load other processes put on the
-    machine meanwhile (others_cpus, steal) in extra_info. Smoke mode: one round of
+    backend, dtype, shape, thread count, GFLOP/s, the CPU the process was pinned to (1
+    thread; re-chosen as the quietest before each benchmark), fastmlp's SIMD kernel set
+    and the load other processes put on the machine meanwhile (others_cpus, steal) in
+    extra_info. Smoke mode: one round of
     one iteration, no warm-up. `rounds` asks for a fixed number of one-iteration rounds
     (slow shapes); otherwise pytest-benchmark calibrates. A warm-up call (JIT compilation,
     first-touch page faults) always precedes the timed rounds outside smoke mode.
@@ -119,6 +137,7 @@ def measure(benchmark, bench_config):
             shape=str(shape),
             blas_threads=bench_config["blas_threads"],
             openblas_coretype=os.environ.get("OPENBLAS_CORETYPE", "unset"),
+            fastmlp_simd_kernels=bench_config["simd_kernels"],
             smoke=bench_config["smoke"],
             **info,
         )
@@ -126,6 +145,10 @@ def measure(benchmark, bench_config):
             benchmark.extra_info["flops"] = int(flops)
         if bench_config["blas_threads"] > 1 and not bench_config["smoke"]:
             time.sleep(0.2)  # let the previous benchmark's spinning thread pools go idle
+        pin = bench_config["pin"]
+        if pin is not None and not bench_config["smoke"]:
+            pin.repick()  # the CPU other work leaves quietest now
+        benchmark.extra_info["pinned_cpu"] = pin.cpu if pin is not None else None
         meter = mb.LoadMeter()
         if bench_config["smoke"]:
             result = benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)

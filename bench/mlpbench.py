@@ -4,8 +4,12 @@
 - the network shapes worth keeping (DESIGN.md "Benchmarks") and their FLOP counts;
 - one factory per implementation of a training step and of an epoch, all starting from
   the same weights on the same data: the course's NumPy loop (fastmlp.course), a
-  NetworkPlan on each fastmlp backend, PyTorch eager and scikit-learn's MLPClassifier
-  when they import.
+  NetworkPlan on each fastmlp backend, PyTorch eager, JAX (the whole step under jax.jit)
+  and scikit-learn's MLPClassifier when they import;
+- "products alone": the step's matrix products by numpy.matmul on arrays of the plan's
+  shapes, the yardstick a step is held to;
+- pinning the process to one CPU (JAX ignores threadpoolctl: affinity is what holds it to
+  one core).
 
 Nothing here hard-codes a speed: every figure is measured by the caller.
 """
@@ -98,6 +102,103 @@ def thread_env():
     names = ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
              "MKL_NUM_THREADS", "FASTMLP_BACKEND")
     return {n: os.environ.get(n, "unset") for n in names}
+
+
+def fastmlp_simd_kernels():
+    """The SIMD kernel set fastmlp's C core dispatched to (show_config's "simd kernels"),
+    or "n/a" when this build does not report one."""
+    import io
+
+    try:
+        return str(fastmlp.show_config(file=io.StringIO()).get("simd kernels", "n/a"))
+    except Exception:  # noqa: BLE001 - a report must not fail on a missing fact
+        return "n/a"
+
+
+def _cpu_busy():
+    """{cpu: busy jiffies} from /proc/stat (empty when unreadable)."""
+    busy = {}
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *values = line.split()
+                if name.startswith("cpu") and name != "cpu":
+                    v = [int(x) for x in values[:8]]
+                    busy[int(name[3:])] = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]
+    except (OSError, ValueError):
+        return {}
+    return busy
+
+
+def quietest_cpu(sample=0.2):
+    """The CPU this process may run on that other work kept least busy over `sample` s."""
+    allowed = sorted(os.sched_getaffinity(0))
+    b0 = _cpu_busy()
+    time.sleep(sample)
+    b1 = _cpu_busy()
+    if not b0 or not b1:
+        return allowed[-1]
+    return min(allowed, key=lambda c: (b1.get(c, 0) - b0.get(c, 0), -c))
+
+
+class pinned_cpu:
+    """Hold every thread of this process (those running now and, by inheritance, those
+    started later) on one CPU: os.sched_setaffinity on each task of /proc/self/tasks.
+
+    Used with 1 thread per pool, where every implementation runs on one core anyway: it
+    adds nothing for them and is the only way to hold JAX/XLA, whose pools ignore
+    threadpoolctl, to one core. Enter it before JAX is imported and XLA sizes its pool to
+    the one CPU. .release() / .reapply() step out and back in (the threads section);
+    .repick() moves to the CPU least busy now (a pinned process cannot flee a neighbour
+    that lands on its CPU, so callers re-pick between measurements).
+    No-op where sched_setaffinity does not exist (cpu is then None).
+    """
+
+    def __init__(self, cpu=None):
+        self.cpu = cpu
+        self._saved = None
+
+    @staticmethod
+    def _tasks():
+        try:
+            return [int(t) for t in os.listdir("/proc/self/task")]
+        except OSError:
+            return [0]
+
+    def _set(self, cpus):
+        for tid in self._tasks():
+            try:
+                os.sched_setaffinity(tid, cpus)
+            except OSError:  # a thread that ended meanwhile
+                pass
+
+    def reapply(self):
+        if not hasattr(os, "sched_setaffinity"):
+            return self
+        if self._saved is None:
+            self._saved = set(os.sched_getaffinity(0))
+        if self.cpu is None:
+            self.cpu = quietest_cpu()
+        self._set({self.cpu})
+        return self
+
+    def repick(self, sample=0.1):
+        if self._saved is not None:
+            self.cpu = quietest_cpu(sample)
+            self._set({self.cpu})
+        return self
+
+    def release(self):
+        if self._saved is not None:
+            self._set(self._saved)
+        return self
+
+    def __enter__(self):
+        return self.reapply()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
 
 
 class pinned_threads:
@@ -194,6 +295,36 @@ def torch_module():
     return _TORCH[0]
 
 
+_JAX = []
+# As the JAX issues recommend; with the thunk runtime of recent jaxlib these flags no longer
+# hold XLA's intra-op pool to one thread: pinned_cpu (affinity) does.
+JAX_XLA_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def jax_module():
+    """jax, or None when it does not import. Imported once, lazily: XLA_FLAGS (one thread)
+    is added to the environment first, since XLA reads it when jax is first imported."""
+    if not _JAX:
+        flags = os.environ.get("XLA_FLAGS", "")
+        if "xla_cpu_multi_thread_eigen" not in flags:
+            os.environ["XLA_FLAGS"] = (flags + " " + JAX_XLA_FLAGS).strip()
+        os.environ.setdefault("JAX_PLATFORMS", "cpu")
+        try:
+            import jax
+
+            _JAX.append(jax)
+        except ImportError:
+            _JAX.append(None)
+    return _JAX[0]
+
+
+def jax_enable_x64():
+    """float64 arrays for JAX (off by default; float32 arrays stay float32 once on)."""
+    jax = jax_module()
+    if jax is not None and not jax.config.jax_enable_x64:
+        jax.config.update("jax_enable_x64", True)
+
+
 def sklearn_version():
     try:
         import sklearn
@@ -245,6 +376,7 @@ class Shape:
     epoch_batches: int  # batches in the epoch benchmark
     large: bool = False  # ~1 s a step: fewer rounds
     note: str = ""
+    data: str = "random"  # "spiral": the course's spiral; "random": see make_data
 
     @property
     def label(self):
@@ -260,9 +392,15 @@ SHAPES = {
     s.name: s
     for s in (
         Shape("spiral", (2, 100, 3), "relu", "sgd", 1.0, 1e-3, 300, ("float64", "float32"), 10,
-              note="the course's spiral, N=300 full batch; epoch: 3000 points, 10 batches"),
+              note="the course's spiral, N=300 full batch; epoch: 3000 points, 10 batches",
+              data="spiral"),
+        Shape("spiral-sigmoid", (2, 100, 3), "sigmoid", "sgd", 1.0, 1e-3, 300,
+              ("float64", "float32"), 10, note="the spiral net with sigmoid hidden units",
+              data="spiral"),
+        Shape("mnist-sgd", (784, 100, 10), "sigmoid", "sgd", 0.1, 0.0, 100, ("float32",), 80,
+              note="the lecture's MNIST net with plain SGD (lr 0.1)"),
         Shape("mnist", (784, 100, 10), "sigmoid", "adam", 1e-3, 0.0, 100, ("float32",), 80,
-              note="the lecture's MNIST net; epoch: 8000 rows, 80 batches"),
+              note="the lecture's MNIST net, Adam; epoch: 8000 rows, 80 batches"),
         Shape("mid", (784, 512, 512, 10), "relu", "sgd", 0.01, 0.0, 1024, ("float32",), 8),
         Shape("large", (1024, 2048, 2048, 1000), "relu", "sgd", 0.01, 0.0, 4096,
               ("float32",), 2, large=True),
@@ -296,6 +434,31 @@ def gemm_calls(sizes, n):
     return calls
 
 
+def product_operands(sizes, n, dtype, seed=0):
+    """[(name, a, b, out)] for gemm_calls(sizes, n): preallocated operands of the plan's
+    shapes; a transposed product gets a transposed view (A.T of a C-contiguous array), so
+    that BLAS receives the transpose flag instead of a copy."""
+    rng = np.random.default_rng(seed)
+    ops = []
+    for name, m, k, ncols, ta, tb in gemm_calls(sizes, n):
+        A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+        B = rng.standard_normal((ncols, k) if tb else (k, ncols)).astype(dtype)
+        ops.append((name, A.T if ta else A, B.T if tb else B, np.empty((m, ncols), dtype)))
+    return ops
+
+
+def matmul_products(sizes, n, dtype):
+    """A callable running one step's products alone: numpy.matmul(a, b, out=c) each."""
+    ops = [(a, b, c) for _, a, b, c in product_operands(sizes, n, dtype)]
+    matmul = np.matmul
+
+    def products():
+        for a, b, c in ops:
+            matmul(a, b, out=c)
+
+    return products
+
+
 # -- data ----------------------------------------------------------------------------------
 
 
@@ -311,7 +474,7 @@ def mnist_rows(rows, dtype, seed=0):
 def make_data(shape, rows, dtype, seed=0):
     """(X, y) for `shape`: the spiral for the spiral net, random data elsewhere."""
     dtype = np.dtype(dtype).type
-    if shape.name == "spiral":
+    if shape.data == "spiral":
         per_class = -(-rows // 3)
         X, y = make_spiral(per_class, 3, seed=seed, dtype=dtype)
         return np.ascontiguousarray(X[:rows]), np.ascontiguousarray(y[:rows])
@@ -395,7 +558,104 @@ class TorchNetwork:
         return loss.item()
 
 
-def step_impls(shape, dtype, rows=None, include_torch=True):
+class JaxNetwork:
+    """JAX on the CPU: the whole step (forward, softmax cross-entropy + L2, jax.grad, SGD
+    or Adam) in one jax.jit function; an epoch is one more jit function, a lax.scan of
+    that step over the batches of a shuffled order.
+
+    The loss is the course's: mean(-log softmax(scores)[y]) + 0.5 l2 sum(W * W) over the
+    weights (not the biases); Adam as in the lecture (bias-corrected m and v, eps outside
+    the square root). Parameters and optimizer state are donated to the step, so XLA may
+    update them in place. Every call waits for its result (jax.block_until_ready).
+    """
+
+    def __init__(self, shape, dtype, seed=0):
+        jax = jax_module()
+        if jax is None:
+            raise ImportError("jax is not installed")
+        dtype = np.dtype(dtype)
+        if dtype == np.float64:
+            jax_enable_x64()  # before any array is built: otherwise float64 becomes float32
+        jnp = jax.numpy
+        self.jax, self.dtype = jax, dtype
+        ref = course_network(shape, dtype, seed)
+        params = tuple((jnp.asarray(W), jnp.asarray(b.reshape(-1)))
+                       for W, b in zip(ref.Ws, ref.bs))
+        act = jax.nn.relu if shape.activation == "relu" else jax.nn.sigmoid
+        lr, l2 = shape.lr, shape.l2
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+
+        def loss_fn(params, X, y):
+            h = X
+            for W, b in params[:-1]:
+                h = act(h @ W + b)
+            W, b = params[-1]
+            # log softmax = s - max(s) - log(sum(exp(s - max(s)))), stable
+            logp = jax.nn.log_softmax(h @ W + b, axis=1)
+            loss = -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+            if l2:
+                loss = loss + sum(0.5 * l2 * jnp.sum(W * W) for W, _ in params)
+            return loss
+
+        grad_fn = jax.value_and_grad(loss_fn)
+        tree_map = jax.tree_util.tree_map
+
+        if shape.optimizer == "sgd":
+            def step(state, X, y):
+                params, opt = state
+                loss, grads = grad_fn(params, X, y)
+                return (tree_map(lambda p, g: p - lr * g, params, grads), opt), loss
+
+            opt = ()
+        else:
+            def step(state, X, y):
+                params, (m, v, t) = state
+                loss, g = grad_fn(params, X, y)
+                t = t + 1
+                m = tree_map(lambda m, g: beta1 * m + (1 - beta1) * g, m, g)
+                v = tree_map(lambda v, g: beta2 * v + (1 - beta2) * (g * g), v, g)
+                # bias correction: m_hat = m / (1 - beta1^t), v_hat = v / (1 - beta2^t)
+                c1, c2 = 1 - beta1**t, 1 - beta2**t
+                params = tree_map(lambda p, m, v: p - lr * (m / c1) / (jnp.sqrt(v / c2) + eps),
+                                  params, m, v)
+                return (params, (m, v, t)), loss
+
+            zeros = tree_map(jnp.zeros_like, params)
+            opt = (zeros, tree_map(jnp.zeros_like, params), jnp.zeros((), dtype))
+
+        def epoch(state, X, y, order):  # order: (batches, batch) row indices
+            def body(state, idx):
+                return step(state, X[idx], y[idx])
+
+            state, losses = jax.lax.scan(body, state, order)
+            return state, jnp.mean(losses)
+
+        self.state = (params, opt)
+        self._step = jax.jit(step, donate_argnums=0)
+        self._epoch = jax.jit(epoch, donate_argnums=0)
+
+    def arrays(self, X, y):
+        """X and y as device arrays (y as int32, JAX's default integer)."""
+        jnp = self.jax.numpy
+        return jnp.asarray(np.asarray(X, self.dtype)), jnp.asarray(np.asarray(y, np.int32))
+
+    def train_step(self, X, y):
+        self.state, loss = self.jax.block_until_ready(self._step(self.state, X, y))
+        return loss
+
+    def train_epoch(self, X, y, order):
+        """One pass over the rows in `order` (n,), in batches of order's second dimension
+        after reshaping; order: (batches, batch) int32 device array."""
+        self.state, loss = self.jax.block_until_ready(self._epoch(self.state, X, y, order))
+        return loss
+
+    def weights(self):
+        """[(W, b)] as NumPy arrays."""
+        return [(np.asarray(W), np.asarray(b)) for W, b in self.state[0]]
+
+
+def step_impls(shape, dtype, rows=None, include_torch=True, include_jax=True,
+               include_products=False):
     """{name: factory} for one training step; a factory builds and returns a callable."""
     rows = rows or shape.batch
 
@@ -420,12 +680,24 @@ def step_impls(shape, dtype, rows=None, include_torch=True):
         X, y = net.tensors(*data())
         return lambda: net.train_step(X, y)
 
+    def jax_step():
+        net = JaxNetwork(shape, dtype)
+        X, y = net.arrays(*data())
+        return lambda: net.train_step(X, y)
+
     impls = {"course-numpy": course}
     for b in fastmlp_backends():
         impls[f"fastmlp-{b}"] = plan(b)
     if include_torch and torch_module() is not None:
         impls["pytorch"] = torch_step
+    if include_jax and jax_module() is not None:
+        impls["jax-jit"] = jax_step
+    if include_products:
+        impls[PRODUCTS] = lambda: matmul_products(shape.sizes, rows, dtype)
     return impls
+
+
+PRODUCTS = "products-matmul"  # the step's products alone by numpy.matmul (not a network)
 
 
 def sklearn_mlp(shape, seed=0):
@@ -447,7 +719,8 @@ def sklearn_mlp(shape, seed=0):
     )
 
 
-def epoch_impls(shape, dtype, include_torch=True, include_sklearn=True, data=None, rows=None):
+def epoch_impls(shape, dtype, include_torch=True, include_sklearn=True, data=None, rows=None,
+                include_jax=True):
     """{name: factory} for one shuffled epoch of `rows` rows (default shape.epoch_rows) in
     batches of shape.batch; each factory returns a callable running one more epoch."""
     if data is None:
@@ -495,6 +768,22 @@ def epoch_impls(shape, dtype, include_torch=True, include_sklearn=True, data=Non
 
         return epoch
 
+    def jax_epoch():
+        net = JaxNetwork(shape, dtype)
+        X, y = data()
+        n, bs = len(X), shape.batch
+        if n % bs:
+            raise ValueError(f"jax-jit epoch: {n} rows is not a whole number of batches")
+        X, y = net.arrays(X, y)
+        rng = np.random.default_rng(0)
+        jnp = net.jax.numpy
+
+        def epoch():
+            order = jnp.asarray(rng.permutation(n).astype(np.int32).reshape(-1, bs))
+            return net.train_epoch(X, y, order)
+
+        return epoch
+
     def sklearn_epoch():
         clf = sklearn_mlp(shape)
         X, y = data()
@@ -514,6 +803,8 @@ def epoch_impls(shape, dtype, include_torch=True, include_sklearn=True, data=Non
         impls[f"fastmlp-{b}"] = plan(b)
     if include_torch and torch_module() is not None:
         impls["pytorch"] = torch_epoch
+    if include_jax and jax_module() is not None:
+        impls["jax-jit"] = jax_epoch
     if include_sklearn and sklearn_version() is not None and shape.activation in (
         "relu", "sigmoid"
     ):

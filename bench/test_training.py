@@ -6,6 +6,11 @@ Groups ("step <shape> <dtype>", "epoch <shape> <dtype>") hold, side by side:
 - "fastmlp-<backend>": NetworkPlan.train_step / NetworkPlan.train_epoch per backend;
 - "pytorch": CPU eager, nn.Linear + F.cross_entropy + backward + optimizer step, with
   torch.set_num_threads equal to the BLAS threads (skipped when torch does not import);
+- "jax-jit": the whole step under jax.jit, data and weights on the device in advance, an
+  epoch as one jit call (lax.scan over the batches); one core through the session's CPU
+  affinity at 1 thread (skipped when jax does not import);
+- "products-matmul" (steps only): the step's products alone, numpy.matmul on arrays of
+  the plan's shapes: the yardstick for the step;
 - "sklearn-mlp": MLPClassifier.partial_fit over the epoch's rows with the same
   hyper-parameters (MNIST shape only; skipped without scikit-learn).
 
@@ -25,10 +30,12 @@ LARGE_ROUNDS = 3
 LARGE_EPOCH_ROUNDS = 2
 SMOKE_LARGE_ROWS = 256  # smoke mode: the large step runs once on this many rows
 SMOKE_EPOCH_BATCHES = 2  # smoke mode: epochs of two batches
-OWN = ("course-numpy",) + tuple(f"fastmlp-{b}" for b in mb.FASTMLP_BACKENDS) + ("pytorch",)
+OWN = ("course-numpy",) + tuple(f"fastmlp-{b}" for b in mb.FASTMLP_BACKENDS) + (
+    "pytorch", "jax-jit")
 CASES = [(s.name, dt) for s in mb.SHAPES.values() for dt in s.dtypes]
-STEP_PARAMS = [(name, dt, impl) for name, dt in CASES for impl in OWN]
-EPOCH_PARAMS = STEP_PARAMS + [("mnist", "float32", "sklearn-mlp")]
+STEP_PARAMS = [(name, dt, impl) for name, dt in CASES for impl in OWN + (mb.PRODUCTS,)]
+EPOCH_PARAMS = [(name, dt, impl) for name, dt in CASES for impl in OWN] + [
+    ("mnist", "float32", "sklearn-mlp")]
 
 
 def _ids(params):
@@ -41,6 +48,8 @@ def _skip_unavailable(impl):
         pytest.skip(mb.backend_errors().get(backend, f"backend {backend!r} unavailable"))
     if impl == "pytorch" and mb.torch_module() is None:
         pytest.skip("PyTorch is not installed (pip install torch==2.13.0)")
+    if impl == "jax-jit" and mb.jax_module() is None:
+        pytest.skip("JAX is not installed (pip install jax)")
     if impl == "sklearn-mlp" and mb.sklearn_version() is None:
         pytest.skip("scikit-learn is not installed")
 
@@ -53,7 +62,7 @@ def test_train_step(measure, bench_config, name, dtype, impl):
     rows = shape.batch
     if shape.large and bench_config["smoke"]:
         rows = min(rows, SMOKE_LARGE_ROWS)  # the code path runs; the time means nothing
-    fn = mb.step_impls(shape, dtype, rows=rows)[impl]()
+    fn = mb.step_impls(shape, dtype, rows=rows, include_products=True)[impl]()
     measure(fn, group=f"step {shape.label} {dtype}", impl=impl, dtype=dtype,
             shape=f"{rows}x{'->'.join(map(str, shape.sizes))}",
             flops=mb.gemm_flops(shape.sizes, rows),
