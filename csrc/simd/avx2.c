@@ -6,6 +6,28 @@
 #include "../fastmlp.h"
 #include "simd.h"
 
+#ifdef FM_SANITIZE
+/* AddressSanitizer does not see masked vector loads and stores: in the sanitizer build
+   they go through memcpy, which it checks, so an access past an edge is reported. */
+#include <string.h>
+#define FM_MASKED_COPY(T, VT, LOADU, STOREU, W)                                        \
+    static inline VT fm_loadm_##T(const T *p, unsigned n)                              \
+    {                                                                                  \
+        T t[W] = {0};                                                                  \
+        memcpy(t, p, n * sizeof(T));                                                   \
+        return LOADU(t);                                                               \
+    }                                                                                  \
+    static inline void fm_storem_##T(T *p, unsigned n, VT v)                           \
+    {                                                                                  \
+        T t[W];                                                                        \
+        STOREU(t, v);                                                                  \
+        memcpy(p, t, n * sizeof(T));                                                   \
+    }
+FM_MASKED_COPY(float, __m256, _mm256_loadu_ps, _mm256_storeu_ps, 8)
+FM_MASKED_COPY(double, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, 4)
+#undef FM_MASKED_COPY
+#endif
+
 #define MR 6
 #define NV 2
 
@@ -41,6 +63,12 @@ static inline double fm_hsum256_pd(__m256d v)
 #define V_NAN(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
 #define V_SEL(c, t, f) _mm256_blendv_ps(f, t, c)
 #define V_HSUM(v) fm_hsum256_ps(v)
+#ifdef FM_SANITIZE
+#undef V_LOADM
+#undef V_STOREM
+#define V_LOADM(p, m) fm_loadm_float(p, (unsigned)__builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(m))))
+#define V_STOREM(p, m, v) fm_storem_float(p, (unsigned)__builtin_popcount(_mm256_movemask_ps(_mm256_castsi256_ps(m))), v)
+#endif
 #define MG_NAME(x) fm_mg_f32_avx2_##x
 #include "microgemm.inc"
 #include "undef.h"
@@ -65,6 +93,12 @@ static inline double fm_hsum256_pd(__m256d v)
 #define V_NAN(a) _mm256_cmp_pd(a, a, _CMP_UNORD_Q)
 #define V_SEL(c, t, f) _mm256_blendv_pd(f, t, c)
 #define V_HSUM(v) fm_hsum256_pd(v)
+#ifdef FM_SANITIZE
+#undef V_LOADM
+#undef V_STOREM
+#define V_LOADM(p, m) fm_loadm_double(p, (unsigned)__builtin_popcount(_mm256_movemask_pd(_mm256_castsi256_pd(m))))
+#define V_STOREM(p, m, v) fm_storem_double(p, (unsigned)__builtin_popcount(_mm256_movemask_pd(_mm256_castsi256_pd(m))), v)
+#endif
 #define MG_NAME(x) fm_mg_f64_avx2_##x
 #include "microgemm.inc"
 #include "undef.h"

@@ -6,6 +6,28 @@
 #include "../fastmlp.h"
 #include "simd.h"
 
+#ifdef FM_SANITIZE
+/* AddressSanitizer does not see masked vector loads and stores: in the sanitizer build
+   they go through memcpy, which it checks, so an access past an edge is reported. */
+#include <string.h>
+#define FM_MASKED_COPY(T, VT, LOADU, STOREU, W)                                        \
+    static inline VT fm_loadm_##T(const T *p, unsigned n)                              \
+    {                                                                                  \
+        T t[W] = {0};                                                                  \
+        memcpy(t, p, n * sizeof(T));                                                   \
+        return LOADU(t);                                                               \
+    }                                                                                  \
+    static inline void fm_storem_##T(T *p, unsigned n, VT v)                           \
+    {                                                                                  \
+        T t[W];                                                                        \
+        STOREU(t, v);                                                                  \
+        memcpy(p, t, n * sizeof(T));                                                   \
+    }
+FM_MASKED_COPY(float, __m512, _mm512_loadu_ps, _mm512_storeu_ps, 16)
+FM_MASKED_COPY(double, __m512d, _mm512_loadu_pd, _mm512_storeu_pd, 8)
+#undef FM_MASKED_COPY
+#endif
+
 #define MR 8
 #define NV 3
 
@@ -29,6 +51,12 @@
 #define V_NAN(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
 #define V_SEL(c, t, f) _mm512_mask_blend_ps(c, f, t)
 #define V_HSUM(v) _mm512_reduce_add_ps(v)
+#ifdef FM_SANITIZE
+#undef V_LOADM
+#undef V_STOREM
+#define V_LOADM(p, m) fm_loadm_float(p, (unsigned)__builtin_popcount(m))
+#define V_STOREM(p, m, v) fm_storem_float(p, (unsigned)__builtin_popcount(m), v)
+#endif
 #define MG_NAME(x) fm_mg_f32_avx512_##x
 #include "microgemm.inc"
 #include "undef.h"
@@ -53,6 +81,12 @@
 #define V_NAN(a) _mm512_cmp_pd_mask(a, a, _CMP_UNORD_Q)
 #define V_SEL(c, t, f) _mm512_mask_blend_pd(c, f, t)
 #define V_HSUM(v) _mm512_reduce_add_pd(v)
+#ifdef FM_SANITIZE
+#undef V_LOADM
+#undef V_STOREM
+#define V_LOADM(p, m) fm_loadm_double(p, (unsigned)__builtin_popcount(m))
+#define V_STOREM(p, m, v) fm_storem_double(p, (unsigned)__builtin_popcount(m), v)
+#endif
 #define MG_NAME(x) fm_mg_f64_avx512_##x
 #include "microgemm.inc"
 #include "undef.h"
