@@ -813,17 +813,24 @@ def _add_column_sums(M, out):
 @_kernel
 def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
     """_softmax_cross_entropy on some rows of a batch of n_total rows: returns the sum of
-    their losses, and dZ = (softmax - onehot) / n_total."""
+    their losses, and dZ = (softmax - onehot) / n_total. dZ (C-contiguous) is not Z."""
     rows, cols = Z.shape
     scale = Z.dtype.type(1.0 / n_total)
+    # e^(z_ij - m_i) in one pass over the whole block, a loop that vectorises: along a row
+    # of a few classes it would not
+    for i in range(rows):
+        m = _row_max(Z, i)
+        for j in range(cols):
+            dZ[i, j] = Z[i, j] - m
+    flat = dZ.reshape(rows * cols)
+    for k in range(flat.shape[0]):
+        flat[k] = _exp(flat[k])
     total = 0.0
     for i in range(rows):
         m = _row_max(Z, i)
         s = type(m)(0)
         for j in range(cols):
-            e = _exp(Z[i, j] - m)
-            dZ[i, j] = e
-            s += e
+            s += dZ[i, j]
         label = y[i]
         z_label = Z[i, label]
         e_label = dZ[i, label]
