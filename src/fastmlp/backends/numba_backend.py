@@ -1075,10 +1075,22 @@ def _gradients(bufs, X, labels, targets, ints):
 
 
 @_kernel
+def _labels_in_range(labels, n_classes):
+    for i in range(labels.shape[0]):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            return False
+    return True
+
+
+@_kernel
 def _train_step(bufs, X, labels, targets, ints, hyper64):
-    """One training step; the loss before the update (penalties included)."""
-    data_loss = _gradients(bufs, X, labels, targets, ints)
+    """One training step; the loss before the update (penalties included). Labels out
+    of range raise ValueError before anything changes (as the C core's FM_ELABEL)."""
     n_layers = ints[_I_LAYERS]
+    n_classes = bufs[(n_layers - 1) * _SLOTS + _W].shape[1]
+    if ints[_I_LOSS] == 0 and not _labels_in_range(labels, n_classes):
+        raise ValueError("y: class labels out of range")
+    data_loss = _gradients(bufs, X, labels, targets, ints)
     hyper = bufs[n_layers * _SLOTS][0]
     kind = ints[_I_OPT]
     t = ints[_I_STEP] + 1
@@ -1206,7 +1218,9 @@ class Network:
     """The training engine of a NetworkPlan: each step, epoch or forward pass is one
     jitted call over the plan's buffers (see _train_step)."""
 
-    checks_labels = False  # the plan checks the label range before calling
+    # the step checks the label range (in one loop in its jitted call: NumPy's min and max
+    # in the plan cost more than the rest of the Python around a small step)
+    checks_labels = True
 
     def __init__(self, plan):
         buf = plan._buffers
