@@ -63,6 +63,28 @@ def test_softmax_out(backend, dtype, rng, log):
     assert_close(Z, expected, dtype, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(3000, 3), (2, 5000)], ids=["3000x3", "2x5000"])
+def test_in_place_on_more_rows_than_a_block(backend, dtype, rng, shape):
+    # out=Z where a kernel works through Z a block of rows at a time (numba: 2048 entries,
+    # a row at least): the same bits as with a separate out
+    Z = (rng.standard_normal(shape) * 3).astype(dtype)
+    y = rng.integers(0, shape[1], shape[0])
+    Y = rng.integers(0, 2, shape).astype(dtype)
+    calls = {
+        "softmax": lambda Z, out: (0.0, ops.softmax(Z, out=out)),
+        "log_softmax": lambda Z, out: (0.0, ops.log_softmax(Z, out=out)),
+        "softmax_cross_entropy": lambda Z, out: ops.softmax_cross_entropy(Z, y, out=out),
+        "sigmoid_bce": lambda Z, out: ops.sigmoid_binary_cross_entropy(Z, Y, out=out),
+    }
+    for name, call in calls.items():
+        loss, expected = call(Z, np.empty_like(Z))
+        W = Z.copy()
+        in_place_loss, result = call(W, W)
+        assert result is W, name
+        np.testing.assert_array_equal(W, expected, err_msg=name)
+        assert in_place_loss == loss, name
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 def test_softmax_cross_entropy(backend, dtype, layout, rng, shape, weighted):

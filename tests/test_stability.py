@@ -236,6 +236,40 @@ def test_exp_based_kernels_are_accurate_over_the_whole_range(backend, dtype):
     assert _relative_error_on_normals(P[:, 0], 1 / (1 + np.exp(zl)), dtype) <= rtol
 
 
+def test_numba_exp_is_accurate_over_the_whole_range(dtype):
+    # numba_backend._exp, exp.inc's plain-arithmetic e^x behind every exp-based kernel of
+    # the numba backend, on its own: the kernels above never reach its overflow side
+    numba = pytest.importorskip("numba")
+    from fastmlp.backends import numba_backend
+
+    if np.finfo(np.longdouble).eps > 1e-18 and dtype == np.float64:
+        pytest.skip("long double is no wider than double on this platform")
+
+    @numba.njit
+    def exp_each(x, out):
+        for i in range(x.size):
+            out[i] = numba_backend._exp(x[i])
+
+    finfo = np.finfo(dtype)
+    L = GRID[np.dtype(dtype)]
+    tiny = np.geomspace(finfo.smallest_subnormal, 1e-2, 4000)
+    # a few neighbours of the thresholds of overflow and of the smallest subnormal
+    edges = [dtype.type(np.log(np.longdouble(v))) for v in (finfo.max, finfo.smallest_subnormal)]
+    near = [e + k * np.spacing(e) for e in edges for k in range(-4, 5)]
+    z = np.r_[np.linspace(-L, L, 400001), tiny, -tiny, near].astype(dtype)
+    e = np.exp(z.astype(np.longdouble))
+    out = np.empty_like(z)
+    exp_each(z, out)
+    finite = e <= finfo.max
+    # within 2 eps relative where the result is normal (measured: 0.8 eps), a few
+    # subnormals' worth below
+    assert _relative_error_on_normals(out[finite], e[finite], dtype) <= 2 * finfo.eps
+    assert np.all(out[~finite] == np.inf)
+    special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0], dtype)
+    exp_each(special, out[:5])
+    np.testing.assert_array_equal(out[:5], [np.inf, 0.0, np.nan, 1.0, 1.0])
+
+
 def test_log_softmax_is_shift_invariant(backend, dtype):
     # log_softmax(z + c) = log_softmax(z): a large common offset must not cost digits
     z = np.array([[0.0, -0.5, -1.0, -3.0]], dtype)

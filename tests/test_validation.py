@@ -427,6 +427,29 @@ def test_plan_bad_inputs(backend):
         plan.train_epoch(np.ones((5, 2)), np.zeros(5, np.int64), batch_losses=np.zeros(1))
 
 
+def test_plan_refuses_labels_out_of_range_before_changing_anything(backend):
+    # checked by the plan or inside the backend's step (c, numba): either way a refused
+    # step leaves no trace, even with the bad label in the fused step's second block
+    plans = [
+        fastmlp.NetworkPlan([2, 4, 3], optimizer="adam", batch_size=64, seed=0) for _ in range(2)
+    ]
+    X = np.linspace(-1, 1, 80).reshape(40, 2)
+    y = np.arange(40) % 3
+    for plan in plans:
+        plan.train_step(X, y)
+    for bad in (3, -1):
+        y_bad = y.copy()
+        y_bad[37] = bad
+        with pytest.raises(ValueError, match=r"^y: class labels must lie in \[0, 3\), found"):
+            plans[0].train_step(X, y_bad)
+        assert plans[0].step == 1
+    for plan in plans:
+        plan.train_step(X, y)
+    for (W, b), (W1, b1) in zip(plans[0].weights, plans[1].weights):
+        np.testing.assert_array_equal(W, W1)
+        np.testing.assert_array_equal(b, b1)
+
+
 # -- backend names --------------------------------------------------------------------------
 
 

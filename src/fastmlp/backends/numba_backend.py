@@ -19,6 +19,9 @@ import math
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic, overload
 
 NAME = "numba"
 
@@ -37,8 +40,110 @@ _N_ACTIVATIONS = 7
 # Numba types float(x) of a float32 as float32.
 
 
-# expm1 and log1p(t <= 1) as csrc/kernels/exp.inc and log1p.inc write them: arithmetic
-# that LLVM vectorises, where math.expm1 / math.log1p are a libm call per element.
+# exp, expm1 and log1p(t <= 1) as csrc/kernels/exp.inc and log1p.inc write them:
+# arithmetic that LLVM vectorises, where math.exp / math.expm1 / math.log1p are a libm
+# call per element (math.exp kept sigmoid and tanh 5x slower than C per element).
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The bit pattern of the float x as a signed integer of its width (a bit cast)."""
+    if not isinstance(x, types.Float):
+        return None
+    int_type = types.int64 if x.bitwidth == 64 else types.int32
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(int_type))
+
+    return int_type(x), codegen
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits, like):
+    """The float of like's type whose bit pattern is the low bits of the integer bits."""
+    if not isinstance(bits, types.Integer) or not isinstance(like, types.Float):
+        return None
+    width = like.bitwidth
+
+    def codegen(context, builder, signature, args):
+        u = args[0]
+        if bits.bitwidth > width:
+            u = builder.trunc(u, ir.IntType(width))
+        elif bits.bitwidth < width:
+            u = builder.sext(u, ir.IntType(width))
+        return builder.bitcast(u, context.get_value_type(like))
+
+    return like(bits, like), codegen
+
+
+def _exp(x):
+    """e^x: the jitted versions are _exp_f64 and _exp_f32 (plain Python: math.exp)."""
+    return math.exp(x)
+
+
+# e^x = 2^k e^r with k = round(x / ln 2), |r| <= ln(2)/2, e^r by its Taylor polynomial
+# (degree 13 for double, 7 for float: truncation below half an ulp), 2^k built in the
+# exponent bits as two factors so that results from the subnormals up to overflow come out
+# right. NaN stays NaN, +inf gives inf, -inf 0. Adding and subtracting 1.5 * 2^52 (2^23)
+# rounds to an integer, which the sum's low bits hold. Below 2^-60 (2^-30) e^x rounds to
+# 1: x is taken as 0 there, as a subnormal x would slow every operation for nothing.
+
+
+def _exp_f64(x):
+    T = type(x)
+    shift = T(6755399441055744.0)  # 0x1.8p52
+    xc = T(-746) if x < T(-746) else (T(710) if x > T(710) else x)  # e^x is 0 or inf
+    xc = T(0) if abs(xc) < T(8.673617379884035e-19) else xc  # 2^-60
+    kd = (xc * T(1.4426950408889634) + shift) - shift
+    r = (xc - kd * T(6.93147180369123816490e-01)) - kd * T(1.90821492927058770002e-10)
+    p = T(1.0 / 6227020800.0)
+    p = p * r + T(1.0 / 479001600.0)
+    p = p * r + T(1.0 / 39916800.0)
+    p = p * r + T(1.0 / 3628800.0)
+    p = p * r + T(1.0 / 362880.0)
+    p = p * r + T(1.0 / 40320.0)
+    p = p * r + T(1.0 / 5040.0)
+    p = p * r + T(1.0 / 720.0)
+    p = p * r + T(1.0 / 120.0)
+    p = p * r + T(1.0 / 24.0)
+    p = p * r + T(1.0 / 6.0)
+    p = p * r + T(0.5)
+    p = p * r + T(1.0)
+    p = p * r + T(1.0)
+    half = (kd * T(0.5) + shift) - shift
+    k1 = _bits(half + shift) - _bits(shift)
+    k2 = _bits((kd - half) + shift) - _bits(shift)
+    return p * _float_from_bits((k1 + 1023) << 52, x) * _float_from_bits((k2 + 1023) << 52, x)
+
+
+def _exp_f32(x):
+    T = type(x)
+    shift = T(12582912.0)  # 0x1.8p23
+    xc = T(-104) if x < T(-104) else (T(89) if x > T(89) else x)  # e^x is 0 or inf
+    xc = T(0) if abs(xc) < T(9.313225746154785e-10) else xc  # 2^-30
+    kf = (xc * T(1.44269504) + shift) - shift
+    r = (xc - kf * T(0.693145751953125)) - kf * T(1.428606765330187045e-06)
+    p = T(1.0 / 5040.0)
+    p = p * r + T(1.0 / 720.0)
+    p = p * r + T(1.0 / 120.0)
+    p = p * r + T(1.0 / 24.0)
+    p = p * r + T(1.0 / 6.0)
+    p = p * r + T(0.5)
+    p = p * r + T(1.0)
+    p = p * r + T(1.0)
+    half = (kf * T(0.5) + shift) - shift
+    k1 = _bits(half + shift) - _bits(shift)
+    k2 = _bits((kf - half) + shift) - _bits(shift)
+    return p * _float_from_bits((k1 + 127) << 23, x) * _float_from_bits((k2 + 127) << 23, x)
+
+
+@overload(_exp, jit_options={"error_model": "numpy"})
+def _exp_overload(x):
+    if x == types.float64:
+        return _exp_f64
+    if x == types.float32:
+        return _exp_f32
+    return None
 
 
 @_inline
@@ -63,7 +168,7 @@ def _expm1(x):
     p = p * xs + T(0.16666666666666666)
     p = p * xs + T(0.5)
     p = p * xs + T(1.0)
-    return xs * p if small else math.exp(x) - T(1)
+    return xs * p if small else _exp(x) - T(1)
 
 
 @_inline
@@ -109,10 +214,15 @@ def _leaky_relu(z, alpha):
 
 
 @_inline
-def _sigmoid(z, alpha):
+def _sigmoid_from(z, e):
+    # sigmoid(z) given e = e^-|z| <= 1, which never overflows
     one = type(z)(1)
-    e = math.exp(-abs(z))  # e^-|z| <= 1 never overflows
     return one / (one + e) if z >= 0 else e / (one + e)
+
+
+@_inline
+def _sigmoid(z, alpha):
+    return _sigmoid_from(z, _exp(-abs(z)))
 
 
 @_inline
@@ -127,7 +237,7 @@ def _tanh(z, alpha):
     q = ((s + T(1.12811678491632931402e2)) * s + T(2.23548839060100448583e3)) * s \
         + T(4.84406305325125486048e3)
     small = z + z * s * (p / q)
-    large = T(1) - T(2) / (math.exp(T(2) * x) + T(1))
+    large = T(1) - T(2) / (_exp(T(2) * x) + T(1))
     return small if x < T(0.625) else (-large if z < 0 else large)
 
 
@@ -139,7 +249,7 @@ def _elu(z, alpha):
 @_inline
 def _softplus(z, alpha):
     # log(1 + e^z) = max(z, 0) + log1p(e^-|z|), which cannot overflow
-    return _relu(z, alpha) + _log1p_unit(math.exp(-abs(z)))
+    return _relu(z, alpha) + _log1p_unit(_exp(-abs(z)))
 
 
 # Backward from the saved output a = f(z), so the pre-activation is never needed.
@@ -270,24 +380,61 @@ def _row_max(Z, i):
     return m
 
 
+# The softmax and the losses take their exps apart, in one flat pass over a block of rows
+# (_exp_inplace): a loop that also sums, or runs along a row of a few classes, stays
+# scalar, and there the polynomial e^x is 2x slower than libm's. The block's arguments
+# and exps go through a small scratch E (_exp_block), as the output may be Z.
+
+_EXP_BLOCK = 2048  # entries of E: a block of rows, in L1
+
+
+@_kernel
+def _exp_inplace(E):
+    """E = e^E, for a C-contiguous E."""
+    flat = E.reshape(E.size)
+    for k in range(flat.shape[0]):
+        flat[k] = _exp(flat[k])
+
+
+@_kernel
+def _exp_block(Z):
+    """Scratch for the rows of Z, a block at a time: E (block x cols) and M (block)."""
+    rows, cols = Z.shape
+    block = max(1, min(rows, _EXP_BLOCK // max(cols, 1)))
+    return np.empty((block, cols), Z.dtype), np.empty(block, Z.dtype)
+
+
+@_inline
+def _shifted_exps(Z, r0, n, E, M):
+    """M[i] = max_j Z[r0 + i, j], E[i, j] = e^(Z[r0 + i, j] - M[i]) for i < n."""
+    for i in range(n):
+        m = _row_max(Z, r0 + i)
+        M[i] = m
+        for j in range(Z.shape[1]):
+            E[i, j] = Z[r0 + i, j] - m
+    _exp_inplace(E[:n])
+
+
 @_kernel
 def _softmax(Z, log, out):
-    for i in range(Z.shape[0]):
-        m = _row_max(Z, i)
-        s = type(m)(0)
-        if log:
-            for j in range(Z.shape[1]):
-                s += math.exp(Z[i, j] - m)
-            log_s = math.log(s)
-            for j in range(Z.shape[1]):
-                out[i, j] = (Z[i, j] - m) - log_s
-        else:
-            # out may be Z: each element is read before it is overwritten
-            for j in range(Z.shape[1]):
-                out[i, j] = math.exp(Z[i, j] - m)
-                s += out[i, j]
-            for j in range(Z.shape[1]):
-                out[i, j] = out[i, j] / s
+    rows, cols = Z.shape
+    E, M = _exp_block(Z)
+    block = E.shape[0]
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        _shifted_exps(Z, r0, n, E, M)
+        # out may be Z: its row is written only once E and M hold what is needed of it
+        for i in range(n):
+            s = type(M[i])(0)
+            for j in range(cols):
+                s += E[i, j]
+            if log:
+                log_s = math.log(s)
+                for j in range(cols):
+                    out[r0 + i, j] = (Z[r0 + i, j] - M[i]) - log_s
+            else:
+                for j in range(cols):
+                    out[r0 + i, j] = E[i, j] / s
 
 
 @_kernel
@@ -299,34 +446,55 @@ def _softmax_cross_entropy(Z, y, sample_weight, dZ):
         for i in range(rows):
             weight_sum += np.float64(sample_weight[i])
     total = 0.0
-    for i in range(rows):
-        # log-sum-exp: lse = m + log(sum_j e^(z_j - m)), loss_i = lse - z_{y_i}
-        m = _row_max(Z, i)
-        s = type(m)(0)
-        for j in range(cols):
-            s += math.exp(Z[i, j] - m)
-        label = y[i]
-        z_label = Z[i, label]  # read before dZ, which may be Z, is written
-        w = 1.0 if sample_weight is None else np.float64(sample_weight[i])
-        total += w * (np.float64(m) + np.float64(math.log(s)) - np.float64(z_label))
-        scale = type(m)(w / weight_sum)
-        for j in range(cols):
-            dZ[i, j] = (math.exp(Z[i, j] - m) / s) * scale
-        dZ[i, label] = (math.exp(z_label - m) / s - type(m)(1)) * scale
+    E, M = _exp_block(Z)
+    block = E.shape[0]
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        _shifted_exps(Z, r0, n, E, M)
+        for i in range(n):
+            # log-sum-exp: lse = m + log(sum_j e^(z_j - m)), loss_i = lse - z_{y_i}
+            r, m = r0 + i, M[i]
+            s = type(m)(0)
+            for j in range(cols):
+                s += E[i, j]
+            label = y[r]
+            z_label = Z[r, label]  # read before dZ, which may be Z, is written
+            w = 1.0 if sample_weight is None else np.float64(sample_weight[r])
+            total += w * (np.float64(m) + np.float64(math.log(s)) - np.float64(z_label))
+            scale = type(m)(w / weight_sum)
+            for j in range(cols):
+                dZ[r, j] = (E[i, j] / s) * scale
+            dZ[r, label] = (E[i, label] / s - type(m)(1)) * scale
     return total / weight_sum
+
+
+@_inline
+def _sigmoid_bce_terms(Z, Y, E, r0, n, n_total, dZ, total):
+    """Given E[i, j] = e^-|Z[r0 + i, j]|: total plus the losses of rows r0 .. r0 + n - 1,
+    max(z, 0) - z y + log1p(e^-|z|) = log(1 + e^z) - z y without overflow, and
+    dZ = (sigmoid(z) - y) / n_total on them. dZ may be Z (read first), or E."""
+    for i in range(n):
+        for j in range(Z.shape[1]):
+            z, t, e = Z[r0 + i, j], Y[r0 + i, j], E[i, j]
+            total += np.float64(_relu(z, None) - z * t + _log1p_unit(e))
+            dZ[r0 + i, j] = (_sigmoid_from(z, e) - t) / n_total
+    return total
 
 
 @_kernel
 def _sigmoid_binary_cross_entropy(Z, Y, dZ):
     rows, cols = Z.shape
-    n = Z.dtype.type(rows)
+    n_rows = Z.dtype.type(rows)
     total = 0.0
-    for i in range(rows):
-        for j in range(cols):
-            z, t = Z[i, j], Y[i, j]
-            # max(z, 0) - z y + log1p(e^-|z|): log(1 + e^z) - z y without overflow
-            total += np.float64(_relu(z, None) - z * t + _log1p_unit(math.exp(-abs(z))))
-            dZ[i, j] = (_sigmoid(z, None) - t) / n
+    E, _ = _exp_block(Z)
+    block = E.shape[0]
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        for i in range(n):
+            for j in range(cols):
+                E[i, j] = -abs(Z[r0 + i, j])
+        _exp_inplace(E[:n])
+        total = _sigmoid_bce_terms(Z, Y, E, r0, n, n_rows, dZ, total)
     return total / rows
 
 
@@ -708,17 +876,24 @@ def _add_column_sums(M, out):
 @_kernel
 def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
     """_softmax_cross_entropy on some rows of a batch of n_total rows: returns the sum of
-    their losses, and dZ = (softmax - onehot) / n_total."""
+    their losses, and dZ = (softmax - onehot) / n_total. dZ (C-contiguous) is not Z."""
     rows, cols = Z.shape
     scale = Z.dtype.type(1.0 / n_total)
+    # e^(z_ij - m_i) in one pass over the whole block, a loop that vectorises: along a row
+    # of a few classes it would not
+    for i in range(rows):
+        m = _row_max(Z, i)
+        for j in range(cols):
+            dZ[i, j] = Z[i, j] - m
+    flat = dZ.reshape(rows * cols)
+    for k in range(flat.shape[0]):
+        flat[k] = _exp(flat[k])
     total = 0.0
     for i in range(rows):
         m = _row_max(Z, i)
         s = type(m)(0)
         for j in range(cols):
-            e = math.exp(Z[i, j] - m)
-            dZ[i, j] = e
-            s += e
+            s += dZ[i, j]
         label = y[i]
         z_label = Z[i, label]
         e_label = dZ[i, label]
@@ -731,15 +906,14 @@ def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
 
 @_kernel
 def _sigmoid_binary_cross_entropy_rows(Z, Y, dZ, n_total):
+    """_sigmoid_binary_cross_entropy's sum over some rows of a batch of n_total rows, and
+    dZ for the batch's mean. dZ (C-contiguous) is not Z: it takes the exps first."""
     rows, cols = Z.shape
-    n = Z.dtype.type(n_total)
-    total = 0.0
     for i in range(rows):
         for j in range(cols):
-            z, t = Z[i, j], Y[i, j]
-            total += np.float64(_relu(z, None) - z * t + _log1p_unit(math.exp(-abs(z))))
-            dZ[i, j] = (_sigmoid(z, None) - t) / n
-    return total
+            dZ[i, j] = -abs(Z[i, j])
+    _exp_inplace(dZ)
+    return _sigmoid_bce_terms(Z, Y, dZ, 0, rows, Z.dtype.type(n_total), dZ, 0.0)
 
 
 @_kernel
@@ -901,10 +1075,22 @@ def _gradients(bufs, X, labels, targets, ints):
 
 
 @_kernel
+def _labels_in_range(labels, n_classes):
+    for i in range(labels.shape[0]):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            return False
+    return True
+
+
+@_kernel
 def _train_step(bufs, X, labels, targets, ints, hyper64):
-    """One training step; the loss before the update (penalties included)."""
-    data_loss = _gradients(bufs, X, labels, targets, ints)
+    """One training step; the loss before the update (penalties included). Labels out
+    of range raise ValueError before anything changes (as the C core's FM_ELABEL)."""
     n_layers = ints[_I_LAYERS]
+    n_classes = bufs[(n_layers - 1) * _SLOTS + _W].shape[1]
+    if ints[_I_LOSS] == 0 and not _labels_in_range(labels, n_classes):
+        raise ValueError("y: class labels out of range")
+    data_loss = _gradients(bufs, X, labels, targets, ints)
     hyper = bufs[n_layers * _SLOTS][0]
     kind = ints[_I_OPT]
     t = ints[_I_STEP] + 1
@@ -1032,7 +1218,9 @@ class Network:
     """The training engine of a NetworkPlan: each step, epoch or forward pass is one
     jitted call over the plan's buffers (see _train_step)."""
 
-    checks_labels = False  # the plan checks the label range before calling
+    # the step checks the label range (in one loop in its jitted call: NumPy's min and max
+    # in the plan cost more than the rest of the Python around a small step)
+    checks_labels = True
 
     def __init__(self, plan):
         buf = plan._buffers
