@@ -117,6 +117,14 @@ typedef struct {
     void *const *A, *const *dA;
     void *X_batch, *y_batch;
     const fm_blas *blas;
+    /* Inverted dropout on every hidden layer's output while training: a unit is kept
+       (and scaled by 1/(1 - dropout)) when a hash of (dropout_key, step, layer, row, unit)
+       clears the rate, so a mask depends on where a unit is, not on how the step is
+       blocked, and every backend draws the same one. D[l] (max_batch x sizes[l+1]) holds
+       the dropped outputs of hidden layer l; D is NULL when dropout is 0. */
+    double dropout;
+    uint32_t dropout_key;
+    void *const *D;
 } fm_network;
 
 #define FM_DECLARE(REAL, SFX)                                                          \

@@ -464,14 +464,17 @@ def test_dropout_trains_with_a_mask_and_predicts_without_one():
     H = np.maximum(X @ W1 + b1, 0)
     np.testing.assert_allclose(model.hidden_activations(X)[0], H, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(model.decision_function(X), H @ W2 + b2, rtol=1e-10, atol=1e-12)
-    # training: inverted dropout drops about half the units and doubles the others
-    out, cache = model.net_._forward(X, training=True)
-    A, masked = cache[0]["activation"], cache[1]["input"]
+    # training runs in the fused plan, which drops about half the units and doubles the
+    # others (A: the layer's outputs, D: what the next layer reads)
+    plan = model.net_
+    assert isinstance(plan, fastmlp.NetworkPlan) and plan.dropout == 0.5
+    plan.train_step(X[:32], y[:32])  # the model's batch size
+    A, masked = plan._buffers["A"][0][:32], plan._buffers["D"][0][:32]
     active = A > 0
     dropped = np.mean(masked[active] == 0)
     assert 0.45 < dropped < 0.55
     kept = active & (masked != 0)
-    np.testing.assert_allclose(masked[kept], 2 * A[kept], rtol=1e-12)
+    np.testing.assert_array_equal(masked[kept], 2 * A[kept])
 
 
 def test_batch_norm_trains_and_predicts_with_running_statistics():
@@ -643,11 +646,13 @@ def _assert_usable(model, X, y):
     assert np.isfinite(model.decision_function(X)).all()
 
 
-@pytest.mark.parametrize("options", [{}, {"dropout": 0.2}], ids=["plan", "dropout"])
+@pytest.mark.parametrize("options", [{}, {"dropout": 0.2}, {"batch_norm": True}],
+                         ids=["plan", "dropout", "batch_norm"])
 def test_keyboard_interrupt_in_a_training_call_stops_cleanly(monkeypatch, options):
     X, y = _blobs(100, 3)
     model = fastmlp.MLP((8,), seed=0, **options)
-    network_class = LayeredNetwork if options else fastmlp.NetworkPlan
+    # dropout trains in the plan; batch normalisation in the layer-by-layer network
+    network_class = LayeredNetwork if "batch_norm" in options else fastmlp.NetworkPlan
     original = network_class.train_epoch
     calls = []
 

@@ -491,3 +491,57 @@ def test_every_simd_kernel_set_trains_like_numpy(simd, dtype, rng, loss, optimiz
             activations=activation, loss=loss, optimizer=optimizer,
             learning_rate=LEARNING_RATES[optimizer] / 10, batch_size=101, seed=3, l2=1e-3,
             alpha=0.2 if activation in ("leaky_relu", "elu") else None)
+
+
+# -- dropout ---------------------------------------------------------------------------
+
+
+@compared_backends
+@pytest.mark.parametrize("activation", HIDDEN_ACTIVATIONS)
+def test_dropout_trains_like_numpy(backend, dtype, rng, activation):
+    """Dropout masks are the same hash on every backend, for any blocking of the step:
+    the fused C step (full and partial blocks of 40/80 rows) and the whole-batch NumPy
+    reference train alike."""
+    X, y = _data(rng, 202, 7, 3, "softmax_cross_entropy", dtype)
+    _compare_with_numpy(
+        backend, dtype, X, y, steps=6, layer_sizes=[7, 257, 129, 3], activations=activation,
+        optimizer="momentum", learning_rate=0.01, batch_size=101, seed=3, dropout=0.3,
+        alpha=0.2 if activation in ("leaky_relu", "elu") else None)
+
+
+def test_dropout_mask(backend, rng):
+    """About a fraction `dropout` of the units drop, the others are scaled by exactly
+    1/(1 - dropout); a plan rebuilt with the same seed draws the same masks, another seed
+    others; initial weights are those of the plan without dropout; forward never drops."""
+    # 32 rows: one block on every engine, so the buffers hold the whole batch's outputs
+    X, y = _data(rng, 32, 5, 3, "softmax_cross_entropy")
+
+    def plan_after_a_step(seed, dropout=0.25):
+        plan = fastmlp.NetworkPlan([5, 200, 3], "sigmoid", batch_size=32, seed=seed,
+                                   dropout=dropout, learning_rate=0.1)
+        weights = [W.copy() for W, _ in plan.weights]
+        plan.train_step(X, y)
+        return plan, weights
+
+    plan, weights = plan_after_a_step(0)
+    A, D = plan._buffers["A"][0], plan._buffers["D"][0]
+    kept = D != 0
+    assert 0.22 < 1 - kept.mean() < 0.28  # 6,400 sigmoid units, none exactly 0
+    np.testing.assert_array_equal(D[kept], A[kept] * (1 / (1 - 0.25)))
+    again, _ = plan_after_a_step(0)
+    np.testing.assert_array_equal(again._buffers["D"][0], D)
+    other, _ = plan_after_a_step(1)
+    assert not np.array_equal(other._buffers["D"][0] != 0, kept)
+    _, plain_weights = plan_after_a_step(0, dropout=0.0)
+    for W, W0 in zip(weights, plain_weights):
+        np.testing.assert_array_equal(W, W0)
+    (W1, b1), (W2, b2) = plan.weights
+    H = 1 / (1 + np.exp(-(X @ W1 + b1)))
+    np.testing.assert_allclose(plan.forward(X), H @ W2 + b2, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("value, error", [(1.0, ValueError), (-0.1, ValueError),
+                                          (float("nan"), ValueError), ("0.1", TypeError)])
+def test_dropout_is_checked(backend, value, error):
+    with pytest.raises(error, match="dropout"):
+        fastmlp.NetworkPlan([2, 4, 2], dropout=value)

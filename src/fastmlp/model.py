@@ -189,11 +189,11 @@ class MLP:
         options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
                        dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
                        backend=self.backend)
-        if self.dropout or self.batch_norm:
+        if self.batch_norm:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
-                                       batch_norm=self.batch_norm, **options)
+                                       batch_norm=True, **options)
         else:
-            self.net_ = NetworkPlan(sizes, self.activation, **options)
+            self.net_ = NetworkPlan(sizes, self.activation, dropout=self.dropout, **options)
         self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
 

@@ -52,6 +52,13 @@ class NetworkPlan:
         course's ``0.01 * randn``. Biases start at zero.
     alpha : float or sequence, optional
         leaky_relu slope / elu scale, per layer or for all.
+    dropout : float in [0, 1), default 0
+        Inverted dropout on every hidden layer's output in train_step/train_epoch (a
+        dropped unit passes 0, a kept one its value / (1 - dropout)); forward() is never
+        dropped. The mask is a hash of the plan's seed, the step, the layer, the row and
+        the unit: the same on every backend, for any blocking of the step, and again when
+        a step is repeated from the same state. The rate is rounded to a multiple of
+        2^-24 (the hash's resolution).
     backend : str, optional
         "c", "numba" or "numpy"; default: the active backend when the plan is built.
 
@@ -63,7 +70,8 @@ class NetworkPlan:
 
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
-                 l1=0.0, learning_rate=None, init="auto", alpha=None, backend=None):
+                 l1=0.0, learning_rate=None, init="auto", alpha=None, dropout=0.0,
+                 backend=None):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -98,7 +106,15 @@ class NetworkPlan:
         self.init = init
         self.seed = seed
         self.step = 0
+        rate = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
+        # the hash compares 24 bits with rate 2^24: the rate is that multiple of 2^-24
+        self.dropout = min(round(rate * 2**24), 2**24 - 1) / 2**24
         self._rng = np.random.default_rng(seed)
+        # the dropout hash's key: from the seed's entropy, without drawing from the stream
+        # that initialises and shuffles (so dropout leaves both as they were)
+        seq = getattr(self._rng.bit_generator, "seed_seq", None) or np.random.SeedSequence()
+        self._dropout_key = int(np.random.SeedSequence(
+            seq.entropy, spawn_key=(*seq.spawn_key, 0xD0)).generate_state(1)[0])
         self._buffers = self._allocate()
         self._initialise_weights()
         self._lock = threading.Lock()
@@ -150,6 +166,9 @@ class NetworkPlan:
             "state2_b": like(b) if states >= 2 else [None] * len(W),
             "A": [np.zeros((n, s[1]), dt) for s in shapes],
             "dA": [np.zeros((n, s[1]), dt) for s in shapes],
+            # the dropped outputs of the hidden layers (what the next layer reads)
+            "D": [np.zeros((n, s[1]), dt) if self.dropout and i < len(shapes) - 1 else None
+                  for i, s in enumerate(shapes)],
             "X_batch": np.zeros((n, sizes[0]), dt),
             "y_batch": np.zeros(n, np.int64) if self._loss_code == 0 else np.zeros((n, n_out), dt),
         }
@@ -261,7 +280,8 @@ class NetworkPlan:
         return (
             f"NetworkPlan({list(self.layer_sizes)}, activations={self.activations}, "
             f"loss={self.loss!r}, optimizer={self.optimizer.name!r}, "
-            f"batch_size={self.batch_size}, dtype={self.dtype.name}, backend={self.backend!r})"
+            f"batch_size={self.batch_size}, dtype={self.dtype.name}, "
+            f"{f'dropout={self.dropout}, ' if self.dropout else ''}backend={self.backend!r})"
         )
 
     # -- training ----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 # Declarations of the C core (csrc/fastmlp.h) for the Cython wrapper.
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 
 cdef extern from "fastmlp.h" nogil:
     ctypedef enum fm_status:
@@ -54,6 +54,9 @@ cdef extern from "fastmlp.h" nogil:
         void *X_batch
         void *y_batch
         const fm_blas *blas
+        double dropout
+        uint32_t dropout_key
+        void **D
 
     fm_status fm_gemm_f32(const fm_blas*, int, int, int64_t, int64_t, int64_t, float,
                           const float*, int64_t, const float*, int64_t, float, float*, int64_t)

@@ -322,6 +322,9 @@ cdef class Network:
         self.net.X_batch = <void *>_address(buffers["X_batch"])
         self.net.y_batch = <void *>_address(buffers["y_batch"])
         self.net.blas = &BLAS
+        self.net.dropout = plan.dropout
+        self.net.dropout_key = plan._dropout_key
+        self.net.D = NULL if not plan.dropout else <void **><uintptr_t>table(buffers["D"])
         self._keep = keep
         self.configure(plan)
 

@@ -25,6 +25,7 @@ class PythonNetwork:
         self.configure(plan)
 
     def configure(self, plan):
+        self._dropout, self._dropout_key = plan.dropout, plan._dropout_key
         opt = plan.optimizer
         self._opt = (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2, opt.eps,
                      opt.weight_decay)
@@ -46,9 +47,13 @@ class PythonNetwork:
         W, b, dW, db = buf["W"], buf["b"], buf["dW"], buf["db"]
         A = [a[:rows] for a in buf["A"]]
         dA = [d[:rows] for d in buf["dA"]]
-        inputs = [X] + A[:-1]
+        t = self._step + 1
+        # with dropout, the next layer reads the dropped outputs D
+        inputs = [X] + ([d[:rows] for d in buf["D"][:-1]] if self._dropout else A[:-1])
         for layer in range(len(W)):
             k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer], self._alphas[layer], A[layer])
+            if self._dropout and layer < len(W) - 1:
+                dropout(self._dropout_key, self._dropout, t, layer, A[layer], inputs[layer + 1])
         loss = self._loss_gradient(A[-1], y, dA[-1])
         # penalties on the weights before the update: 0.5 l2 sum W^2 + l1 sum |W|
         for w in W:
@@ -56,8 +61,9 @@ class PythonNetwork:
                 loss += 0.5 * self._l2 * float(np.sum(np.square(w, dtype=np.float64)))
             if self._l1:
                 loss += self._l1 * float(np.sum(np.abs(w), dtype=np.float64))
-        t = self._step + 1
         for layer in reversed(range(len(W))):
+            if self._dropout and layer < len(W) - 1:  # the forward pass's mask, again
+                dropout(self._dropout_key, self._dropout, t, layer, dA[layer], dA[layer])
             k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], self._activations[layer],
                              self._alphas[layer], self._l2, self._l1, dA[layer],
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
@@ -106,3 +112,29 @@ class PythonNetwork:
 
 def _flat(a):
     return None if a is None else a.reshape(-1)
+
+
+def _mix32(h):
+    """murmur3's finaliser on uint32 arrays (wrapping arithmetic)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
+def dropout(key, rate, step, layer, values, out, row0=0):
+    """out = values * (kept ? 1/(1 - rate) : 0), the mask of csrc/kernels/network.inc's
+    fm_dropout: unit (r, j) of a layer `width` wide is kept when the top 24 bits of
+    mix32(layer_key + (r width + j) 0x9E3779B9) reach rate 2^24."""
+    rows, width = values.shape
+    with np.errstate(over="ignore"):
+        layer_key = _mix32(np.uint32(key) ^ _mix32(
+            np.uint32(step & 0xFFFFFFFF) * np.uint32(0x9E3779B9) + np.uint32(layer)))
+        index = ((np.arange(row0, row0 + rows, dtype=np.uint64)[:, None] * np.uint64(width)
+                  + np.arange(width, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+        h = _mix32(layer_key + index * np.uint32(0x9E3779B9))
+    threshold = np.uint32(int(rate * 16777216.0 + 0.5))
+    dtype = values.dtype.type
+    scale = dtype(1) / dtype(1 - rate)
+    np.multiply(values, np.where((h >> np.uint32(8)) >= threshold, scale, dtype(0)), out=out)

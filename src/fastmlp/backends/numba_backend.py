@@ -622,16 +622,19 @@ def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, 
 # targets (float) are separate arguments, the unused one empty, so that both kinds of
 # loss share that specialisation. Per layer, _SLOTS arrays:
 
-_W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT = range(11)
-_SLOTS = 11
+_W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT, _D = range(12)
+_SLOTS = 12
 # then three more: the hyper-parameters in the plan's dtype (_H_* below), the activation
 # alphas in the plan's dtype, and a scratch row as long as the widest layer input.
 _H_LR, _H_MU, _H_B1, _H_1MB1, _H_B2, _H_1MB2, _H_EPS, _H_SHRINK, _H_L2, _H_L1 = range(10)
+_H_DROP_SCALE = 10  # 1 / (1 - dropout)
+_N_HYPER = 11
 # float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss)
 _F_B1, _F_B2, _F_L2, _F_L1 = range(4)
-# int64 settings and state: optimizer code, loss code, step count, layers, then one
+# int64 settings and state: optimizer code, loss code, step count, layers, the dropout
+# hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), then one
 # activation code per layer
-_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_ACT = range(5)
+_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_DROP_KEY, _I_DROP_THRESHOLD, _I_ACT = range(7)
 
 # The fused step: networks whose every weight matrix has at most _FUSED_MAX_WEIGHTS
 # entries run forward, loss and backward through every layer _FUSED_ROWS rows at a time,
@@ -1007,6 +1010,35 @@ def _layer_weight_gradient(inp, dZ, dW, Wt, acc, small, accumulate):
         np.dot(inp.T, dZ, dW)
 
 
+@_inline
+def _mix32(h):
+    """murmur3's finaliser on a uint64 that holds 32 bits."""
+    m = np.uint64(0xFFFFFFFF)
+    h ^= h >> np.uint64(16)
+    h = (h * np.uint64(0x85EBCA6B)) & m
+    h ^= h >> np.uint64(13)
+    h = (h * np.uint64(0xC2B2AE35)) & m
+    h ^= h >> np.uint64(16)
+    return h
+
+
+@_kernel
+def _dropout(ints, scale, step, layer, row0, values, out):
+    """out = values * (kept ? scale : 0): network.inc's fm_dropout, the same bits."""
+    m = np.uint64(0xFFFFFFFF)
+    golden = np.uint64(0x9E3779B9)
+    threshold = np.uint64(ints[_I_DROP_THRESHOLD])
+    inner = _mix32(((np.uint64(step) & m) * golden + np.uint64(layer)) & m)
+    key = _mix32(np.uint64(ints[_I_DROP_KEY]) ^ inner)
+    zero = scale - scale
+    rows, width = values.shape
+    for i in range(rows):
+        base = (np.uint64(row0 + i) * np.uint64(width)) & m
+        for j in range(width):
+            h = _mix32((key + ((base + np.uint64(j)) & m) * golden) & m)
+            out[i, j] = values[i, j] * (scale if (h >> np.uint64(8)) >= threshold else zero)
+
+
 @_kernel
 def _gradients(bufs, X, labels, targets, ints):
     """dW, db of every layer for the batch (X, labels or targets); returns the data loss.
@@ -1037,6 +1069,11 @@ def _gradients(bufs, X, labels, targets, ints):
         bufs[s + _DB][:] = 0
     total = 0.0
     last = (n_layers - 1) * _SLOTS
+    # with dropout, a layer reads the dropped outputs _D of the one below
+    dropping = ints[_I_DROP_THRESHOLD] > 0
+    below = _D if dropping else _A
+    scale = bufs[g][0][_H_DROP_SCALE]
+    t = ints[_I_STEP] + 1
     for r0 in range(0, rows, block):
         n = min(block, rows - r0)
         # X stays apart from the buffers (a read-only X is another type): layer 0 apart
@@ -1049,8 +1086,10 @@ def _gradients(bufs, X, labels, targets, ints):
             if layer == 0:
                 _layer_forward(X[r0 : r0 + n], W, bufs[s + _WT], b, act, alpha, Z, small)
             else:
-                _layer_forward(bufs[s - _SLOTS + _A][:n], W, bufs[s + _WT], b, act, alpha, Z,
-                               small)
+                _layer_forward(bufs[s - _SLOTS + below][:n], W, bufs[s + _WT], b, act, alpha,
+                               Z, small)
+            if dropping and layer < n_layers - 1:
+                _dropout(ints, scale, t, layer, r0, Z, bufs[s + _D][:n])
         total += _loss_rows(ints[_I_LOSS], bufs[last + _A][:n], labels[r0 : r0 + n],
                             targets[r0 : r0 + n], bufs[last + _DA][:n], rows)
         for layer in range(n_layers - 1, -1, -1):
@@ -1058,11 +1097,13 @@ def _gradients(bufs, X, labels, targets, ints):
             W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
             small = block * W.size <= _SMALL_GEMM_FLOPS
             dZ = bufs[s + _DA][:n]
+            if dropping and layer < n_layers - 1:  # the forward pass's mask, again
+                _dropout(ints, scale, t, layer, r0, dZ, dZ)
             _backpropagate_inplace(ints[_I_ACT + layer], alphas[layer], dZ, bufs[s + _A][:n])
             if layer == 0:
                 _layer_weight_gradient(X[r0 : r0 + n], dZ, dW, Wt, acc, small, fused)
             else:
-                _layer_weight_gradient(bufs[s - _SLOTS + _A][:n], dZ, dW, Wt, acc, small,
+                _layer_weight_gradient(bufs[s - _SLOTS + below][:n], dZ, dW, Wt, acc, small,
                                        fused)
             _add_column_sums(dZ, bufs[s + _DB][0])
             if layer > 0:
@@ -1239,14 +1280,16 @@ class Network:
             Wt = np.zeros(W.shape[::-1], dtype) if W.size <= _SMALL_GEMM_FLOPS else none
             arrays += [matrix(buf[key][layer]) for key in (
                 "W", "b", "dW", "db", "state1_W", "state2_W", "state1_b", "state2_b", "A", "dA"
-            )] + [Wt]
-        self._hyper = np.zeros((1, 10), dtype)
+            )] + [Wt, matrix(buf["D"][layer])]
+        self._hyper = np.zeros((1, _N_HYPER), dtype)
         alphas = np.array([plan._activation_alphas], dtype=np.float64).astype(dtype)
         scratch = np.zeros((1, max(plan.layer_sizes[:-1])), dtype)
         arrays += [self._hyper, alphas, scratch]
         self._bufs = _typed_list(arrays)
+        threshold = int(plan.dropout * 16777216.0 + 0.5) if plan.dropout else 0
         self._ints = np.array(
-            [0, plan._loss_code, 0, n_layers] + [int(c) for c in plan._activation_codes],
+            [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold]
+            + [int(c) for c in plan._activation_codes],
             dtype=np.int64,
         )
         self._hyper64 = np.zeros(4, np.float64)
@@ -1271,7 +1314,8 @@ class Network:
         if opt.code == 4 and opt.weight_decay != 0:
             shrink = t(1.0 - lr * opt.weight_decay)  # decoupled weight decay
         self._hyper[0] = [lr, t(opt.momentum), t(opt.beta1), t(1 - opt.beta1), t(opt.beta2),
-                          t(1 - opt.beta2), t(opt.eps), shrink, t(plan.l2), t(plan.l1)]
+                          t(1 - opt.beta2), t(opt.eps), shrink, t(plan.l2), t(plan.l1),
+                          t(1) / t(1 - plan.dropout)]
         self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1)]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
