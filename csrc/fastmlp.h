@@ -82,6 +82,10 @@ typedef struct {
     /* Products with m*n*k at or below this many multiply-adds use the built-in
        small-matrix kernels instead of BLAS (call overhead dominates there). */
     int64_t small_gemm_flops;
+    /* A product op(A) B with A transposed (a weight gradient X^T dZ) counts 1/this of its
+       multiply-adds, per dtype ([0] float32, [1] float64): where the micro-kernels beat
+       BLAS on that form up to larger sizes. 0 or 1: no discount. */
+    int64_t trans_a_discount[2];
 } fm_blas;
 
 typedef struct {

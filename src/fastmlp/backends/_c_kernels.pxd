@@ -23,6 +23,7 @@ cdef extern from "fastmlp.h" nogil:
         fm_sgemm_fn sgemm
         fm_dgemm_fn dgemm
         int64_t small_gemm_flops
+        int64_t trans_a_discount[2]
 
     ctypedef struct fm_optimizer:
         int kind

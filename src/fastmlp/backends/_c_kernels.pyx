@@ -83,7 +83,12 @@ _select_simd_from_environment()
 # OpenBLAS's SkylakeX kernels up to the lecture's MNIST products (100x784x100) and a bit
 # beyond; the plain C loops only win on tiny products.
 SMALL_GEMM_FLOPS = {"scalar": 65536, "baseline": 65536, "avx2": 1 << 21, "avx512": 1 << 24}
+# ... and a weight gradient (op(A) = A^T) counts 1/this of its multiply-adds (float32,
+# float64): the AVX-512 float32 kernels beat OpenBLAS on it up to 784x512x1024 (mid's
+# dW0: 0.92x its time) but not at 1024x2048x4096 (2x); in float64 they lose from 512^3.
+TRANS_A_DISCOUNT = {"avx512": (32, 1)}
 BLAS.small_gemm_flops = SMALL_GEMM_FLOPS[simd_level()]
+BLAS.trans_a_discount[0], BLAS.trans_a_discount[1] = TRANS_A_DISCOUNT.get(simd_level(), (1, 1))
 
 
 def set_small_gemm_flops(int64_t flops):
