@@ -130,7 +130,8 @@ VARIANTS = (
 DTYPES = ("float32", "float64")
 
 
-def _cpu_flags():
+def cpu_flags():
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("flags"):
@@ -214,7 +215,7 @@ def measure(seconds=0.05, runs=5, flags=None):
     if compiler is None:
         result["notes"].append("no C compiler (set CC, or install cc/gcc/clang)")
         return result
-    flags = _cpu_flags() if flags is None else set(flags)
+    flags = cpu_flags() if flags is None else set(flags)
     with tempfile.TemporaryDirectory(prefix="fastmlp-fma-") as workdir:
         for variant in VARIANTS:
             name, needs = variant[0], variant[1]

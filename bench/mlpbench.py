@@ -28,6 +28,7 @@ import numpy as np
 import fastmlp
 from fastmlp.course import CourseNetwork
 from fastmlp.datasets import load_mnist_sample, make_spiral
+from fma_peak import cpu_flags  # bench/ is on sys.path
 
 FASTMLP_BACKENDS = ("c", "numba", "numpy")
 SMOKE_ENV = "FASTMLP_BENCH_SMOKE"
@@ -45,16 +46,6 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def cpu_flags():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def simd_summary():

@@ -6,26 +6,9 @@
 #include "../fastmlp.h"
 #include "simd.h"
 
-#ifdef FM_SANITIZE
-/* AddressSanitizer does not see masked vector loads and stores: in the sanitizer build
-   they go through memcpy, which it checks, so an access past an edge is reported. */
-#include <string.h>
-#define FM_MASKED_COPY(T, VT, LOADU, STOREU, W)                                        \
-    static inline VT fm_loadm_##T(const T *p, unsigned n)                              \
-    {                                                                                  \
-        T t[W] = {0};                                                                  \
-        memcpy(t, p, n * sizeof(T));                                                   \
-        return LOADU(t);                                                               \
-    }                                                                                  \
-    static inline void fm_storem_##T(T *p, unsigned n, VT v)                           \
-    {                                                                                  \
-        T t[W];                                                                        \
-        STOREU(t, v);                                                                  \
-        memcpy(p, t, n * sizeof(T));                                                   \
-    }
+#ifdef FM_SANITIZE /* ASan does not see masked vector accesses: checked copies instead */
 FM_MASKED_COPY(float, __m256, _mm256_loadu_ps, _mm256_storeu_ps, 8)
 FM_MASKED_COPY(double, __m256d, _mm256_loadu_pd, _mm256_storeu_pd, 4)
-#undef FM_MASKED_COPY
 #endif
 
 #define MR 6

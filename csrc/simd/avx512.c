@@ -6,26 +6,9 @@
 #include "../fastmlp.h"
 #include "simd.h"
 
-#ifdef FM_SANITIZE
-/* AddressSanitizer does not see masked vector loads and stores: in the sanitizer build
-   they go through memcpy, which it checks, so an access past an edge is reported. */
-#include <string.h>
-#define FM_MASKED_COPY(T, VT, LOADU, STOREU, W)                                        \
-    static inline VT fm_loadm_##T(const T *p, unsigned n)                              \
-    {                                                                                  \
-        T t[W] = {0};                                                                  \
-        memcpy(t, p, n * sizeof(T));                                                   \
-        return LOADU(t);                                                               \
-    }                                                                                  \
-    static inline void fm_storem_##T(T *p, unsigned n, VT v)                           \
-    {                                                                                  \
-        T t[W];                                                                        \
-        STOREU(t, v);                                                                  \
-        memcpy(p, t, n * sizeof(T));                                                   \
-    }
+#ifdef FM_SANITIZE /* ASan does not see masked vector accesses: checked copies instead */
 FM_MASKED_COPY(float, __m512, _mm512_loadu_ps, _mm512_storeu_ps, 16)
 FM_MASKED_COPY(double, __m512d, _mm512_loadu_pd, _mm512_storeu_pd, 8)
-#undef FM_MASKED_COPY
 #endif
 
 #define MR 8

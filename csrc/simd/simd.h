@@ -45,6 +45,24 @@ typedef struct {
 
 const fm_simd_kernels *fm_simd_kernels_active(void);
 
+/* Loads and stores of the first n lanes through a small buffer: SSE2's masked access, and
+   every instruction set's in the sanitizer build (ASan checks memcpy, not masked vector
+   instructions). Defines fm_loadm_T(p, n) and fm_storem_T(p, n, v). */
+#include <string.h>
+#define FM_MASKED_COPY(T, VT, LOADU, STOREU, W)                                        \
+    static inline VT fm_loadm_##T(const T *p, unsigned n)                              \
+    {                                                                                  \
+        T t[W] = {0};                                                                  \
+        memcpy(t, p, n * sizeof(T));                                                   \
+        return LOADU(t);                                                               \
+    }                                                                                  \
+    static inline void fm_storem_##T(T *p, unsigned n, VT v)                           \
+    {                                                                                  \
+        T t[W];                                                                        \
+        STOREU(t, v);                                                                  \
+        memcpy(p, t, n * sizeof(T));                                                   \
+    }
+
 #define FM_DECLARE_MICROGEMM(ISA)                                                      \
     int fm_mg_f32_##ISA##_gemm(FM_MICROGEMM_ARGS(float));                              \
     int fm_mg_f64_##ISA##_gemm(FM_MICROGEMM_ARGS(double));

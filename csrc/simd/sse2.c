@@ -1,9 +1,7 @@
-/* The micro-kernels for baseline x86-64 (SSE2, no FMA: a multiply and an add). SSE2 has
-   no masked loads: an edge vector goes through a small zeroed buffer. */
+/* The micro-kernels for baseline x86-64 (SSE2, no FMA: a multiply and an add). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <emmintrin.h>
 #include <stdint.h>
-#include <string.h>
 
 #include "../fastmlp.h"
 #include "simd.h"
@@ -11,30 +9,9 @@
 #define MR 4
 #define NV 3
 
-static inline __m128 fm_sse_loadm_ps(const float *p, int n)
-{
-    float t[4] = {0, 0, 0, 0};
-    memcpy(t, p, (size_t)n * sizeof(float));
-    return _mm_loadu_ps(t);
-}
-static inline void fm_sse_storem_ps(float *p, int n, __m128 v)
-{
-    float t[4];
-    _mm_storeu_ps(t, v);
-    memcpy(p, t, (size_t)n * sizeof(float));
-}
-static inline __m128d fm_sse_loadm_pd(const double *p, int n)
-{
-    double t[2] = {0, 0};
-    memcpy(t, p, (size_t)n * sizeof(double));
-    return _mm_loadu_pd(t);
-}
-static inline void fm_sse_storem_pd(double *p, int n, __m128d v)
-{
-    double t[2];
-    _mm_storeu_pd(t, v);
-    memcpy(p, t, (size_t)n * sizeof(double));
-}
+/* SSE2 has no masked loads and stores: edge vectors go through a small buffer */
+FM_MASKED_COPY(float, __m128, _mm_loadu_ps, _mm_storeu_ps, 4)
+FM_MASKED_COPY(double, __m128d, _mm_loadu_pd, _mm_storeu_pd, 2)
 
 static inline float fm_hsum128_ps(__m128 s)
 {
@@ -55,8 +32,8 @@ static inline double fm_hsum128_pd(__m128d s)
 #define V_LOAD(p) _mm_loadu_ps(p)
 #define V_STORE(p, v) _mm_storeu_ps(p, v)
 #define V_MASK(n) (n)
-#define V_LOADM(p, m) fm_sse_loadm_ps(p, m)
-#define V_STOREM(p, m, v) fm_sse_storem_ps(p, m, v)
+#define V_LOADM(p, m) fm_loadm_float(p, (unsigned)(m))
+#define V_STOREM(p, m, v) fm_storem_float(p, (unsigned)(m), v)
 #define V_FMA(a, b, c) _mm_add_ps(_mm_mul_ps(a, b), c)
 #define V_ADD(a, b) _mm_add_ps(a, b)
 #define V_MUL(a, b) _mm_mul_ps(a, b)
@@ -79,8 +56,8 @@ static inline double fm_hsum128_pd(__m128d s)
 #define V_LOAD(p) _mm_loadu_pd(p)
 #define V_STORE(p, v) _mm_storeu_pd(p, v)
 #define V_MASK(n) (n)
-#define V_LOADM(p, m) fm_sse_loadm_pd(p, m)
-#define V_STOREM(p, m, v) fm_sse_storem_pd(p, m, v)
+#define V_LOADM(p, m) fm_loadm_double(p, (unsigned)(m))
+#define V_STOREM(p, m, v) fm_storem_double(p, (unsigned)(m), v)
 #define V_FMA(a, b, c) _mm_add_pd(_mm_mul_pd(a, b), c)
 #define V_ADD(a, b) _mm_add_pd(a, b)
 #define V_MUL(a, b) _mm_mul_pd(a, b)
