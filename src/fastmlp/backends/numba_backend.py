@@ -637,9 +637,10 @@ _F_B1, _F_B2, _F_L2, _F_L1 = range(4)
 _I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_DROP_KEY, _I_DROP_THRESHOLD, _I_ACT = range(7)
 
 # The fused step: networks whose every weight matrix has at most _FUSED_MAX_WEIGHTS
-# entries run forward, loss and backward through every layer _FUSED_ROWS rows at a time,
-# adding into dW and db, so that a block's activations stay in cache (network.inc).
-_FUSED_ROWS = 32
+# entries run forward, loss and backward through every layer a block of rows at a time,
+# adding into dW and db, so that a block's activations stay in cache: network.inc's
+# rule, a block holds _FUSED_BYTES of activations and gradients (8 to 512 rows).
+_FUSED_BYTES = 256 * 1024
 _FUSED_MAX_WEIGHTS = 32768
 # Layer-at-a-time, a product of at most this many multiply-adds skips BLAS (as the C
 # backend's default small_gemm_flops): its call costs more than the arithmetic.
@@ -1043,7 +1044,7 @@ def _dropout(ints, scale, step, layer, row0, values, out):
 def _gradients(bufs, X, labels, targets, ints):
     """dW, db of every layer for the batch (X, labels or targets); returns the data loss.
 
-    Small networks (every W at most _FUSED_MAX_WEIGHTS entries) go _FUSED_ROWS rows at a
+    Small networks (every W at most _FUSED_MAX_WEIGHTS entries) go a block of rows at a
     time through the whole network, adding into dW and db; others one layer at a time
     (network.inc's two paths). Products of at most _SMALL_GEMM_FLOPS multiply-adds run
     in loops, larger ones in BLAS.
@@ -1053,11 +1054,15 @@ def _gradients(bufs, X, labels, targets, ints):
     g = n_layers * _SLOTS
     alphas = bufs[g + 1][0]
     acc = bufs[g + 2]
-    fused = rows > _FUSED_ROWS
+    per_row = 0
+    for layer in range(n_layers):
+        per_row += 2 * bufs[layer * _SLOTS + _W].shape[1] * X.itemsize
+    fused_rows = min(max(_FUSED_BYTES // per_row, 8), 512) // 8 * 8
+    fused = rows > fused_rows
     for layer in range(n_layers):
         if bufs[layer * _SLOTS + _W].size > _FUSED_MAX_WEIGHTS:
             fused = False
-    block = _FUSED_ROWS if fused else rows
+    block = fused_rows if fused else rows
     for layer in range(n_layers):
         s = layer * _SLOTS
         W = bufs[s + _W]
