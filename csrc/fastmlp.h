@@ -96,6 +96,18 @@ typedef struct {
     double weight_decay;      /* adamw: decoupled decay, applied to weights only */
 } fm_optimizer;
 
+/* A plan's layers at most (per-layer pointer tables live on the stack), and the blocks a
+   small network's batch splits into at most (see block_dW below). */
+#define FM_MAX_LAYERS 64
+#define FM_MAX_BLOCKS 16
+/* Networks whose every weight matrix has at most this many entries run their batch in
+   blocks of the cache budget (network.inc): each block has its own dW, which must stay
+   in cache as well. Past it, cache-sized blocks bought
+   nothing (measured float32, 1 thread: 784-100-10 at batch 1024, 784-256-10 at 512,
+   200-200-200-10 at 1024 all ran within 2% blocked or whole-batch: products that size
+   are gemm-bound either way). */
+#define FM_FUSED_MAX_WEIGHTS 32768
+
 /*
  * A network plan: layer l maps sizes[l] -> sizes[l+1], A = f_l(X W_l + b_l).
  * Every pointer array has n_layers entries pointing at caller-owned buffers of the
@@ -129,6 +141,12 @@ typedef struct {
     double dropout;
     uint32_t dropout_key;
     void *const *D;
+    /* Threads for a step (fm_pool_run; 1: the caller alone), and the per-block gradients
+       a step's row blocks write before they are summed in block order: block_dW[l]
+       holds max_blocks copies of dW[l], block_db[l] of db[l]. */
+    int n_threads;
+    int max_blocks; /* copies in block_dW/block_db, at most FM_MAX_BLOCKS; < 2: none */
+    void *const *block_dW, *const *block_db;
 } fm_network;
 
 #define FM_DECLARE(REAL, SFX)                                                          \

@@ -6,11 +6,13 @@
 - fastmlp.datasets: the course's spiral and the embedded MNIST sample
 - backends: "c" (compiled, default), "numba", "numpy" (the reference); see
   get_backend, set_backend, use_backend, available_backends and FASTMLP_BACKEND.
+- threads: set_num_threads / get_num_threads (FASTMLP_NUM_THREADS, OMP_NUM_THREADS).
 """
 
 from fastmlp import datasets, ops, optimizers
 from fastmlp._backend import available_backends, get_backend, set_backend, use_backend
 from fastmlp._config import show_config
+from fastmlp._threads import get_num_threads, set_num_threads
 from fastmlp.model import MLP
 from fastmlp.plan import NetworkPlan
 
@@ -22,9 +24,11 @@ __all__ = [
     "available_backends",
     "datasets",
     "get_backend",
+    "get_num_threads",
     "ops",
     "optimizers",
     "set_backend",
+    "set_num_threads",
     "show_config",
     "use_backend",
 ]

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import platform
 
-_VARIABLES = ("FASTMLP_BACKEND", "FASTMLP_SIMD", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
+_VARIABLES = ("FASTMLP_BACKEND", "FASTMLP_SIMD", "FASTMLP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
               "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def show_config(file=None):
     """Print the backend, the SIMD micro-kernel set in use, the BLAS behind gemm, its
     kernels and threads, and the environment variables that change them. Returns the same facts as a dict."""
-    from fastmlp import _backend
+    from fastmlp import _backend, _threads
 
     info = {
         "fastmlp backend": _backend.get_backend(),
@@ -25,6 +25,9 @@ def show_config(file=None):
 
         info["simd kernels"] = (f"{_c_kernels.simd_level()} (this CPU: "
                                 f"{', '.join(_c_kernels.simd_levels())})")
+        info["threads"] = (f"{_threads.get_num_threads()} per step by default "
+                           f"({_threads.available_cpus()} CPUs available; pool: "
+                           f"{_c_kernels.pool_size()} worker threads started)")
     except ImportError:
         info["simd kernels"] = "n/a (the compiled backend does not import)"
     try:

@@ -13,13 +13,16 @@ import threading
 
 import numpy as np
 
-from fastmlp import _backend
+from fastmlp import _backend, _threads
 from fastmlp import _validation as check
 from fastmlp._registry import ACTIVATIONS_WITH_ALPHA, LOSSES
 from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
 _INITS = ("auto", "he", "glorot", "course")
+# memory for the per-block copies of the gradients that let a step's row blocks run on
+# threads (the mid network gets 5 copies in float32, 11 MB; the large one none)
+_BLOCK_GRADIENT_BYTES = 16 << 20
 
 
 class NetworkPlan:
@@ -59,6 +62,11 @@ class NetworkPlan:
         the unit: the same on every backend, for any blocking of the step, and again when
         a step is repeated from the same state. The rate is rounded to a multiple of
         2^-24 (the hash's resolution).
+    n_threads : int or None, default None
+        Threads a step may use (None: the process default, fastmlp.get_num_threads()).
+        The C backend splits a small network's batch into row blocks that run on the
+        threads and sums their gradients in block order, so the results are the same
+        bits for any thread count; the other backends use one thread.
     backend : str, optional
         "c", "numba" or "numpy"; default: the active backend when the plan is built.
 
@@ -71,7 +79,7 @@ class NetworkPlan:
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
                  l1=0.0, learning_rate=None, init="auto", alpha=None, dropout=0.0,
-                 backend=None):
+                 n_threads=None, backend=None):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -115,11 +123,13 @@ class NetworkPlan:
         seq = getattr(self._rng.bit_generator, "seed_seq", None) or np.random.SeedSequence()
         self._dropout_key = int(np.random.SeedSequence(
             seq.entropy, spawn_key=(*seq.spawn_key, 0xD0)).generate_state(1)[0])
-        self._buffers = self._allocate()
+        self.n_threads = n_threads
+        self.backend = _backend.get_backend() if backend is None else backend
+        engine_class = _backend.load(self.backend).Network
+        self._buffers = self._allocate(engine_class)
         self._initialise_weights()
         self._lock = threading.Lock()
-        self.backend = _backend.get_backend() if backend is None else backend
-        self._engine = _backend.load(self.backend).Network(self)
+        self._engine = engine_class(self)
 
     @staticmethod
     def _activation_names(activations, n_layers):
@@ -144,7 +154,18 @@ class NetworkPlan:
                 f"'identity', not {self.activations[-1]!r}"
             )
 
-    def _allocate(self):
+    @property
+    def n_threads(self):
+        """Threads a step may use; None: the process default at each step."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        if value is not None:
+            _threads.resolve(value)  # checks it
+        self._n_threads = value
+
+    def _allocate(self, engine_class):
         sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
         shapes = list(zip(sizes[:-1], sizes[1:]))
         states = self.optimizer.n_states
@@ -155,7 +176,20 @@ class NetworkPlan:
         W = [np.zeros(s, dt) for s in shapes]
         b = [np.zeros(s[1], dt) for s in shapes]
         n_out = sizes[-1]
-        return {
+        # an engine that runs a batch in row blocks (on threads) keeps each block's
+        # gradients apart until it sums them in block order: as many copies as fit
+        # _BLOCK_GRADIENT_BYTES (at least 2, else none: one block)
+        if len(shapes) > getattr(engine_class, "max_layers", len(shapes)):
+            raise ValueError(f"layer_sizes: at most {engine_class.max_layers} layers, got "
+                             f"{len(shapes)}")
+        per_copy = sum((din + 1) * dout for din, dout in shapes) * dt.itemsize
+        blocks = min(getattr(engine_class, "max_blocks", 0), _BLOCK_GRADIENT_BYTES // per_copy)
+        blocks = blocks if blocks >= 2 else 0
+        block_buffers = {
+            "block_dW": [np.zeros((blocks, *s), dt) for s in shapes],
+            "block_db": [np.zeros((blocks, s[1]), dt) for s in shapes],
+        } if blocks else {}
+        return {**block_buffers,
             "W": W,
             "b": b,
             "dW": like(W),
@@ -315,6 +349,9 @@ class NetworkPlan:
             raise RuntimeError(
                 "this NetworkPlan is training in another thread; use one plan per thread"
             )
+        set_threads = getattr(self._engine, "set_threads", None)
+        if set_threads is not None:
+            set_threads(_threads.resolve(self._n_threads))
 
     def train_step(self, X, y):
         """Forward, loss, backward and update on one batch (at most batch_size rows).

@@ -7,6 +7,11 @@ cdef extern from "fastmlp.h" nogil:
         FM_EINVAL
         FM_ELABEL
 
+    enum:
+        FM_MAX_LAYERS
+        FM_MAX_BLOCKS
+        FM_FUSED_MAX_WEIGHTS
+    int fm_pool_size()
     int fm_simd_supported()
     int fm_simd_select(int level)
     int fm_simd_active()
@@ -58,6 +63,10 @@ cdef extern from "fastmlp.h" nogil:
         double dropout
         uint32_t dropout_key
         void **D
+        int n_threads
+        int max_blocks
+        void **block_dW
+        void **block_db
 
     fm_status fm_gemm_f32(const fm_blas*, int, int, int64_t, int64_t, int64_t, float,
                           const float*, int64_t, const float*, int64_t, float, float*, int64_t)

@@ -39,6 +39,11 @@ SIMD_LEVELS = tuple(fm_simd_name(i).decode() for i in range(4))  # lowest first
 SIMD_ENV_VAR = "FASTMLP_SIMD"
 
 
+def pool_size():
+    """Worker threads the C core's pool has started (besides the callers)."""
+    return fm_pool_size()
+
+
 def simd_levels():
     """The micro-kernel sets this CPU can run, lowest first ("scalar" is plain C loops)."""
     return SIMD_LEVELS[:fm_simd_supported() + 1]
@@ -288,6 +293,10 @@ cdef class Network:
     cdef bint is_f32
     cdef object _keep
     checks_labels = True  # fm_softmax_cross_entropy rejects labels out of range
+    # a step's batch runs in up to this many row blocks, each with its own gradient
+    # buffers (the plan allocates them: "block_dW", "block_db")
+    max_blocks = FM_MAX_BLOCKS
+    max_layers = FM_MAX_LAYERS
 
     def __init__(self, plan):
         keep = []
@@ -330,6 +339,12 @@ cdef class Network:
         self.net.dropout = plan.dropout
         self.net.dropout_key = plan._dropout_key
         self.net.D = NULL if not plan.dropout else <void **><uintptr_t>table(buffers["D"])
+        blocks = buffers.get("block_dW")
+        self.net.max_blocks = 0 if blocks is None else blocks[0].shape[0]
+        self.net.block_dW = NULL if blocks is None else <void **><uintptr_t>table(blocks)
+        self.net.block_db = NULL if blocks is None else \
+            <void **><uintptr_t>table(buffers["block_db"])
+        self.net.n_threads = 1
         self._keep = keep
         self.configure(plan)
 
@@ -341,6 +356,10 @@ cdef class Network:
         self.net.l2 = plan.l2
         self.net.l1 = plan.l1
         self.net.step = plan.step
+
+    def set_threads(self, int n):
+        """Threads for the next steps (the results are the same for any)."""
+        self.net.n_threads = n if n > 0 else 1
 
     @property
     def step(self):

@@ -1,0 +1,54 @@
+"""How many threads a training step may use: one policy for every plan and model.
+
+A plan's (or model's) own ``n_threads`` wins; otherwise the process default, which is, in
+this order, what ``set_num_threads()`` set, ``FASTMLP_NUM_THREADS``, ``OMP_NUM_THREADS``,
+or the CPUs this process may run on. The C backend's results are the same for any
+number of threads, so the default can use every core without changing anyone's numbers.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+ENV_VARS = ("FASTMLP_NUM_THREADS", "OMP_NUM_THREADS")
+_process_default = None
+
+
+def _positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def set_num_threads(n):
+    """Set the process default for steps whose plan does not name its own (None: back
+    to the environment variables / available CPUs)."""
+    global _process_default
+    _process_default = None if n is None else _positive(n, "n_threads")
+
+
+def available_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """The process default (see the module docstring)."""
+    if _process_default is not None:
+        return _process_default
+    for var in ENV_VARS:
+        text = os.environ.get(var, "").strip()
+        if text:
+            try:
+                return _positive(int(text), var)
+            except ValueError:
+                raise ValueError(f"{var}: expected a positive integer, got {text!r}") from None
+    return available_cpus()
+
+
+def resolve(n_threads):
+    """The thread count for a plan's n_threads (None: the process default)."""
+    return get_num_threads() if n_threads is None else _positive(n_threads, "n_threads")

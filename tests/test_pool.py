@@ -1,0 +1,153 @@
+"""The C backend's threads: the same bits for any thread count, the thread-count policy,
+and a pool that survives fork and concurrent callers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import _threads
+
+# (layer sizes, batch, optimizer, dropout): steps large enough to run in row blocks on
+# threads (4 blocks of 25 rows for the lecture's net), with and without dropout
+NETWORKS = [
+    ([784, 100, 10], 100, "adam", 0.0),
+    ([64, 256, 256, 10], 256, "momentum", 0.2),
+    ([30, 500, 1], 200, "sgd", 0.0),
+]
+
+
+def _train(sizes, batch, optimizer, dropout, dtype, n_threads, loss="softmax_cross_entropy"):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((3 * batch, sizes[0])).astype(dtype)
+    if loss == "softmax_cross_entropy":
+        y = rng.integers(0, sizes[-1], 3 * batch)
+    else:
+        y = rng.standard_normal((3 * batch, sizes[-1])).astype(dtype)
+    plan = fastmlp.NetworkPlan(sizes, "tanh", loss=loss, optimizer=optimizer,
+                               batch_size=batch, dtype=dtype, seed=1, l2=1e-3,
+                               dropout=dropout, n_threads=n_threads, backend="c")
+    losses = [plan.train_epoch(X, y, batch_size=batch) for _ in range(2)]
+    return losses, [(W.copy(), b.copy()) for W, b in plan.weights]
+
+
+@pytest.mark.parametrize("sizes, batch, optimizer, dropout", NETWORKS,
+                         ids=["mnist", "dropout", "regression"])
+def test_results_are_the_same_bits_for_any_thread_count(sizes, batch, optimizer, dropout,
+                                                        dtype):
+    loss = "mean_squared_error" if sizes[-1] == 1 else "softmax_cross_entropy"
+    ref_losses, ref_weights = _train(sizes, batch, optimizer, dropout, dtype, 1, loss)
+    for n_threads in (2, 3, 4):
+        losses, weights = _train(sizes, batch, optimizer, dropout, dtype, n_threads, loss)
+        assert losses == ref_losses, n_threads
+        for (W, b), (W0, b0) in zip(weights, ref_weights):
+            np.testing.assert_array_equal(W, W0)
+            np.testing.assert_array_equal(b, b0)
+
+
+def test_threaded_training_matches_the_numpy_reference(dtype):
+    """The blocks, their sums and the sliced update compute the same training as the
+    whole-batch NumPy reference (within the usual rounding)."""
+    sizes, batch = [784, 100, 10], 100
+    rng = np.random.default_rng(2)
+    X = rng.random((batch, 784)).astype(dtype)
+    y = rng.integers(0, 10, batch)
+    plans = [fastmlp.NetworkPlan(sizes, "sigmoid", optimizer="momentum", batch_size=batch,
+                                 dtype=dtype, seed=0, n_threads=2, backend=b)
+             for b in ("c", "numpy")]
+    for _ in range(5):
+        losses = [p.train_step(X, y) for p in plans]
+        np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5 if dtype == np.float32
+                                   else 1e-12)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    for (W, b), (W0, b0) in zip(plans[0].weights, plans[1].weights):
+        np.testing.assert_allclose(W, W0, rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(b, b0, rtol=rtol, atol=rtol)
+
+
+def test_concurrent_plans_on_threads_train_as_alone():
+    """Two plans stepping at once from Python threads share one pool (one of them runs
+    its step on its own thread while the pool is busy): the same bits as alone."""
+    args = NETWORKS[0]
+    alone = _train(*args, np.float32, 2)
+    results = [None, None]
+
+    def work(i):
+        results[i] = _train(*args, np.float32, 2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for losses, weights in results:
+        assert losses == alone[0]
+        for (W, _), (W0, _) in zip(weights, alone[1]):
+            np.testing.assert_array_equal(W, W0)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_pool_survives_fork():
+    """A forked child (the parent's pool threads do not exist there) trains on threads of
+    its own and gets the parent's bits."""
+    args = NETWORKS[0]
+    parent = _train(*args, np.float32, 2)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        try:
+            child = _train(*args, np.float32, 2)
+            same = child[0] == parent[0] and all(
+                np.array_equal(W, W0) for (W, _), (W0, _) in zip(child[1], parent[1]))
+            os.write(write, b"same" if same else b"different")
+        finally:
+            os._exit(0)
+    os.close(write)
+    message = os.read(read, 100)
+    os.waitpid(pid, 0)
+    assert message == b"same"
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "2"])
+def test_n_threads_is_checked(value):
+    with pytest.raises(ValueError, match="n_threads"):
+        fastmlp.NetworkPlan([2, 3, 2], n_threads=value)
+    with pytest.raises(ValueError, match="n_threads"):
+        fastmlp.set_num_threads(value)
+
+
+def test_process_default_and_its_environment(monkeypatch):
+    monkeypatch.delenv("FASTMLP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    try:
+        assert fastmlp.get_num_threads() == _threads.available_cpus()
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert fastmlp.get_num_threads() == 3
+        monkeypatch.setenv("FASTMLP_NUM_THREADS", "5")
+        assert fastmlp.get_num_threads() == 5  # fastmlp's own variable first
+        fastmlp.set_num_threads(7)
+        assert fastmlp.get_num_threads() == 7  # set_num_threads before either
+        plan = fastmlp.NetworkPlan([2, 3, 2])
+        assert plan.n_threads is None  # follows the process default at each step
+        monkeypatch.setenv("FASTMLP_NUM_THREADS", "many")
+        fastmlp.set_num_threads(None)
+        with pytest.raises(ValueError, match="FASTMLP_NUM_THREADS"):
+            fastmlp.get_num_threads()
+    finally:
+        fastmlp.set_num_threads(None)
+
+
+def test_show_config_reports_the_threads():
+    script = ("import fastmlp, io\n"
+              "print('RESULT', fastmlp.show_config(file=io.StringIO())['threads'])")
+    env = dict(os.environ, FASTMLP_NUM_THREADS="3")
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True, timeout=120)
+    line = [s for s in res.stdout.splitlines() if s.startswith("RESULT")][-1]
+    assert line.startswith("RESULT 3 per step by default")
