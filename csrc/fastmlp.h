@@ -189,7 +189,7 @@ typedef struct {
                                            double *mean_loss);                         \
     fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
                                        const REAL *X, REAL *out, REAL *work_a,         \
-                                       REAL *work_b, int64_t chunk_rows);
+                                       REAL *work_b, int64_t chunk_rows, int n_slots);
 
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)

@@ -151,3 +151,19 @@ def test_show_config_reports_the_threads():
                          text=True, check=True, timeout=120)
     line = [s for s in res.stdout.splitlines() if s.startswith("RESULT")][-1]
     assert line.startswith("RESULT 3 per step by default")
+
+
+def test_forward_and_predict_on_threads_give_the_same_bits():
+    rng = np.random.default_rng(3)
+    X = rng.random((5000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 5000)
+    plan = fastmlp.NetworkPlan([784, 100, 10], "sigmoid", batch_size=100, seed=0,
+                               dtype=np.float32, backend="c")
+    one = plan.forward(X, chunk_rows=100)
+    plan.n_threads = 3
+    np.testing.assert_array_equal(plan.forward(X, chunk_rows=100), one)
+    models = [fastmlp.MLP((32,), seed=0, n_threads=n).fit(X[:500], y[:500], epochs=1,
+                                                          verbose=0) for n in (1, 2)]
+    np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
+    with pytest.raises(ValueError, match="n_threads"):
+        fastmlp.MLP(n_threads=0)

@@ -15,6 +15,7 @@ import zipfile
 
 import numpy as np
 
+from fastmlp import _threads
 from fastmlp import _validation as check
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
@@ -69,12 +70,15 @@ class MLP:
     dtype : float32 or float64, default float32
     seed : int or None
         Same seed, same backend: identical weights and losses.
+    n_threads : int or None, default None
+        Threads a training step and a large prediction may use (None: the process
+        default, fastmlp.get_num_threads()); the results are the same for any.
     backend : str, optional; default the active backend.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
                  dropout=0.0, batch_norm=False, init="auto", dtype=np.float32, seed=None,
-                 backend=None):
+                 n_threads=None, backend=None):
         if isinstance(hidden_layer_sizes, int):
             hidden_layer_sizes = (hidden_layer_sizes,)
         self.hidden_layer_sizes = tuple(
@@ -94,6 +98,7 @@ class MLP:
         self.task = task
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
+        self.n_threads = None if n_threads is None else _threads.resolve(n_threads)
         self.init = init
         self.dtype = np.dtype(dtype)
         if self.dtype not in check.FLOAT_DTYPES:
@@ -193,7 +198,8 @@ class MLP:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
                                        batch_norm=True, **options)
         else:
-            self.net_ = NetworkPlan(sizes, self.activation, dropout=self.dropout, **options)
+            self.net_ = NetworkPlan(sizes, self.activation, dropout=self.dropout,
+                                    n_threads=self.n_threads, **options)
         self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
 

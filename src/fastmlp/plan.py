@@ -459,7 +459,9 @@ class NetworkPlan:
         chunk = min(n, self.batch_size if chunk_rows is None else check.positive_int(
             chunk_rows, "chunk_rows"))
         width = max(self.layer_sizes[1:-1], default=1)
-        work_a = np.empty(chunk * width, self.dtype)
-        work_b = np.empty(chunk * width, self.dtype)
+        # a slot of work buffers per thread that may run a group of chunks
+        slots = min(_threads.resolve(self._n_threads), -(-n // chunk))
+        work_a = np.empty(slots * chunk * width, self.dtype)
+        work_b = np.empty(slots * chunk * width, self.dtype)
         self._engine.forward(X, out, work_a, work_b, chunk)
         return out

@@ -116,6 +116,6 @@ cdef extern from "fastmlp.h" nogil:
     fm_status fm_network_train_epoch_f64(fm_network*, int64_t, const double*, const void*,
                                          const int64_t*, int64_t, int64_t, double*, double*)
     fm_status fm_network_forward_f32(const fm_network*, int64_t, const float*, float*,
-                                     float*, float*, int64_t)
+                                     float*, float*, int64_t, int)
     fm_status fm_network_forward_f64(const fm_network*, int64_t, const double*, double*,
-                                     double*, double*, int64_t)
+                                     double*, double*, int64_t, int)

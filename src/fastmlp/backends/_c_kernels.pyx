@@ -292,6 +292,7 @@ cdef class Network:
     cdef fm_network net
     cdef bint is_f32
     cdef object _keep
+    cdef tuple _widths  # the hidden layers' widths (a forward work slot's row)
     checks_labels = True  # fm_softmax_cross_entropy rejects labels out of range
     # a step's batch runs in up to this many row blocks, each with its own gradient
     # buffers (the plan allocates them: "block_dW", "block_db")
@@ -317,6 +318,7 @@ cdef class Network:
         else:
             raise TypeError(f"dtype: expected float32 or float64, got {plan.dtype}")
         self.net.n_layers = len(plan.layer_sizes) - 1
+        self._widths = tuple(plan.layer_sizes[1:-1])
         self.net.sizes = <const int64_t *><uintptr_t>_address(sizes)
         self.net.activations = <const int32_t *><uintptr_t>_address(activations)
         self.net.alphas = <const double *><uintptr_t>_address(alphas)
@@ -411,7 +413,8 @@ cdef class Network:
         return loss
 
     def forward(self, X, out, work_a, work_b, int64_t chunk_rows):
-        """out = the network's output for X, chunk_rows rows at a time."""
+        """out = the network's output for X, chunk_rows rows at a time; work_a and work_b
+        hold one or more slots of chunk_rows x (widest hidden layer), one per thread."""
         cdef const float[:, ::1] xf
         cdef const double[:, ::1] xd
         cdef float[:, ::1] of
@@ -420,16 +423,20 @@ cdef class Network:
         cdef double[::1] ad, bd
         cdef int64_t rows = X.shape[0]
         cdef fm_status st
+        cdef int64_t slot = chunk_rows * max(self._widths, default=1)
+        cdef int slots = min(work_a.shape[0], work_b.shape[0]) // slot
+        if slots < 1:
+            raise ValueError(f"work: expected at least {slot} elements per buffer")
         if self.is_f32:
             xf, of, af, bf = X, out, work_a, work_b
             with nogil:
                 st = fm_network_forward_f32(&self.net, rows, &xf[0, 0], &of[0, 0], &af[0],
-                                            &bf[0], chunk_rows)
+                                            &bf[0], chunk_rows, slots)
         else:
             xd, od, ad, bd = X, out, work_a, work_b
             with nogil:
                 st = fm_network_forward_f64(&self.net, rows, &xd[0, 0], &od[0, 0], &ad[0],
-                                            &bd[0], chunk_rows)
+                                            &bd[0], chunk_rows, slots)
         check(st)
 
 
