@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -167,3 +168,32 @@ def test_forward_and_predict_on_threads_give_the_same_bits():
     np.testing.assert_array_equal(models[0].predict_proba(X), models[1].predict_proba(X))
     with pytest.raises(ValueError, match="n_threads"):
         fastmlp.MLP(n_threads=0)
+
+
+def test_threadpoolctl_sees_and_caps_the_pool():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fastmlp.backends import _c_kernels  # noqa: F401 (the library threadpoolctl finds)
+
+    pools = [p for p in threadpool_info() if p["user_api"] == "fastmlp"]
+    assert len(pools) == 1 and pools[0]["num_threads"] == fastmlp.get_num_threads()
+    before = fastmlp.get_num_threads()
+    with threadpool_limits(1):
+        assert fastmlp.get_num_threads() == 1
+    assert fastmlp.get_num_threads() == before
+    fastmlp.set_num_threads(None)
+
+
+def test_scikit_learn_drop_in_takes_n_threads():
+    pytest.importorskip("sklearn")
+    from fastmlp.sklearn import MLPClassifier
+
+    rng = np.random.default_rng(4)
+    X = rng.random((400, 64)).astype(np.float32)
+    y = rng.integers(0, 3, 400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 epochs do not converge: not the point here
+        fits = [MLPClassifier((200,), batch_size=200, max_iter=3, random_state=0,
+                              n_threads=n).fit(X, y) for n in (1, 2)]
+    for W, W0 in zip(fits[0].coefs_, fits[1].coefs_):
+        np.testing.assert_array_equal(W, W0)

@@ -52,3 +52,32 @@ def get_num_threads():
 def resolve(n_threads):
     """The thread count for a plan's n_threads (None: the process default)."""
     return get_num_threads() if n_threads is None else _positive(n_threads, "n_threads")
+
+
+def _register_with_threadpoolctl():
+    """Let threadpoolctl see and cap fastmlp's pool (user_api "fastmlp"):
+    ``threadpool_limits(1)`` and joblib's worker limits then hold fastmlp to their count."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register"):  # threadpoolctl < 3.4
+        return
+
+    class FastmlpController(threadpoolctl.LibController):
+        user_api = "fastmlp"
+        internal_api = "fastmlp"
+        filename_prefixes = ("_c_kernels",)
+
+        def get_num_threads(self):
+            return get_num_threads()
+
+        def set_num_threads(self, num_threads):
+            set_num_threads(max(1, int(num_threads)))
+
+        def get_version(self):
+            from fastmlp import __version__
+
+            return __version__
+
+    threadpoolctl.register(FastmlpController)

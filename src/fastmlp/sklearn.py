@@ -133,13 +133,15 @@ class _BaseMLP(BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
                              Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "n_threads": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
                  learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
                  random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
                  early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                 n_iter_no_change, max_fun):
+                 n_iter_no_change, max_fun, n_threads):
+        self.n_threads = n_threads
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -202,6 +204,7 @@ class _BaseMLP(BaseEstimator):
             batch_size=max(1, int(capacity)),
             dtype=self.coefs_[0].dtype,
             seed=0,
+            n_threads=self.n_threads,
         )
         plan.set_weights(zip(self.coefs_, self.intercepts_))
         if state is not None:
@@ -588,6 +591,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
         Accepted for compatibility; unused (an lbfgs setting).
+    n_threads : int or None, default=None
+        fastmlp's extension: threads a training step may use (None: the process default,
+        fastmlp.get_num_threads()). The results are the same for any.
 
     Attributes
     ----------
@@ -603,7 +609,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000):
+                 max_fun=15000, n_threads=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -613,6 +619,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            n_threads=n_threads,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -731,7 +738,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000):
+                 max_fun=15000, n_threads=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -741,6 +748,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+            n_threads=n_threads,
         )
 
     def _check_supported(self):
