@@ -16,7 +16,7 @@ import fastmlp
 from fastmlp import _threads
 
 # (layer sizes, batch, optimizer, dropout): steps large enough to run in row blocks on
-# threads (4 blocks of 25 rows for the lecture's net), with and without dropout
+# threads (2 blocks of 50 rows for the lecture's net), with and without dropout
 NETWORKS = [
     ([784, 100, 10], 100, "adam", 0.0),
     ([64, 256, 256, 10], 256, "momentum", 0.2),
