@@ -22,7 +22,9 @@ static struct {
     int64_t n_tasks, next_task, tasks_done;
     int n_wanted;                 /* workers (besides the caller) this job may use */
     int n_joined;
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER};
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+            .wake = PTHREAD_COND_INITIALIZER,
+            .done = PTHREAD_COND_INITIALIZER};
 
 /* Claims and runs tasks of the current job until none is left; called with the lock held,
    returns with it held. */
