@@ -100,6 +100,9 @@ typedef struct {
    small network's batch splits into at most (see block_dW below). */
 #define FM_MAX_LAYERS 64
 #define FM_MAX_BLOCKS 16
+/* Elements between two blocks' copies of an n-element gradient (block_dW, block_db): a
+   whole number of 64-byte lines, so that two threads never write one cache line. */
+#define FM_BLOCK_STRIDE(n) (((n) + 15) / 16 * 16)
 /* Networks whose every weight matrix has at most this many entries run their batch in
    blocks of the cache budget (network.inc): each block has its own dW, which must stay
    in cache as well. Past it, cache-sized blocks bought
@@ -143,7 +146,8 @@ typedef struct {
     void *const *D;
     /* Threads for a step (fm_pool_run; 1: the caller alone), and the per-block gradients
        a step's row blocks write before they are summed in block order: block_dW[l]
-       holds max_blocks copies of dW[l], block_db[l] of db[l]. */
+       holds max_blocks copies of dW[l], block_db[l] of db[l], FM_BLOCK_STRIDE apart and
+       64-byte aligned. */
     int n_threads;
     int max_blocks; /* copies in block_dW/block_db, at most FM_MAX_BLOCKS; < 2: none */
     void *const *block_dW, *const *block_db;

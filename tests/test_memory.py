@@ -36,13 +36,14 @@ def test_workspace_bytes_counts_every_buffer():
         [784, 100, 10], "sigmoid", optimizer="adam", batch_size=100, dtype=np.float32, seed=0
     )
     weights = 784 * 100 + 100 + 100 * 10 + 10
+    padded = 784 * 100 + 112 + 1008 + 16  # each block's copy, in whole 64-byte lines
     activations = 100 * (100 + 10)
     # the C engine: a copy of the gradients per row block (threads), 16 at most
     blocks = getattr(type(plan._engine), "max_blocks", 0)
     expected = (
         4
         * (
-            weights * (4 + blocks)  # W and b, their gradients, Adam's m and v, blocks
+            weights * 4 + blocks * padded  # W and b, their gradients, Adam's m, v; blocks
             + activations * 2  # A and dA
             + 100 * 784  # the gathered batch
         )

@@ -406,9 +406,11 @@ def test_workspace_bytes(backend, dtype, optimizer, n_states, loss):
     params = sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:]))
     activations = batch * sum(sizes[1:])
     y_bytes = batch * 8 if loss == "softmax_cross_entropy" else batch * sizes[-1] * item
-    # the C engine keeps a copy of the gradients per row block (threads; 16 at most)
+    # the C engine keeps a copy of the gradients per row block (threads; 16 at most),
+    # each padded to whole 64-byte lines
     blocks = getattr(type(plan._engine), "max_blocks", 0)
-    expected = item * (params * (2 + n_states + blocks) + 2 * activations
+    padded = sum(-(-i * o // 16) * 16 + -(-o // 16) * 16 for i, o in zip(sizes[:-1], sizes[1:]))
+    expected = item * (params * (2 + n_states) + blocks * padded + 2 * activations
                        + batch * sizes[0]) + y_bytes
     assert plan.workspace_bytes == expected > 0
     total = sum(
