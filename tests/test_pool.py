@@ -124,13 +124,18 @@ def test_n_threads_is_checked(value):
 
 
 def test_process_default_and_its_environment(monkeypatch):
+    """The variables are read when first needed and again after set_num_threads(None)."""
     monkeypatch.delenv("FASTMLP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     try:
+        fastmlp.set_num_threads(None)
         assert fastmlp.get_num_threads() == _threads.available_cpus()
         monkeypatch.setenv("OMP_NUM_THREADS", "3")
+        assert fastmlp.get_num_threads() == _threads.available_cpus()  # read once
+        fastmlp.set_num_threads(None)
         assert fastmlp.get_num_threads() == 3
         monkeypatch.setenv("FASTMLP_NUM_THREADS", "5")
+        fastmlp.set_num_threads(None)
         assert fastmlp.get_num_threads() == 5  # fastmlp's own variable first
         fastmlp.set_num_threads(7)
         assert fastmlp.get_num_threads() == 7  # set_num_threads before either

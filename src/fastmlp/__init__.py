@@ -18,10 +18,6 @@ from fastmlp.plan import NetworkPlan
 
 __version__ = "0.1.0"
 
-from fastmlp import _threads  # noqa: E402
-
-_threads._register_with_threadpoolctl()
-
 __all__ = [
     "MLP",
     "NetworkPlan",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import platform
 
-_VARIABLES = ("FASTMLP_BACKEND", "FASTMLP_SIMD", "FASTMLP_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS",
-              "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+_VARIABLES = ("FASTMLP_BACKEND", "FASTMLP_SIMD", "FASTMLP_NUM_THREADS", "OPENBLAS_CORETYPE",
+              "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def show_config(file=None):
-    """Print the backend, the SIMD micro-kernel set in use, the BLAS behind gemm, its
-    kernels and threads, and the environment variables that change them. Returns the same facts as a dict."""
+    """Print the backend, the SIMD micro-kernel set in use, fastmlp's threads, the BLAS
+    behind gemm, its kernels and threads, and the environment variables that change them.
+    Returns the same facts as a dict."""
     from fastmlp import _backend, _threads
 
     info = {

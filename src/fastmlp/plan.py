@@ -25,10 +25,10 @@ _INITS = ("auto", "he", "glorot", "course")
 _BLOCK_GRADIENT_BYTES = 16 << 20
 
 
-def _line_aligned_zeros(blocks, n, dtype):
-    """(blocks, n rounded up to 16) zeros whose rows start on 64-byte cache lines: two
-    threads writing two blocks' gradients never share a line."""
-    stride = -(-n // 16) * 16
+def _line_aligned_zeros(blocks, stride, dtype):
+    """(blocks, stride) zeros whose rows start on 64-byte cache lines (the engine's stride
+    is a whole number of lines): two threads writing two blocks' gradients never share
+    one."""
     raw = np.zeros(blocks * stride * dtype.itemsize + 64, np.uint8)
     start = -raw.ctypes.data % 64
     return raw[start:start + blocks * stride * dtype.itemsize].view(dtype).reshape(blocks, stride)
@@ -194,9 +194,11 @@ class NetworkPlan:
         per_copy = sum((din + 1) * dout for din, dout in shapes) * dt.itemsize
         blocks = min(getattr(engine_class, "max_blocks", 0), _BLOCK_GRADIENT_BYTES // per_copy)
         blocks = blocks if blocks >= 2 else 0
-        block_buffers = {  # copies a whole number of 64-byte lines apart (FM_BLOCK_STRIDE)
-            "block_dW": [_line_aligned_zeros(blocks, din * dout, dt) for din, dout in shapes],
-            "block_db": [_line_aligned_zeros(blocks, dout, dt) for _, dout in shapes],
+        stride = getattr(engine_class, "block_stride", None)
+        block_buffers = {
+            "block_dW": [_line_aligned_zeros(blocks, stride(din * dout), dt)
+                         for din, dout in shapes],
+            "block_db": [_line_aligned_zeros(blocks, stride(dout), dt) for _, dout in shapes],
         } if blocks else {}
         return {**block_buffers,
             "W": W,

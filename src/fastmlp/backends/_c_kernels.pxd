@@ -7,6 +7,7 @@ cdef extern from "fastmlp.h" nogil:
         FM_EINVAL
         FM_ELABEL
 
+    int64_t FM_BLOCK_STRIDE(int64_t n)
     enum:
         FM_MAX_LAYERS
         FM_MAX_BLOCKS

@@ -299,6 +299,11 @@ cdef class Network:
     max_blocks = FM_MAX_BLOCKS
     max_layers = FM_MAX_LAYERS
 
+    @staticmethod
+    def block_stride(int64_t n):
+        """Elements between two blocks' copies of an n-element gradient (whole lines)."""
+        return FM_BLOCK_STRIDE(n)
+
     def __init__(self, plan):
         keep = []
 

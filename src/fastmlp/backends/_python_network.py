@@ -123,15 +123,15 @@ def _mix32(h):
     return h ^ (h >> np.uint32(16))
 
 
-def dropout(key, rate, step, layer, values, out, row0=0):
-    """out = values * (kept ? 1/(1 - rate) : 0), the mask of csrc/kernels/network.inc's
-    fm_dropout: unit (r, j) of a layer `width` wide is kept when the top 24 bits of
-    mix32(layer_key + (r width + j) 0x9E3779B9) reach rate 2^24."""
+def dropout(key, rate, step, layer, values, out):
+    """out = values * (kept ? 1/(1 - rate) : 0) over a whole batch, the mask of
+    csrc/kernels/network.inc's fm_dropout: unit (r, j) of a layer `width` wide is kept
+    when the top 24 bits of mix32(layer_key + (r width + j) 0x9E3779B9) reach rate 2^24."""
     rows, width = values.shape
     with np.errstate(over="ignore"):
         layer_key = _mix32(np.uint32(key) ^ _mix32(
             np.uint32(step & 0xFFFFFFFF) * np.uint32(0x9E3779B9) + np.uint32(layer)))
-        index = ((np.arange(row0, row0 + rows, dtype=np.uint64)[:, None] * np.uint64(width)
+        index = ((np.arange(rows, dtype=np.uint64)[:, None] * np.uint64(width)
                   + np.arange(width, dtype=np.uint64)) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
         h = _mix32(layer_key + index * np.uint32(0x9E3779B9))
     threshold = np.uint32(int(rate * 16777216.0 + 0.5))
