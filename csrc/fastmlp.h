@@ -193,7 +193,8 @@ typedef struct {
                                            double *mean_loss);                         \
     fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
                                        const REAL *X, REAL *out, REAL *work_a,         \
-                                       REAL *work_b, int64_t chunk_rows, int n_slots);
+                                       REAL *work_b, int64_t chunk_rows, int n_slots); \
+    int fm_all_finite_##SFX(int64_t n, const REAL *X, int n_threads);
 
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)

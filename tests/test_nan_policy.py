@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from fastmlp import _backend
 
 DTYPES = [np.float32, np.float64]
 
@@ -185,3 +186,26 @@ def test_sklearn_dropins_reject_nan_and_a_diverging_fit(estimator):
 def test_datasets_reject_non_finite_arguments():
     with pytest.raises(ValueError, match="noise"):
         fastmlp.datasets.make_spiral(noise=np.nan)
+
+
+# -- the input check behind MLP's "X: contains NaN or infinity" ------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 4095, 4097, (1 << 18) + 3, 3 * (1 << 18)])
+def test_all_finite_finds_one_bad_element_anywhere(backend, dtype, n):
+    # sizes around the C kernel's runs (4096) and tasks (2^18 elements); first, last and
+    # a middle position, each non-finite kind, on 1 and 3 threads
+    kernels = _backend.load(backend)
+    X = np.random.default_rng(n).standard_normal(n).astype(dtype) * 1e30
+    if n:
+        X[n // 2] = np.finfo(dtype).max  # the largest finite value is finite
+    for threads in (1, 3):
+        assert kernels.all_finite(X, threads)
+    for pos in sorted({0, n // 2, n - 1}) if n else []:
+        for bad in (np.nan, np.inf, -np.inf):
+            Y = X.copy()
+            Y[pos] = bad
+            for threads in (1, 3):
+                assert not kernels.all_finite(Y, threads), (pos, bad, threads)
+                assert not kernels.all_finite(Y.reshape(1, -1), threads)
+    assert kernels.all_finite(X.reshape(-1, 1), 2)

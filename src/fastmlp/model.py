@@ -15,7 +15,7 @@ import zipfile
 
 import numpy as np
 
-from fastmlp import _threads
+from fastmlp import _backend, _threads
 from fastmlp import _validation as check
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
@@ -119,7 +119,7 @@ class MLP:
         if X.shape[0] == 0:
             raise ValueError("X: expected at least one sample, got 0")
         X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not np.isfinite(X).all():
+        if not self._all_finite(X):
             raise ValueError("X: contains NaN or infinity")
         if not fitting or self.net_ is not None:
             self._check_fitted()
@@ -129,6 +129,13 @@ class MLP:
                     f"{self.n_features_in_}"
                 )
         return X
+
+    def _all_finite(self, X):
+        """The backend's check, on the model's threads (a pass over 100,000 MNIST rows
+        costs a tenth of predicting them)."""
+        backend = _backend.load(self.net_.backend if self.net_ is not None else
+                                self.backend or _backend.get_backend())
+        return backend.all_finite(X, _threads.resolve(self.n_threads))
 
     def _resolve_task(self, y):
         if self.task != "auto":
@@ -173,8 +180,8 @@ class MLP:
             if self.task_ == "binary":
                 return index.astype(self.dtype).reshape(-1, 1)
             return index.astype(np.int64)
-        Y = np.asarray(y, dtype=self.dtype)
-        if not np.isfinite(Y).all():
+        Y = np.ascontiguousarray(y, dtype=self.dtype)
+        if not self._all_finite(Y):
             raise ValueError("y: contains NaN or infinity")
         return np.ascontiguousarray(Y.reshape(len(Y), -1))
 

@@ -22,5 +22,6 @@ BACKEND_API = (
     "sigmoid_binary_cross_entropy",
     "mean_squared_error",
     "optimizer_update",
+    "all_finite",
     "Network",
 )

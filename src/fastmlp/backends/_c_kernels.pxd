@@ -120,3 +120,5 @@ cdef extern from "fastmlp.h" nogil:
                                      float*, float*, int64_t, int)
     fm_status fm_network_forward_f64(const fm_network*, int64_t, const double*, double*,
                                      double*, double*, int64_t, int)
+    int fm_all_finite_f32(int64_t, const float*, int)
+    int fm_all_finite_f64(int64_t, const double*, int)

@@ -258,6 +258,25 @@ cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1,
     return opt
 
 
+def all_finite(X, int n_threads=1):
+    """Whether every element of the C-contiguous float array X is finite, checked on up to
+    n_threads threads."""
+    return _all_finite(X.reshape(-1), n_threads)
+
+
+def _all_finite(const real[::1] flat, int n_threads):
+    cdef int ok
+    cdef int64_t n = flat.shape[0]
+    if n == 0:
+        return True
+    with nogil:
+        if real is float:
+            ok = fm_all_finite_f32(n, &flat[0], n_threads)
+        else:
+            ok = fm_all_finite_f64(n, &flat[0], n_threads)
+    return bool(ok)
+
+
 def optimizer_update(int kind, double lr, double momentum, double beta1, double beta2,
                      double eps, double weight_decay, int64_t step, real[::1] param,
                      const real[::1] grad, real[::1] state1, real[::1] state2, bint decay):

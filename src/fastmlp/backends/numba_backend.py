@@ -587,6 +587,24 @@ def mean_squared_error(P, Y, dP):
     return float(_mean_squared_error(P, Y, dP))
 
 
+@_kernel
+def _all_finite(flat):
+    # x - x is NaN for an infinity or a NaN; runs of OR-ed tests vectorise, with an early
+    # exit between them
+    for start in range(0, flat.shape[0], 4096):
+        bad = False
+        for i in range(start, min(start + 4096, flat.shape[0])):
+            bad |= not (flat[i] - flat[i] == 0)
+        if bad:
+            return False
+    return True
+
+
+def all_finite(X, n_threads=1):
+    """Whether every element of the C-contiguous float array X is finite (one thread)."""
+    return bool(_all_finite(X.reshape(-1)))
+
+
 def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
                      state1, state2, decay):
     # The scalars are rounded to the parameters' dtype here, in the same order as

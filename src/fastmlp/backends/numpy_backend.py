@@ -124,6 +124,11 @@ def mean_squared_error(P, Y, dP):
     return float(np.sum(diff.astype(np.float64) ** 2) / (2 * n))
 
 
+def all_finite(X, n_threads=1):
+    """Whether every element of the float array X is finite (one thread here)."""
+    return bool(np.isfinite(X).all())
+
+
 def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
                      state1, state2, decay):
     t = param.dtype.type
