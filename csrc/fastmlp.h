@@ -86,6 +86,10 @@ typedef struct {
        multiply-adds, per dtype ([0] float32, [1] float64): where the micro-kernels beat
        BLAS on that form up to larger sizes. 0 or 1: no discount. */
     int64_t trans_a_discount[2];
+    /* The BLAS's own thread count (OpenBLAS's openblas_get/set_num_threads), set to 1
+       while a step runs BLAS calls on fastmlp's threads. NULL: left alone. */
+    int (*get_num_threads)(void);
+    void (*set_num_threads)(int);
 } fm_blas;
 
 typedef struct {

@@ -72,6 +72,68 @@ def test_threaded_training_matches_the_numpy_reference(dtype):
         np.testing.assert_allclose(b, b0, rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("sigmoid", 0.0),
+                                                 ("softplus", 0.0), ("tanh", 0.3)])
+def test_a_step_in_tiles_gives_the_same_bits_and_the_reference(activation, dropout, dtype,
+                                                              gemm_path, monkeypatch):
+    """A network without per-block gradient copies (the plan's budget forced to 0 here, as
+    a 1024-2048-2048-1000 net has none) runs each product in tiles on the threads: 2080
+    units make two tiles a side, with an edge. Epilogues in registers (gemm=small) or in a
+    pass over each tile (gemm=blas); softplus and dropout leave the gate to its own pass."""
+    from fastmlp import plan as plan_module
+
+    monkeypatch.setattr(plan_module, "_BLOCK_GRADIENT_BYTES", 0)
+    sizes, batch = [48, 2080, 5], 64
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((2 * batch, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], 2 * batch)
+
+    def train(backend, n_threads):
+        plan = fastmlp.NetworkPlan(sizes, activation, optimizer="adam", learning_rate=1e-3,
+                                   batch_size=batch, dtype=dtype, seed=0, l2=1e-3,
+                                   dropout=dropout, n_threads=n_threads, backend=backend)
+        losses = [plan.train_epoch(X, y, batch_size=batch) for _ in range(2)]
+        return losses, [a.copy() for W in plan.weights for a in W]
+
+    ref_losses, ref = train("c", 1)
+    for n_threads in (2, 3):
+        losses, weights = train("c", n_threads)
+        assert losses == ref_losses, n_threads
+        for a, a0 in zip(weights, ref):
+            np.testing.assert_array_equal(a, a0)
+    np_losses, np_weights = train("numpy", 1)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(ref_losses, np_losses, rtol=rtol)
+    for a, a0 in zip(ref, np_weights):
+        np.testing.assert_allclose(a, a0, rtol=rtol, atol=rtol)
+
+
+def test_tiled_steps_leave_openblas_its_thread_count(monkeypatch):
+    """OpenBLAS runs one thread per call while a step's tiles run on fastmlp's threads,
+    and gets its own count back afterwards."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastmlp import plan as plan_module
+    from fastmlp.backends import _c_kernels
+
+    if _c_kernels.BLAS_THREADS_CONTROL is None:
+        pytest.skip("SciPy's BLAS has no openblas_set_num_threads here")
+    monkeypatch.setattr(plan_module, "_BLOCK_GRADIENT_BYTES", 0)
+    plan = fastmlp.NetworkPlan([48, 2080, 5], "relu", batch_size=64, n_threads=2, seed=0,
+                               backend="c")
+    X = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+    y = np.arange(64) % 5
+
+    def counts():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["internal_api"] == "openblas"]
+
+    for n in (3, 1):
+        with threadpoolctl.threadpool_limits(n, user_api="blas"):
+            before = counts()
+            plan.train_step(X, y)
+            assert counts() == before
+
+
 def test_concurrent_plans_on_threads_train_as_alone():
     """Two plans stepping at once from Python threads share one pool (one of them runs
     its step on its own thread while the pool is busy): the same bits as alone."""

@@ -102,9 +102,31 @@ static void stop_workers(void)
     pool.n_started = 0;
 }
 
+/* The BLAS's own thread count while regions that call it run on the pool (see pool.h). */
+static struct {
+    pthread_mutex_t lock;
+    int depth;  /* regions running */
+    int saved;  /* the count before the first of them */
+} blas_single = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void fm_pool_blas_single(int (*get_threads)(void), void (*set_threads)(int), int enter)
+{
+    if (get_threads == NULL || set_threads == NULL) return;
+    pthread_mutex_lock(&blas_single.lock);
+    if (enter && blas_single.depth++ == 0) {
+        blas_single.saved = get_threads();
+        if (blas_single.saved > 1) set_threads(1);
+    } else if (!enter && --blas_single.depth == 0 && blas_single.saved > 1) {
+        set_threads(blas_single.saved);
+    }
+    pthread_mutex_unlock(&blas_single.lock);
+}
+
 /* A forked child has the parent's memory but none of its threads: start afresh. */
 static void after_fork_in_child(void)
 {
+    pthread_mutex_init(&blas_single.lock, NULL);
+    blas_single.depth = 0;
     pthread_mutex_init(&pool.lock, NULL);
     pthread_cond_init(&pool.wake, NULL);
     pthread_cond_init(&pool.done, NULL);

@@ -17,6 +17,12 @@ typedef void (*fm_task_fn)(void *arg, int64_t task);
    or when the pool is busy with another caller's work, the caller runs every task itself. */
 void fm_pool_run(int n_threads, int64_t n_tasks, fm_task_fn fn, void *arg);
 
+/* A region that calls BLAS from several pool threads at once brackets itself with this
+   (enter 1, then 0): a BLAS with a pool of its own (OpenBLAS) would otherwise put its
+   threads on the same cores as ours. The first region in saves the BLAS's thread count and
+   sets 1; the last one out restores it. NULL functions (a BLAS without them): nothing. */
+void fm_pool_blas_single(int (*get_threads)(void), void (*set_threads)(int), int enter);
+
 /* Worker threads started so far (0 before the first parallel run). */
 int fm_pool_size(void);
 

@@ -30,6 +30,8 @@ cdef extern from "fastmlp.h" nogil:
         fm_dgemm_fn dgemm
         int64_t small_gemm_flops
         int64_t trans_a_discount[2]
+        int (*get_num_threads)()
+        void (*set_num_threads)(int)
 
     ctypedef struct fm_optimizer:
         int kind

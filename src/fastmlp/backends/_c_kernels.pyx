@@ -35,6 +35,44 @@ def _load_blas():
 _load_blas()
 
 
+ctypedef int (*_get_threads_fn)() noexcept nogil
+ctypedef void (*_set_threads_fn)(int) noexcept nogil
+
+
+def _find_blas_threads():
+    """OpenBLAS's get/set_num_threads in the library that holds SciPy's sgemm (found with
+    dladdr), so that a step running BLAS calls on fastmlp's threads can hold OpenBLAS to
+    one thread meanwhile. Another BLAS, or no dladdr (not POSIX): left alone."""
+    import ctypes
+
+    class DlInfo(ctypes.Structure):
+        _fields_ = [("fname", ctypes.c_char_p), ("fbase", ctypes.c_void_p),
+                    ("sname", ctypes.c_char_p), ("saddr", ctypes.c_void_p)]
+
+    try:
+        info = DlInfo()
+        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(<uintptr_t>BLAS.sgemm),
+                                        ctypes.byref(info)) or not info.fname:
+            return None
+        library = ctypes.CDLL(info.fname.decode())
+    except (OSError, AttributeError):
+        return None
+    for prefix in ("scipy_openblas", "openblas"):
+        try:
+            get = getattr(library, prefix + "_get_num_threads")
+            set_ = getattr(library, prefix + "_set_num_threads")
+        except AttributeError:
+            continue
+        BLAS.get_num_threads = <_get_threads_fn><uintptr_t>ctypes.cast(get, ctypes.c_void_p).value
+        BLAS.set_num_threads = <_set_threads_fn><uintptr_t>ctypes.cast(set_, ctypes.c_void_p).value
+        return prefix + "_set_num_threads"
+    return None
+
+
+# the function that holds SciPy's BLAS to one thread in a tiled step (None: not found)
+BLAS_THREADS_CONTROL = _find_blas_threads()
+
+
 SIMD_LEVELS = tuple(fm_simd_name(i).decode() for i in range(4))  # lowest first
 SIMD_ENV_VAR = "FASTMLP_SIMD"
 
