@@ -9,10 +9,12 @@
 #   tools/sanitize.sh --ci     # the C backend's kernel and plan tests only: ~1.5 min
 #                              # (with a fresh build; ~35 s of tests)
 #   tools/sanitize.sh tests/test_dense.py -k relu     # any pytest arguments
+#   tools/sanitize.sh --thread [pytest arguments]     # ThreadSanitizer instead, in a build
+#                              # of its own (default ./venv-tsan): the threaded tests
 #
 # Environment: PYTHON (default python3; it must have numpy, scipy, pytest and hypothesis,
-# as a venv with fastmlp's test extras does), FASTMLP_SANITIZE_DIR (default ./venv-sanitize,
-# ignored by git), HYPOTHESIS_PROFILE (default ci), KEEP_BUILD=1 to reuse the CMake build.
+# as a venv with fastmlp's test extras does), FASTMLP_SANITIZE_DIR (default ./venv-sanitize
+# or ./venv-tsan, ignored by git), HYPOTHESIS_PROFILE (default ci), KEEP_BUILD=1 to reuse the CMake build.
 #
 # Notes
 # - The virtual environment sees the interpreter's site-packages (numpy, scipy, numba,
@@ -25,12 +27,29 @@
 #   (NumPy raises MemoryError) instead of ASan aborting the process.
 # - PYTHONMALLOC=malloc routes Python's small objects through malloc too, so ASan's red
 #   zones surround them as well.
+# - ThreadSanitizer sees the C core's memory accesses and every pthread lock, condition and
+#   atomic; Python, NumPy and OpenBLAS are not instrumented, so a race can only be reported
+#   between two accesses of fastmlp's own code (the pool, the blocks, the tiles).
+#   die_after_fork=0: the fork test starts the pool again in the child, which TSan
+#   refuses by default. A planted race in the C core (two blocks writing one gradient
+#   copy) gave 90 reports.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-python3}"
-out="${FASTMLP_SANITIZE_DIR:-$root/venv-sanitize}"
 start=$(date +%s)
+mode=address
+if [ "${1:-}" = "--thread" ]; then
+  mode=thread
+  shift
+fi
+if [ "$mode" = thread ]; then
+  out="${FASTMLP_SANITIZE_DIR:-$root/venv-tsan}"
+  runtime=libtsan.so cmake_value=thread flags="-fsanitize=thread"
+else
+  out="${FASTMLP_SANITIZE_DIR:-$root/venv-sanitize}"
+  runtime=libasan.so cmake_value=ON flags="-fsanitize=address,undefined"
+fi
 
 TESTS=(
   tests/test_activations.py tests/test_dense.py tests/test_losses.py
@@ -45,11 +64,13 @@ if [ "${1:-}" = "--ci" ]; then
          tests/test_validation.py tests/test_plan.py tests/test_pool.py -k "not numba")
 elif [ "$#" -gt 0 ]; then
   TESTS=("$@")
+elif [ "$mode" = thread ]; then
+  TESTS=(tests/test_pool.py tests/test_threads.py tests/test_gil.py -k "not numba")
 fi
 
-libasan="$(gcc -print-file-name=libasan.so)"
-if [ ! -e "$libasan" ]; then
-  echo "sanitize.sh: libasan.so not found (gcc -print-file-name=libasan.so gave '$libasan')" >&2
+library="$(gcc -print-file-name=$runtime)"
+if [ ! -e "$library" ]; then
+  echo "sanitize.sh: $runtime not found (gcc -print-file-name=$runtime gave '$library')" >&2
   exit 2
 fi
 
@@ -62,7 +83,7 @@ site="$("$venv_python" -c 'import sysconfig; print(sysconfig.get_paths()["pureli
 "$python" -c 'import site; print("\n".join(site.getsitepackages()))' \
   > "$site/_fastmlp_system_site_packages.pth"
 
-echo "== building the sanitized wheel (FASTMLP_SANITIZE=ON)"
+echo "== building the sanitized wheel (FASTMLP_SANITIZE=$cmake_value)"
 if [ "${KEEP_BUILD:-0}" != 1 ]; then rm -rf "$out/build"; fi
 rm -rf "$out/dist"
 # the build requirements from $python when it has them (offline, fast), else pip fetches them
@@ -71,12 +92,14 @@ if "$python" -c 'import scikit_build_core, Cython' 2>/dev/null; then
   isolation=(--no-build-isolation)
 fi
 "$python" -m pip wheel --quiet "${isolation[@]}" --no-deps --wheel-dir "$out/dist" \
-  -Ccmake.define.FASTMLP_SANITIZE=ON -Cbuild-dir="$out/build" "$root"
+  -Ccmake.define.FASTMLP_SANITIZE=$cmake_value -Cbuild-dir="$out/build" "$root"
 wheel="$(ls "$out"/dist/fastmlp-*.whl)"
-grep -q -- "-fsanitize=address,undefined" "$out/build/build.ninja" \
-  || { echo "sanitize.sh: the build did not use -fsanitize" >&2; exit 2; }
-grep -q "boundscheck=True" "$out/build/build.ninja" \
-  || { echo "sanitize.sh: Cython bounds checks are off" >&2; exit 2; }
+grep -q -- "$flags" "$out/build/build.ninja" \
+  || { echo "sanitize.sh: the build did not use $flags" >&2; exit 2; }
+if [ "$mode" = address ]; then
+  grep -q "boundscheck=True" "$out/build/build.ninja" \
+    || { echo "sanitize.sh: Cython bounds checks are off" >&2; exit 2; }
+fi
 
 echo "== installing $(basename "$wheel") into the virtual environment"
 rm -rf "$site/fastmlp" "$site"/fastmlp-*.dist-info
@@ -88,12 +111,32 @@ built=$(( $(date +%s) - start ))
 # report that halts the process would be lost with the capture.
 reports_prefix="$out/sanitizer-report"
 rm -f "$reports_prefix".*
-sanitized_env=(env -u PYTHONPATH LD_PRELOAD="$libasan"
+sanitized_env=(env -u PYTHONPATH LD_PRELOAD="$library"
   ASAN_OPTIONS="detect_leaks=0:allocator_may_return_null=1:log_path=$reports_prefix"
-  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports_prefix")
-
-echo "== canaries: the sanitizers and the bounds checks are live"
+  UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports_prefix"
+  TSAN_OPTIONS="log_path=$reports_prefix:report_signal_unsafe=0:die_after_fork=0:suppressions=$root/tools/tsan.supp")
+if [ "$mode" = thread ]; then
+  sanitized_env+=(OPENBLAS_NUM_THREADS=1)
+fi
 cd "$root"
+
+if [ "$mode" = thread ]; then
+  echo "== canary: ThreadSanitizer reports a race (two threads, one unlocked counter)"
+  printf 'long counter;\nvoid bump(long n) { for (long i = 0; i < n; ++i) counter++; }\n' \
+    > "$out/race.c"
+  gcc -shared -fPIC -fsanitize=thread -O1 -g "$out/race.c" -o "$out/race.so"
+  "${sanitized_env[@]}" "$venv_python" -c '
+import ctypes, sys, threading
+bump = ctypes.CDLL(sys.argv[1]).bump  # ctypes releases the GIL around the call
+bump.argtypes = [ctypes.c_long]
+threads = [threading.Thread(target=bump, args=(10**7,)) for _ in range(2)]
+for t in threads: t.start()
+for t in threads: t.join()' "$out/race.so" || true  # it exits 66 after a report
+  grep -qs "WARNING: ThreadSanitizer: data race" "$reports_prefix".* \
+    || { echo "sanitize.sh: ThreadSanitizer did not report the canary's race" >&2; exit 2; }
+  rm -f "$reports_prefix".*
+else
+echo "== canaries: the sanitizers and the bounds checks are live"
 # an out-of-bounds read through the internal gemm (it trusts its caller's shapes)
 if "${sanitized_env[@]}" "$venv_python" -c '
 import numpy as np
@@ -114,8 +157,9 @@ except IndexError:
     pass
 else:
     raise SystemExit("Cython bounds checks are off")'
+fi
 
-echo "== running under ASan + UBSan: ${TESTS[*]}"
+echo "== running under the $mode sanitizer: ${TESTS[*]}"
 log="$out/pytest.log"
 set +e
 "${sanitized_env[@]}" \
@@ -139,7 +183,7 @@ status=${PIPESTATUS[0]}
 set -e
 total=$(( $(date +%s) - start ))
 
-reports=$(cat "$reports_prefix".* 2>/dev/null | grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior)Sanitizer" || true)
+reports=$(cat "$reports_prefix".* 2>/dev/null | grep -cE "ERROR: AddressSanitizer|runtime error:|SUMMARY: (Address|UndefinedBehavior|Thread)Sanitizer|WARNING: ThreadSanitizer" || true)
 echo "== build ${built}s, total ${total}s; pytest exit status $status; sanitizer reports: $reports"
 if [ "$reports" != 0 ]; then
   echo "sanitize.sh: sanitizer reports ($reports_prefix.*):" >&2
