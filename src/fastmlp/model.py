@@ -1,9 +1,10 @@
 """fastmlp.MLP: a multilayer perceptron to fit, predict, evaluate, save and load.
 
-Training runs on a NetworkPlan (plan.py): each chunk of minibatches of an epoch is one
-call into the backend with the GIL released. Dropout and batch normalisation are not
-in the fused step; a model that uses them trains through fastmlp.layers, the same
-kernels called layer by layer.
+Training runs on a NetworkPlan (plan.py), driven by the training core (training.py) that
+the scikit-learn drop-ins share: each chunk of minibatches of an epoch is one call into
+the backend with the GIL released. MLP brings its own shuffling, learning-rate schedule,
+history and early stopping. Dropout and batch normalisation are not in the fused step; a
+model that uses them trains through fastmlp.layers, the same kernels called layer by layer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import zipfile
 
 import numpy as np
 
-from fastmlp import _backend, _threads
+from fastmlp import _backend, _threads, training
 from fastmlp import _validation as check
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
@@ -297,70 +298,62 @@ class MLP:
         else:
             X_metric, Y_metric = X, Y
         progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
+        runner = training.EpochRunner(self.net_, X, Y, batch_size,
+                                      batches_per_call=_BATCHES_PER_CALL,
+                                      on_chunk=progress.update)
+        started = 0.0
+
+        def before_epoch(epoch):
+            nonlocal started
+            self.net_.learning_rate = lr_at(epoch)
+            started = time.perf_counter()
+
+        def after_epoch(epoch, loss):
+            nonlocal best, waited
+            if not self._finite(loss):
+                self.net_ = previous  # as for any failed fit: the model as it was
+                raise ValueError(
+                    f"fit: training diverged in epoch {epoch + 1} (loss {loss}, weights "
+                    "no longer finite): lower learning_rate, scale X or add l2")
+            self.history["lr"].append(self.net_.learning_rate)
+            self.history["loss"].append(loss)
+            self.history[metric].append(self._metric(X_metric, Y_metric))
+            monitored = loss
+            if X_val is not None:
+                val = self._evaluate_encoded(X_val, Y_val)
+                self.history["val_loss"].append(val["loss"])
+                self.history[f"val_{metric}"].append(val[metric])
+                monitored = val["loss"]
+            progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - started)
+            if monitored < best[0] - min_delta:
+                extra = getattr(self.net_, "extra_state", dict)()
+                best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights],
+                        epoch, {k: v.copy() for k, v in extra.items()})
+                waited = 0
+                return False
+            waited += 1
+            return early_stopping and waited >= patience
+
         self.stopped_early_ = self.interrupted_ = False
         try:
-            for epoch in range(epochs):
-                self.net_.learning_rate = lr_at(epoch)
-                start = time.perf_counter()
-                loss = self._run_epoch(X, Y, batch_size, shuffler, progress)
-                if not self._finite(loss):
-                    self.net_ = previous  # as for any failed fit: the model as it was
-                    raise ValueError(
-                        f"fit: training diverged in epoch {epoch + 1} (loss {loss}, weights "
-                        "no longer finite): lower learning_rate, scale X or add l2")
-                self.history["lr"].append(self.net_.learning_rate)
-                self.history["loss"].append(loss)
-                self.history[metric].append(self._metric(X_metric, Y_metric))
-                monitored = loss
-                if X_val is not None:
-                    val = self._evaluate_encoded(X_val, Y_val)
-                    self.history["val_loss"].append(val["loss"])
-                    self.history[f"val_{metric}"].append(val[metric])
-                    monitored = val["loss"]
-                progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - start)
-                if monitored < best[0] - min_delta:
-                    extra = getattr(self.net_, "extra_state", dict)()
-                    best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights],
-                            epoch, {k: v.copy() for k, v in extra.items()})
-                    waited = 0
-                else:
-                    waited += 1
-                    if early_stopping and waited >= patience:
-                        self.stopped_early_ = True
-                        break
-        except KeyboardInterrupt:
+            outcome = training.train(runner, epochs, after_epoch, before_epoch=before_epoch,
+                                     epoch_order=None if shuffler is None else shuffler.order)
+        finally:
+            progress.close()
+        self.stopped_early_ = outcome.stopped
+        if outcome.interrupted:
             # The interrupted call finished its batch; the weights are consistent. An
             # epoch cut short in its bookkeeping leaves no partial row in the history.
             self.interrupted_ = True
             complete = min(len(v) for v in self.history.values())
             for values in self.history.values():
                 del values[complete:]
-        finally:
-            progress.close()
         if early_stopping and restore_best_weights and best[1] is not None:
             self.net_.set_weights(best[1])
             if best[3]:
                 self.net_.set_extra_state(best[3])
             self.best_epoch_ = best[2]
         return self
-
-    def _run_epoch(self, X, Y, batch_size, shuffler, progress):
-        n = len(X)
-        # the rows of a shuffled epoch are gathered batch by batch by the plan: no copy of X
-        order = shuffler.order() if shuffler is not None else None
-        chunk = batch_size * _BATCHES_PER_CALL
-        total = 0.0
-        for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            if order is None:
-                loss = self.net_.train_epoch(X[start:stop], Y[start:stop],
-                                             batch_size=batch_size, shuffle=False)
-            else:
-                loss = self.net_.train_epoch(X, Y, batch_size=batch_size,
-                                             rows=order[start:stop])
-            total += loss * (stop - start)
-            progress.update(-(-(stop - start) // batch_size), loss)
-        return total / n
 
     def partial_fit(self, X, y, *, classes=None, optimizer="adam", learning_rate=None,
                     batch_size=None, l2=0.0, l1=0.0, **optimizer_options):
@@ -391,7 +384,7 @@ class MLP:
         else:
             Y = self._encode_targets(y, first=False)
         bs = min(batch_size or self.net_.batch_size, self.net_.batch_size)
-        loss = self.net_.train_epoch(X, Y, batch_size=bs, shuffle=False)
+        loss = training.EpochRunner(self.net_, X, Y, bs).run()
         self.history.setdefault("loss", []).append(loss)
         if not self._finite(loss):
             # no copy of the weights is kept per call to roll back to; predict refuses them

@@ -1,0 +1,221 @@
+"""The training core: the one loop that fastmlp.MLP (model.py) and the scikit-learn
+drop-ins (sklearn.py) run, and the only code that calls a network's train_epoch and
+train_step.
+
+- EpochRunner trains one epoch over a fit's rows, in the order it is given, a chunk of
+  whole batches per backend call; scikit-learn's batch-scaled penalty is an option of it.
+- train() runs epochs: the front end gives each epoch's row order (from its own random
+  stream) and, after each epoch, records, schedules and decides whether to stop; Ctrl-C
+  ends the loop and is reported, not raised.
+
+The bookkeeping of each front end (MLP's history and patience, scikit-learn's loss_curve_,
+tol and adaptive learning rate) stays with it, in the callbacks it passes to train().
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class EpochRunner:
+    """Trains a network one epoch at a time over the rows of one fit.
+
+    Parameters
+    ----------
+    net : NetworkPlan or LayeredNetwork
+    X : ndarray (n, n_in) of the network's dtype
+    T : ndarray (n,) of int labels, or (n, n_out) targets: y encoded for the network's loss
+    batch_size : int, at most the network's
+    batches_per_call : int, optional
+        At most this many batches per train_epoch call (default: no limit). A backend call
+        is not interrupted: Ctrl-C is seen between calls, so this bounds the wait.
+    gather_bytes : int, optional
+        Gather an ordered epoch's rows here, at most this many bytes of X (whole batches)
+        at a time, and train on the gathered copy. Default: the network gathers each batch
+        itself (``rows=``) and X is never copied.
+    alpha : float, optional
+        scikit-learn's L2 penalty: each batch trains with ``l2 = alpha / its rows`` (the
+        full batches in one train_epoch call, a smaller last batch in one train_step).
+        Default: the network's own l2, per step.
+    loss_per_output : bool, default False
+        Report the data term of the loss divided by T's columns (scikit-learn's squared
+        error is a mean over the outputs; its gradient is not). With several outputs and
+        alpha > 0 the batches then train one by one, to part the data term from the penalty.
+    on_chunk : callable(batches, loss), optional
+        Called after each backend call with its number of batches and their mean loss.
+    """
+
+    def __init__(self, net, X, T, batch_size, *, batches_per_call=None, gather_bytes=None,
+                 alpha=None, loss_per_output=False, on_chunk=None):
+        self.net = net
+        self.batch_size = batch_size
+        # The per-row arrays: every row selection below applies to each of them alike (a
+        # per-row sample weight would join X and T here and follow the same rows).
+        self._data = (X, T)
+        self._n = len(X)
+        self._call_rows = None if batches_per_call is None else batches_per_call * batch_size
+        self._gather_rows = None
+        if gather_bytes is not None:
+            row_bytes = max(1, X.shape[1] * X.itemsize)
+            batches = max(1, gather_bytes // (row_bytes * batch_size))
+            self._gather_rows = min(self._n, batches * batch_size, self._call_rows or self._n)
+        self._buffers = None  # the gather buffers, made at the first ordered epoch
+        self._alpha = None if alpha is None else float(alpha)
+        n_out = T.shape[1] if T.ndim == 2 else 1
+        self._n_outputs = n_out if loss_per_output else 1
+        self._by_batch = self._n_outputs > 1 and bool(self._alpha)
+        self._on_chunk = on_chunk
+
+    def run(self, order=None):
+        """One epoch; returns the mean over the rows visited of their batch's loss.
+
+        order : 1-D int array, optional
+            The rows to visit, in this order, batch after batch (default: all of them, as
+            stored).
+        """
+        n_visit = self._n if order is None else len(order)
+        total = 0.0
+        for arrays, rows in self._chunks(order):
+            m = len(arrays[0]) if rows is None else len(rows)
+            chunk_total = self._train_chunk(arrays, rows, m)
+            total += chunk_total
+            if self._on_chunk is not None:
+                self._on_chunk(-(-m // self.batch_size), chunk_total / m)
+        return total / n_visit
+
+    # -- which rows (the one place they are chosen) -------------------------------------
+
+    def _chunks(self, order):
+        """(arrays, rows) per chunk of whole batches: the chunk's rows are `rows` of the
+        arrays, in that order, or all of them (rows None)."""
+        if order is None:  # contiguous slices: nothing to gather
+            step = self._call_rows or self._n
+            for start in range(0, self._n, step):
+                yield tuple(a[start:start + step] for a in self._data), None
+        elif self._gather_rows is None:  # the network gathers each batch
+            step = self._call_rows or len(order)
+            for start in range(0, len(order), step):
+                yield self._data, order[start:start + step]
+        else:
+            if self._buffers is None:
+                self._buffers = tuple(np.empty((self._gather_rows,) + a.shape[1:], a.dtype)
+                                      for a in self._data)
+            for start in range(0, len(order), self._gather_rows):
+                rows = order[start:start + self._gather_rows]
+                # mode="clip": the rows are valid, and "raise" would gather via a temporary
+                yield tuple(np.take(a, rows, axis=0, out=buf[:len(rows)], mode="clip")
+                            for a, buf in zip(self._data, self._buffers)), None
+
+    @staticmethod
+    def _select(arrays, rows, start, stop):
+        """Rows start:stop of a chunk, as arrays of their own (a copy when gathered)."""
+        if rows is None:
+            return tuple(a[start:stop] for a in arrays)
+        return tuple(a[rows[start:stop]] for a in arrays)
+
+    # -- training -----------------------------------------------------------------------
+
+    def _train_chunk(self, arrays, rows, m):
+        """Trains the chunk's m rows; returns the sum over them of their batch's loss."""
+        if self._by_batch:
+            return self._train_batch_by_batch(arrays, rows, m)
+        if self._alpha is None:
+            total = self._train_batches(arrays, rows, 0, m) * m
+        else:
+            full = (m // self.batch_size) * self.batch_size
+            total = 0.0
+            if full:
+                self._set_l2(self._alpha / self.batch_size)
+                total += self._train_batches(arrays, rows, 0, full) * full
+            if full < m:
+                self._set_l2(self._alpha / (m - full))
+                total += self._train_batch(arrays, rows, full, m) * (m - full)
+        if self._n_outputs > 1:
+            total /= self._n_outputs
+        return total
+
+    def _train_batches(self, arrays, rows, start, stop):
+        """Rows start:stop of a chunk in batches, one train_epoch call; their mean loss."""
+        X, T = arrays
+        if rows is None:
+            return self.net.train_epoch(X[start:stop], T[start:stop],
+                                        batch_size=self.batch_size, shuffle=False)
+        return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows[start:stop])
+
+    def _train_batch(self, arrays, rows, start, stop):
+        """Rows start:stop of a chunk as one batch, one train_step call; its loss."""
+        X, T = self._select(arrays, rows, start, stop)
+        return self.net.train_step(X, T)
+
+    def _train_batch_by_batch(self, arrays, rows, m):
+        """Several outputs with alpha > 0: the data term of each batch's loss is divided by
+        the outputs, its penalty is not, so each batch's penalty is taken out of its loss."""
+        weights = [W for W, _ in self.net.weights]
+        total = 0.0
+        for start in range(0, m, self.batch_size):
+            stop = min(start + self.batch_size, m)
+            l2 = self._alpha / (stop - start)
+            self._set_l2(l2)
+            # the step's loss is taken before its update: so is the penalty here
+            penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in weights)
+            loss = self._train_batch(arrays, rows, start, stop)
+            total += ((loss - penalty) / self._n_outputs + penalty) * (stop - start)
+        return total
+
+    def _set_l2(self, l2):
+        if self.net.l2 != l2:  # setting it reconfigures the engine
+            self.net.l2 = l2
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How train() ended.
+
+    epochs : int, the epochs completed (after_epoch returned)
+    stopped : bool, after_epoch asked to stop
+    interrupted : bool, Ctrl-C (KeyboardInterrupt) ended the loop
+    """
+
+    epochs: int
+    stopped: bool = False
+    interrupted: bool = False
+
+
+def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=None):
+    """Run up to max_epochs epochs of runner.
+
+    Parameters
+    ----------
+    runner : EpochRunner
+    max_epochs : int
+    after_epoch : callable(epoch, loss) -> bool
+        Called after each epoch with its index and mean loss: the front end records it,
+        checks it, changes the learning rate; True stops the loop.
+    epoch_order : callable() -> 1-D int array or None, optional
+        Called before each epoch for the order of its rows (the front end's own random
+        stream). Default: the rows as stored, every epoch.
+    before_epoch : callable(epoch), optional
+        Called first in each epoch (a learning-rate schedule, a clock).
+
+    Returns
+    -------
+    Outcome. A KeyboardInterrupt anywhere in an epoch ends the loop and is reported there:
+    the interrupted backend call has finished its batch, so the weights are consistent,
+    but the epoch (and its after_epoch) may be cut short.
+    """
+    epochs = 0
+    try:
+        for epoch in range(max_epochs):
+            if before_epoch is not None:
+                before_epoch(epoch)
+            order = None if epoch_order is None else epoch_order()
+            loss = runner.run(order)
+            stop = after_epoch(epoch, loss)
+            epochs += 1
+            if stop:
+                return Outcome(epochs, stopped=True)
+    except KeyboardInterrupt:
+        return Outcome(epochs, interrupted=True)
+    return Outcome(epochs)
