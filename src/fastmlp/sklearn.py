@@ -4,7 +4,9 @@ Replace ``from sklearn.neural_network import MLPClassifier`` by
 ``from fastmlp.sklearn import MLPClassifier``: same constructor parameters and defaults,
 same fitted attributes, same methods (``fit``, ``partial_fit``, ``predict``,
 ``predict_proba``, ``predict_log_proba``, ``score``), same validation and error messages,
-and the same arithmetic, with every epoch trained by one fastmlp NetworkPlan call.
+and the same arithmetic, with every epoch trained on a fastmlp NetworkPlan by the training
+core (training.py, the loop fastmlp.MLP runs too); this module keeps scikit-learn's
+bookkeeping: loss_curve_, tol and n_iter_no_change, the learning-rate schedules, warnings.
 
 scikit-learn (>= 1.6) is an optional dependency: ``pip install "fastmlp[sklearn]"``.
 ``import fastmlp`` never imports it; this module does.
@@ -23,9 +25,9 @@ What maps to what
   epoch, adaptive ``lr /= 5`` when the stopping rule fires) set the plan's learning rate
   between epochs. ``solver="adam"`` -> optimizer ``"adam"`` (beta_1, beta_2, epsilon).
 - ``alpha``: scikit-learn adds ``alpha * W / n_batch`` to each batch's gradient (and
-  ``0.5 * alpha * sum(W**2) / n_batch`` to its loss); the plan's ``l2`` is per step, so it is
-  set to ``alpha / batch_size`` for the full batches (one ``train_epoch`` call) and to
-  ``alpha / rows`` for a smaller last batch (one ``train_step``).
+  ``0.5 * alpha * sum(W**2) / n_batch`` to its loss); the plan's ``l2`` is per step, so the
+  training core sets it to ``alpha / batch_size`` for the full batches (one ``train_epoch``
+  call) and to ``alpha / rows`` for a smaller last batch (one ``train_step``).
 - Initialisation, shuffling and the early-stopping split draw from ``random_state`` in
   exactly scikit-learn's order (Glorot uniform weights *and* intercepts, factor 2 for
   logistic; ``sklearn.utils.shuffle`` of the sample order each epoch;
@@ -61,7 +63,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from fastmlp import optimizers
+from fastmlp import optimizers, training
 from fastmlp.plan import NetworkPlan
 
 try:
@@ -360,102 +362,59 @@ class _BaseMLP(BaseEstimator):
             plan = self._get_plan(batch_size)
         X_train = np.ascontiguousarray(X_train, dtype=plan.dtype)
         T_train = self._plan_targets(y_train, plan.dtype)
-        epoch = _Epoch(plan, X_train, T_train, batch_size, self.shuffle)
+        # scikit-learn's arithmetic: l2 = alpha / rows of each batch; a regressor's loss_
+        # is a mean over its outputs
+        runner = training.EpochRunner(plan, X_train, T_train, batch_size,
+                                      gather_bytes=_GATHER_BYTES, alpha=self.alpha,
+                                      loss_per_output=not is_classifier(self))
         sample_idx = np.arange(n_samples, dtype=int)
 
-        try:
-            self.n_iter_ = 0
-            for _ in range(self.max_iter):
-                if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                self.loss_ = self._train_epoch(epoch, sample_idx if self.shuffle else None)
-                self.n_iter_ += 1
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+        def next_order():  # scikit-learn's stream: this epoch shuffles the last one's order
+            nonlocal sample_idx
+            sample_idx = shuffle(sample_idx, random_state=self._random_state)
+            return sample_idx
 
-                self._update_no_improvement_count(early_stopping, X_val, y_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    plan.learning_rate = (
-                        float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                    )
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = (f"Validation score did not improve more than tol={self.tol:f}"
-                               f" for {self.n_iter_no_change} consecutive epochs.")
-                    else:
-                        msg = (f"Training loss did not improve more than tol={self.tol:f}"
-                               f" for {self.n_iter_no_change} consecutive epochs.")
-                    if self._trigger_stopping(plan, msg):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
-                        "and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=3,
-                    )
-        except KeyboardInterrupt:
+        def after_epoch(epoch, loss):
+            self.loss_ = loss
+            self.n_iter_ += 1
+            self.t_ += n_samples
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+
+            self._update_no_improvement_count(early_stopping, X_val, y_val)
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                plan.learning_rate = (
+                    float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                )
+            if self._no_improvement_count > self.n_iter_no_change:
+                if early_stopping:
+                    msg = (f"Validation score did not improve more than tol={self.tol:f}"
+                           f" for {self.n_iter_no_change} consecutive epochs.")
+                else:
+                    msg = (f"Training loss did not improve more than tol={self.tol:f}"
+                           f" for {self.n_iter_no_change} consecutive epochs.")
+                if self._trigger_stopping(plan, msg):
+                    return True
+                self._no_improvement_count = 0
+            return False
+
+        self.n_iter_ = 0
+        outcome = training.train(runner, 1 if incremental else self.max_iter, after_epoch,
+                                 epoch_order=next_order if self.shuffle else None)
+        if outcome.interrupted:
             warnings.warn("Training interrupted by user.", stacklevel=3)
+        elif not (incremental or outcome.stopped) and self.n_iter_ == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
+                "and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
 
         if early_stopping:  # restore the best weights
             plan.set_weights(zip(self._best_coefs, self._best_intercepts))
             self._bind_weights(plan)
-
-    def _set_l2(self, plan, l2):
-        if plan.l2 != l2:
-            plan.l2 = l2
-
-    def _train_epoch(self, epoch, order):
-        """One epoch in scikit-learn's batches (rows in `order`, None: as stored); returns
-        scikit-learn's loss_ for it."""
-        total = 0.0
-        for X, T in epoch.chunks(order):
-            total += self._train_rows(epoch.plan, X, T, epoch.batch_size)
-        return total / epoch.n_samples
-
-    def _train_rows(self, plan, X, T, batch_size):
-        """Consecutive batches of X (the last may be smaller): full batches in one
-        train_epoch call with l2 = alpha / batch_size, then the rest with alpha / rows.
-        Returns the sum over rows of scikit-learn's batch losses."""
-        n = X.shape[0]
-        alpha = float(self.alpha)
-        n_out = self.n_outputs_
-        if not is_classifier(self) and n_out > 1 and alpha > 0:
-            return self._train_rows_by_batch(plan, X, T, batch_size)
-        full = (n // batch_size) * batch_size
-        total = 0.0
-        if full:
-            self._set_l2(plan, alpha / batch_size)
-            total += plan.train_epoch(X[:full], T[:full], batch_size=batch_size,
-                                      shuffle=False) * full
-        if full < n:
-            self._set_l2(plan, alpha / (n - full))
-            total += plan.train_step(X[full:], T[full:]) * (n - full)
-        if not is_classifier(self):
-            total /= n_out  # scikit-learn's squared error is a mean over the outputs too
-        return total
-
-    def _train_rows_by_batch(self, plan, X, T, batch_size):
-        """Multi-output regression with alpha > 0: the data term of each batch's loss is
-        divided by n_outputs_, the penalty is not, so they are separated batch by batch."""
-        n = X.shape[0]
-        alpha, n_out = float(self.alpha), self.n_outputs_
-        weights = [W for W, _ in plan.weights]
-        total = 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            rows = stop - start
-            l2 = alpha / rows
-            self._set_l2(plan, l2)
-            penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in weights)
-            loss = plan.train_step(X[start:stop], T[start:stop])
-            total += ((loss - penalty) / n_out + penalty) * rows
-        return total
 
     def _trigger_stopping(self, plan, msg):
         if self.solver != "sgd" or self.learning_rate != "adaptive":
@@ -804,37 +763,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self : object
         """
         return self._fit(X, y, incremental=True)
-
-
-class _Epoch:
-    """The training rows of one fit, served in scikit-learn's batch order.
-
-    A shuffled epoch is gathered (np.take) into a buffer of whole batches, at most
-    _GATHER_BYTES of X at a time, so the memory overhead stays bounded on large data while
-    a data set of modest size is still one train_epoch call per epoch.
-    """
-
-    def __init__(self, plan, X, T, batch_size, shuffled):
-        self.plan, self.X, self.T = plan, X, T
-        self.n_samples = X.shape[0]
-        self.batch_size = batch_size
-        row_bytes = max(1, X.shape[1] * X.itemsize)
-        batches = max(1, _GATHER_BYTES // (row_bytes * batch_size))
-        self.chunk = min(self.n_samples, batches * batch_size)  # whole batches
-        if shuffled:
-            self.X_buf = np.empty((self.chunk,) + X.shape[1:], X.dtype)
-            self.T_buf = np.empty((self.chunk,) + T.shape[1:], T.dtype)
-
-    def chunks(self, order):
-        if order is None:
-            yield self.X, self.T
-            return
-        for start in range(0, self.n_samples, self.chunk):
-            rows = order[start:start + self.chunk]
-            m = rows.shape[0]
-            # mode="clip": the rows are valid, and "raise" would gather via a temporary
-            yield (np.take(self.X, rows, axis=0, out=self.X_buf[:m], mode="clip"),
-                   np.take(self.T, rows, axis=0, out=self.T_buf[:m], mode="clip"))
 
 
 # -- plan state (weights live in coefs_/intercepts_; this is the rest) ---------------------
