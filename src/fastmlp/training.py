@@ -93,7 +93,7 @@ class EpochRunner:
         if order is None:  # contiguous slices: nothing to gather
             step = self._call_rows or self._n
             for start in range(0, self._n, step):
-                yield tuple(a[start:start + step] for a in self._data), None
+                yield tuple([a[start:start + step] for a in self._data]), None
         elif self._gather_rows is None:  # the network gathers each batch
             step = self._call_rows or len(order)
             for start in range(0, len(order), step):
@@ -105,15 +105,15 @@ class EpochRunner:
             for start in range(0, len(order), self._gather_rows):
                 rows = order[start:start + self._gather_rows]
                 # mode="clip": the rows are valid, and "raise" would gather via a temporary
-                yield tuple(np.take(a, rows, axis=0, out=buf[:len(rows)], mode="clip")
-                            for a, buf in zip(self._data, self._buffers)), None
+                yield tuple([np.take(a, rows, axis=0, out=buf[:len(rows)], mode="clip")
+                             for a, buf in zip(self._data, self._buffers)]), None
 
     @staticmethod
-    def _select(arrays, rows, start, stop):
-        """Rows start:stop of a chunk, as arrays of their own (a copy when gathered)."""
+    def _part(arrays, rows, start, stop):
+        """Rows start:stop of a chunk, again as (arrays, rows)."""
         if rows is None:
-            return tuple(a[start:stop] for a in arrays)
-        return tuple(a[rows[start:stop]] for a in arrays)
+            return tuple([a[start:stop] for a in arrays]), None
+        return arrays, rows[start:stop]
 
     # -- training -----------------------------------------------------------------------
 
@@ -122,31 +122,32 @@ class EpochRunner:
         if self._by_batch:
             return self._train_batch_by_batch(arrays, rows, m)
         if self._alpha is None:
-            total = self._train_batches(arrays, rows, 0, m) * m
+            total = self._train_batches(arrays, rows) * m
         else:
             full = (m // self.batch_size) * self.batch_size
             total = 0.0
             if full:
                 self._set_l2(self._alpha / self.batch_size)
-                total += self._train_batches(arrays, rows, 0, full) * full
+                total += self._train_batches(*self._part(arrays, rows, 0, full)) * full
             if full < m:
                 self._set_l2(self._alpha / (m - full))
-                total += self._train_batch(arrays, rows, full, m) * (m - full)
+                total += self._train_batch(*self._part(arrays, rows, full, m)) * (m - full)
         if self._n_outputs > 1:
             total /= self._n_outputs
         return total
 
-    def _train_batches(self, arrays, rows, start, stop):
-        """Rows start:stop of a chunk in batches, one train_epoch call; their mean loss."""
+    def _train_batches(self, arrays, rows):
+        """The rows in batches, one train_epoch call; their mean loss."""
         X, T = arrays
         if rows is None:
-            return self.net.train_epoch(X[start:stop], T[start:stop],
-                                        batch_size=self.batch_size, shuffle=False)
-        return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows[start:stop])
+            return self.net.train_epoch(X, T, batch_size=self.batch_size, shuffle=False)
+        return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows)
 
-    def _train_batch(self, arrays, rows, start, stop):
-        """Rows start:stop of a chunk as one batch, one train_step call; its loss."""
-        X, T = self._select(arrays, rows, start, stop)
+    def _train_batch(self, arrays, rows):
+        """The rows as one batch, one train_step call; its loss."""
+        if rows is not None:
+            arrays = tuple([a[rows] for a in arrays])
+        X, T = arrays
         return self.net.train_step(X, T)
 
     def _train_batch_by_batch(self, arrays, rows, m):
@@ -160,7 +161,7 @@ class EpochRunner:
             self._set_l2(l2)
             # the step's loss is taken before its update: so is the penalty here
             penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in weights)
-            loss = self._train_batch(arrays, rows, start, stop)
+            loss = self._train_batch(*self._part(arrays, rows, start, stop))
             total += ((loss - penalty) / self._n_outputs + penalty) * (stop - start)
         return total
 
