@@ -36,7 +36,8 @@ typedef enum {
     FM_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* y: int64 labels */
     FM_LOSS_SIGMOID_BCE = 1,           /* y: real targets, same shape as the output */
     FM_LOSS_MSE = 2,                   /* y: real targets, same shape as the output */
-    FM_LOSS_COUNT = 3
+    FM_LOSS_POISSON = 3,               /* y: counts >= 0; the output is log(mean) */
+    FM_LOSS_COUNT = 4
 } fm_loss;
 
 typedef enum {
@@ -130,8 +131,10 @@ typedef struct {
     const int32_t *activations;
     const double *alphas;
     int loss;                 /* fm_loss; the output activation must be identity for
-                                 softmax cross-entropy and sigmoid BCE (they take logits) */
+                                 every loss but MSE (they take logits, or log(mean)) */
     double l2, l1;            /* penalties on weights (not biases), per step as in the course */
+    int penalty_over_weight;  /* 1: l2 and l1 divided by each batch's weight sum (its rows
+                                 without sample weights): scikit-learn's alpha */
     fm_optimizer opt;
     int64_t step;             /* optimizer steps taken (Adam's t) */
     int64_t max_batch;
@@ -139,6 +142,8 @@ typedef struct {
     void *const *state1_W, *const *state1_b, *const *state2_W, *const *state2_b;
     void *const *A, *const *dA;
     void *X_batch, *y_batch;
+    void *w_batch;            /* max_batch sample weights gathered for a shuffled epoch;
+                                 NULL: the plan trains without weights */
     const fm_blas *blas;
     /* Inverted dropout on every hidden layer's output while training: a unit is kept
        (and scaled by 1/(1 - dropout)) when a hash of (dropout_key, step, layer, row, unit)
@@ -188,10 +193,17 @@ typedef struct {
     fm_status fm_optimizer_update_##SFX(const fm_optimizer *opt, int64_t step,         \
                                         int64_t n, REAL *w, const REAL *g,             \
                                         REAL *state1, REAL *state2, int decay);        \
+    fm_status fm_poisson_##SFX(int64_t rows, int64_t cols, const REAL *Z,              \
+                               const REAL *Y, double *loss, REAL *dZ);                 \
     fm_status fm_network_train_step_##SFX(fm_network *net, int64_t rows,               \
-                                          const REAL *X, const void *y, double *loss); \
+                                          const REAL *X, const void *y,                \
+                                          const REAL *sample_weight, double *loss);    \
+    fm_status fm_network_loss_gradient_##SFX(fm_network *net, int64_t rows,            \
+                                             const REAL *X, const void *y,             \
+                                             const REAL *sample_weight, double *loss); \
     fm_status fm_network_train_epoch_##SFX(fm_network *net, int64_t n_total,           \
                                            const REAL *X, const void *y,               \
+                                           const REAL *sample_weight,                  \
                                            const int64_t *order, int64_t n_order,      \
                                            int64_t batch_size, double *batch_losses,   \
                                            double *mean_loss);                         \

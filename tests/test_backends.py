@@ -145,7 +145,7 @@ def _parameters(func):
 
 
 PUBLIC_FUNCTIONS = [a for a in BACKEND_API if a not in ("NAME", "Network")]
-NETWORK_METHODS = ("configure", "train_step", "train_epoch", "forward")
+NETWORK_METHODS = ("configure", "train_step", "loss_gradient", "train_epoch", "forward")
 
 
 @pytest.mark.parametrize("name", ["numba", "c"])

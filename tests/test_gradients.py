@@ -186,3 +186,85 @@ def test_network_gradient_is_the_sum_of_rows(backend, rng):
             acc += d / 4
     for f, r in zip(full, rows):
         np.testing.assert_allclose(f, r, rtol=1e-12, atol=1e-15)
+
+
+# -- loss_and_gradient: the flat gradient of the loss over plan.parameters ----------------
+
+LOSS_AND_GRADIENT_CASES = {
+    "softmax_cross_entropy": "labels",
+    "sigmoid_binary_cross_entropy": "probabilities",
+    "mean_squared_error": "reals",
+    "poisson": "counts",
+}
+
+
+def _batch(kind, rng, n, k):
+    if kind == "counts":
+        return rng.poisson(1.5, (n, k)).astype(np.float64)
+    return _targets(kind, rng, n, k)
+
+
+@pytest.mark.parametrize("loss", list(LOSS_AND_GRADIENT_CASES))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize(
+    "penalty, l2, l1",
+    [("per_step", 0.0, 0.0), ("per_sample", 0.3, 0.0), ("per_sample", 0.3, 0.02),
+     ("per_step", 0.1, 0.02)],
+    ids=["nopenalty", "per_sample-l2", "per_sample-l2+l1", "per_step-l2+l1"],
+)
+def test_loss_and_gradient(backend, rng, loss, weighted, penalty, l2, l1):
+    """The gradient loss_and_gradient returns is the derivative of the loss it returns,
+    over every entry of plan.parameters (each W, then each b)."""
+    plan = fastmlp.NetworkPlan([4, 6, 5, 3], ["tanh", "sigmoid"], loss=loss, batch_size=8,
+                               seed=7, l2=l2, l1=l1, penalty=penalty, optimizer="adam")
+    assert plan.backend == backend and plan.penalty == penalty
+    params = plan.parameters
+    n_W = sum(W.size for W, _ in plan.weights)
+    if l1:  # keep |W| away from 0, where |W| has its kink
+        params[:n_W] = np.where(params[:n_W] < 0, params[:n_W] - 0.1, params[:n_W] + 0.1)
+    params[n_W:] = rng.standard_normal(params.size - n_W) * 0.3
+    X = rng.standard_normal((7, 4))
+    y = _batch(LOSS_AND_GRADIENT_CASES[loss], rng, 7, 3)
+    w = rng.uniform(0.2, 3.0, 7) if weighted else None
+    before = params.copy()
+    state = plan.optimizer_state()
+
+    value, grad = plan.loss_and_gradient(X, y, sample_weight=w)
+    assert isinstance(value, float) and np.isfinite(value)
+    assert grad is plan._buffers["grads"] and grad.shape == params.shape
+    analytic = grad.copy()
+    # nothing changes: the parameters, the step, the optimizer's state
+    np.testing.assert_array_equal(params, before)
+    assert plan.step == 0
+    for key, arrays in plan.optimizer_state().items():
+        if key != "step":
+            for a, a0 in zip(arrays, state[key]):
+                np.testing.assert_array_equal(a, a0)
+    # and again: the same loss, the same bits
+    assert plan.loss_and_gradient(X, y, sample_weight=w)[0] == value
+    np.testing.assert_array_equal(grad, analytic)
+
+    # the flat layout is the parameters': each layer's dW, then each db
+    flat = np.concatenate([d.reshape(-1) for d in plan._buffers["dW"] + plan._buffers["db"]])
+    np.testing.assert_array_equal(flat, analytic)
+
+    numeric = numerical_gradient(lambda: plan.loss_and_gradient(X, y, sample_weight=w)[0],
+                                 params, H)
+    assert relative_error(analytic, numeric) < MAX_REL_ERROR
+    assert plan.step == 0
+
+
+def test_loss_and_gradient_is_the_train_steps_gradient(backend, rng):
+    # a train_step with plain SGD moves the parameters by -lr times that gradient
+    kw = dict(layer_sizes=[3, 5, 2], activations="tanh", loss="poisson", batch_size=6,
+              seed=2, optimizer="sgd", learning_rate=0.25, l2=0.2, penalty="per_sample")
+    plan = fastmlp.NetworkPlan(**kw)
+    X = rng.standard_normal((6, 3))
+    y = rng.poisson(2.0, (6, 2)).astype(np.float64)
+    w = rng.uniform(0.5, 2.0, 6)
+    value, grad = plan.loss_and_gradient(X, y, sample_weight=w)
+    grad = grad.copy()
+    start = plan.parameters.copy()
+    assert plan.train_step(X, y, sample_weight=w) == value
+    assert plan.step == 1
+    np.testing.assert_allclose(plan.parameters, start - 0.25 * grad, rtol=1e-14, atol=1e-15)

@@ -1,4 +1,4 @@
-"""softmax, log_softmax and the three losses (value and gradient) against the reference."""
+"""softmax, log_softmax and the four losses (value and gradient) against the reference."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from helpers import (
     as_layout,
     assert_close,
     assert_unchanged,
+    numerical_gradient,
     ref_log_softmax,
     ref_mse,
     ref_sigmoid_bce,
     ref_softmax,
     ref_softmax_cross_entropy,
+    relative_error,
     snapshot,
 )
 
@@ -75,6 +77,7 @@ def test_in_place_on_more_rows_than_a_block(backend, dtype, rng, shape):
         "log_softmax": lambda Z, out: (0.0, ops.log_softmax(Z, out=out)),
         "softmax_cross_entropy": lambda Z, out: ops.softmax_cross_entropy(Z, y, out=out),
         "sigmoid_bce": lambda Z, out: ops.sigmoid_binary_cross_entropy(Z, Y, out=out),
+        "poisson": lambda Z, out: ops.poisson(Z, 3 * Y, out=out),
     }
     for name, call in calls.items():
         loss, expected = call(Z, np.empty_like(Z))
@@ -188,3 +191,111 @@ def test_perfect_predictions_have_zero_loss(backend, dtype, rng):
     loss, grad = ops.mean_squared_error(P, P.copy())
     assert loss == 0.0
     np.testing.assert_array_equal(grad, 0)
+
+
+# -- poisson: the half Poisson deviance with the log link (scikit-learn's) ----------------
+
+
+def ref_poisson(Z, Y):
+    """From the formula of fastmlp.ops.poisson, in float64: the mean over the rows of
+    sum_j y log(y) - y z - y + e^z (y log y = 0 at y = 0), and (e^z - y) / n."""
+    Z = np.asarray(Z, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(Z.shape)
+    n = Z.shape[0]
+    y_log_y = np.zeros_like(Y)
+    positive = Y > 0
+    y_log_y[positive] = Y[positive] * np.log(Y[positive])
+    loss = np.sum(y_log_y - Y * Z - Y + np.exp(Z)) / n
+    return loss, (np.exp(Z) - Y) / n
+
+
+def _poisson_bounds(Z, Y, dtype):
+    """Rounding bounds for the loss and the gradient computed in dtype: e^z is a few ulps,
+    and both the loss's terms and e^z - y may cancel, so the bound scales with the
+    terms' magnitudes, not with the result."""
+    Z = np.asarray(Z, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64).reshape(Z.shape)
+    n = Z.shape[0]
+    mu = np.exp(Z)
+    eps = np.finfo(dtype).eps
+    y_log_y = np.abs(Y * np.log(np.where(Y > 0, Y, 1.0)))
+    loss_scale = np.sum(y_log_y + np.abs(Y * Z) + Y + mu) / n
+    return 8 * eps * loss_scale, 4 * eps * (mu + Y) / n
+
+
+def _poisson_data(rng, shape, dtype):
+    Z = rng.standard_normal(shape) * 1.5
+    Y = rng.poisson(np.exp(Z)).astype(np.float64)
+    Y.flat[0] = 0.0  # y log y = 0 at y = 0
+    Y.flat[-1] = 2.5  # counts need not be integers
+    return Z.astype(dtype), Y.astype(dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_poisson(backend, dtype, layout, rng, shape):
+    Z, Y = _poisson_data(rng, shape, dtype)
+    Z, Y = as_layout(Z, layout), as_layout(Y, layout)
+    before = snapshot(Z, Y)
+    loss, grad = ops.poisson(Z, Y)
+    e_loss, e_grad = ref_poisson(Z, Y)
+    loss_bound, grad_bound = _poisson_bounds(Z, Y, dtype)
+    assert isinstance(loss, float)
+    assert abs(loss - e_loss) <= loss_bound + 1e-5 * abs(e_loss) * (dtype == np.float32)
+    assert grad.dtype == dtype and grad.shape == shape
+    assert_close(grad, e_grad, dtype, atol=grad_bound.max())
+    assert_unchanged([Z, Y], before, ["log_means", "targets"])
+
+
+def test_poisson_1d_targets_and_out(backend, dtype, rng):
+    Z, Y = _poisson_data(rng, (6, 1), dtype)
+    out = np.full_like(Z, np.nan)
+    loss, grad = ops.poisson(Z, Y.reshape(-1), out=out)
+    assert grad is out
+    e_loss, e_grad = ref_poisson(Z, Y)
+    loss_bound, grad_bound = _poisson_bounds(Z, Y, dtype)
+    assert abs(loss - e_loss) <= loss_bound + 1e-5 * abs(e_loss)
+    assert_close(grad, e_grad, dtype, atol=grad_bound.max())
+
+
+def test_poisson_gradient_is_the_derivative_of_the_loss(backend, rng):
+    # float64 central differences (see test_gradients.py): h = 1e-6, relative error < 1e-6
+    Z, Y = _poisson_data(rng, (5, 3), np.float64)
+    _, analytic = ops.poisson(Z, Y)
+    numeric = numerical_gradient(lambda: ops.poisson(Z, Y)[0], Z, 1e-6)
+    assert relative_error(analytic, numeric) < 1e-6
+
+
+def test_poisson_at_the_edges(backend, dtype):
+    # log-means of +-80 (e^80 = 5.5e34 and e^-80 = 1.8e-35 hold in float32 too), zero
+    # and large counts: finite, and the reference's values
+    Z = np.array([[80.0, -80.0, 0.0], [-80.0, 80.0, 20.0], [0.0, 0.0, -80.0]], dtype)
+    Y = np.array([[0.0, 0.0, 0.0], [1e6, 1e6, 0.0], [1e6, 1.0, 3.0]], dtype)
+    loss, grad = ops.poisson(Z, Y)
+    e_loss, e_grad = ref_poisson(Z, Y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert_close(loss, e_loss, dtype)
+    # e^z is the only rounding of any size in the gradient: a few ulps of it
+    assert_close(grad, e_grad, dtype, atol=0)
+    # every entry with y = 0 contributes e^z exactly (its y log y is 0, not NaN)
+    zeros = np.zeros_like(Z)
+    assert_close(ops.poisson(Z, zeros)[0], np.exp(Z.astype(np.float64)).sum() / 3, dtype)
+
+
+def test_poisson_is_zero_where_the_mean_is_the_count(backend, dtype):
+    Y = np.array([[1.0, 2.0, 7.0], [0.5, 4.0, 1e3]], dtype)
+    Z = np.log(Y.astype(np.float64)).astype(dtype)
+    loss, grad = ops.poisson(Z, Y)
+    eps = np.finfo(dtype).eps
+    # the loss's terms cancel to 0 (up to the rounding of z = log y), as does e^z - y
+    assert abs(loss) <= 16 * eps * np.sum(np.abs(Y * Z) + 2 * Y) / 2
+    assert np.all(np.abs(grad) <= 4 * eps * Y)
+
+
+def test_poisson_refuses_negative_targets(backend, dtype):
+    Z = np.zeros((2, 2), dtype)
+    Y = np.array([[1.0, -0.5], [0.0, 2.0]], dtype)
+    with pytest.raises(ValueError, match="targets: .*counts >= 0"):
+        ops.poisson(Z, Y)
+    with pytest.raises(ValueError, match="targets"):
+        ops.poisson(Z, -np.ones((2, 2), dtype))
+    ops.poisson(Z, np.abs(Y))  # the same values, non-negative: accepted

@@ -45,7 +45,7 @@ def test_workspace_bytes_counts_every_buffer():
         * (
             weights * 4 + blocks * padded  # W and b, their gradients, Adam's m, v; blocks
             + activations * 2  # A and dA
-            + 100 * 784  # the gathered batch
+            + 100 * 784 + 100  # the gathered batch and its sample weights
         )
         + 8 * 100
     )  # int64 labels

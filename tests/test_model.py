@@ -1141,3 +1141,56 @@ def test_mnist_lecture_network_reaches_95_percent():
     assert accuracy >= 0.95
     assert model.history["val_accuracy"][-1] == accuracy
     assert model.history["accuracy"][-1] > accuracy  # training accuracy above test accuracy
+
+
+# -- sample weights and L-BFGS -------------------------------------------------------------
+
+
+def test_fit_with_integer_sample_weights_equals_repeated_rows():
+    X, y = fastmlp.datasets.make_spiral(40, 3, seed=0)
+    counts = np.random.default_rng(0).integers(1, 4, len(X))
+    kw = dict(epochs=5, batch_size=1000, shuffle=False, verbose=0)
+    a = fastmlp.MLP((16,), seed=0, dtype=np.float64).fit(X, y, sample_weight=counts, **kw)
+    b = fastmlp.MLP((16,), seed=0, dtype=np.float64).fit(
+        np.repeat(X, counts, axis=0), np.repeat(y, counts), **kw)
+    for (W, bias), (W1, bias1) in zip(a.net_.weights, b.net_.weights):
+        np.testing.assert_allclose(W, W1, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(bias, bias1, rtol=1e-10, atol=1e-12)
+    # weights scale freely: c * w trains as w
+    c = fastmlp.MLP((16,), seed=0, dtype=np.float64).fit(X, y, sample_weight=2.5 * counts,
+                                                          **kw)
+    np.testing.assert_allclose(c.history["loss"], a.history["loss"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.ones(5), r"sample_weight: expected shape \(120,\)"),
+    (-np.ones(120), "weights >= 0"),
+    (np.zeros(120), "every weight is 0"),
+    (np.full(120, np.nan), "NaN or infinity"),
+    (np.array(["x"] * 120), "expected numbers"),
+])
+def test_bad_sample_weight_is_refused(bad, match):
+    X, y = fastmlp.datasets.make_spiral(40, 3, seed=0)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fastmlp.MLP((4,)).fit(X, y, sample_weight=bad, epochs=1, verbose=0)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fastmlp.MLP((4,)).partial_fit(X, y, sample_weight=bad)
+
+
+def test_lbfgs_fit_converges():
+    X, y = fastmlp.datasets.make_spiral(100, 3, seed=0)
+    model = fastmlp.MLP((50,), "tanh", seed=0).fit(X, y, optimizer="lbfgs", epochs=300,
+                                                    verbose=0)
+    assert model.history["accuracy"][-1] > 0.97
+    assert 0 < model.n_iter_ <= 300
+    with pytest.raises(ValueError, match="optimizer='lbfgs' takes max_fun and tol"):
+        fastmlp.MLP((4,)).fit(X, y, optimizer="lbfgs", momentum=0.9, verbose=0)
+    with pytest.raises(ValueError, match="not available with batch_norm"):
+        fastmlp.MLP((4,), batch_norm=True).fit(X, y, optimizer="lbfgs", verbose=0)
+
+
+def test_lbfgs_iteration_limit_warns():
+    X, y = fastmlp.datasets.make_spiral(50, 3, seed=0)
+    with pytest.warns(RuntimeWarning, match="lbfgs stopped after 2 iteration"):
+        model = fastmlp.MLP((10,), seed=0).fit(X, y, optimizer="lbfgs", epochs=2, verbose=0)
+    assert model.n_iter_ == 2

@@ -134,6 +134,29 @@ def test_tiled_steps_leave_openblas_its_thread_count(monkeypatch):
             assert counts() == before
 
 
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "poisson"])
+def test_weighted_gradients_are_the_same_bits_for_any_thread_count(loss, dtype):
+    """loss_and_gradient with sample weights and scikit-learn's per-sample penalty: the
+    blocks of a batch share one normaliser (the batch's weight sum), so the bits do not
+    depend on the blocks' threads."""
+    sizes, batch = [784, 100, 10], 200
+    rng = np.random.default_rng(4)
+    X = rng.random((batch, 784)).astype(dtype)
+    y = rng.integers(0, 10, batch) if loss != "poisson" else rng.poisson(
+        2.0, (batch, 10)).astype(dtype)
+    w = rng.random(batch).astype(dtype) * 3
+    results = []
+    for n_threads in (1, 2, 3):
+        plan = fastmlp.NetworkPlan(sizes, "tanh", loss=loss, batch_size=batch, dtype=dtype,
+                                   seed=0, l2=0.5, penalty="per_sample", n_threads=n_threads,
+                                   backend="c")
+        loss_value, grad = plan.loss_and_gradient(X, y, sample_weight=w)
+        results.append((loss_value, grad.copy()))
+    for loss_value, grad in results[1:]:
+        assert loss_value == results[0][0]
+        np.testing.assert_array_equal(grad, results[0][1])
+
+
 def test_concurrent_plans_on_threads_train_as_alone():
     """Two plans stepping at once from Python threads share one pool (one of them runs
     its step on its own thread while the pool is busy): the same bits as alone."""

@@ -490,15 +490,178 @@ def test_invalid_hyper_parameters(digits, params, match):
         MLPClassifier(**params).fit(X[:50], y[:50])
 
 
-def test_lbfgs_and_poisson_are_refused_clearly(digits):
+# -- lbfgs, sample_weight, poisson: against scikit-learn itself ------------------------
+
+# L-BFGS amplifies rounding as it iterates: compare early, as the target does
+LBFGS_EARLY_RTOL = 1e-8
+
+
+def _max_relative_gap(a, b):
+    return max(float(np.max(np.abs(x - y)) / np.max(np.abs(y)))
+               for x, y in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_))
+
+
+@pytest.mark.parametrize("activation", ["relu", "logistic", "tanh", "identity"])
+def test_lbfgs_classifier_matches_sklearn(digits, activation):
     X, y = digits
-    with pytest.raises(ValueError, match="fastmlp trains with the stochastic solvers 'sgd' "
-                                         "and 'adam'"):
-        MLPClassifier(solver="lbfgs").fit(X, y)
+    params = dict(hidden_layer_sizes=(20,), solver="lbfgs", activation=activation,
+                  random_state=0, alpha=1e-3)
+    mine, theirs = _fit_both(MLPClassifier, sk.MLPClassifier, X[:600], y[:600], max_iter=5,
+                             **params)
+    assert mine.n_iter_ == theirs.n_iter_ == 5
+    assert _max_relative_gap(mine, theirs) < LBFGS_EARLY_RTOL
+    assert mine.loss_ == pytest.approx(theirs.loss_, rel=1e-10)
+    # lbfgs keeps no loss curve and no stochastic state, as scikit-learn's
+    for name in ("loss_curve_", "best_loss_", "validation_scores_"):
+        assert hasattr(mine, name) == hasattr(theirs, name) is False
+    mine, theirs = _fit_both(MLPClassifier, sk.MLPClassifier, X[:600], y[:600], max_iter=60,
+                             **params)
+    assert mine.loss_ == pytest.approx(theirs.loss_, rel=1e-4)
+    assert abs(mine.score(X[600:], y[600:]) - theirs.score(X[600:], y[600:])) < 0.005
+
+
+@pytest.mark.parametrize("target", ["binary", "multilabel"])
+def test_lbfgs_binary_and_multilabel_match_sklearn(digits, target):
+    X, y = digits
+    Y = (y % 2) if target == "binary" else np.c_[y % 2, y > 4, y % 3 == 0]
+    mine, theirs = _fit_both(MLPClassifier, sk.MLPClassifier, X[:500], Y[:500], max_iter=5,
+                             hidden_layer_sizes=(15,), solver="lbfgs", random_state=1)
+    assert _max_relative_gap(mine, theirs) < LBFGS_EARLY_RTOL
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+@pytest.mark.parametrize("n_outputs", [1, 3])
+def test_lbfgs_regressor_matches_sklearn(digits, loss, n_outputs):
+    X, _ = digits
+    Y = _regression_targets(X[:400])[:, :n_outputs]
+    if loss == "poisson":
+        Y = np.abs(Y) * 3
+    Y = Y.ravel() if n_outputs == 1 else Y
+    mine, theirs = _fit_both(MLPRegressor, sk.MLPRegressor, X[:400], Y, max_iter=5,
+                             loss=loss, hidden_layer_sizes=(12,), solver="lbfgs",
+                             random_state=0, alpha=0.01)
+    assert _max_relative_gap(mine, theirs) < LBFGS_EARLY_RTOL
+    assert mine.loss_ == pytest.approx(theirs.loss_, rel=1e-10)
+    np.testing.assert_allclose(mine.predict(X[400:450]), theirs.predict(X[400:450]),
+                               rtol=1e-7)
+
+
+def test_lbfgs_warm_start_and_convergence_warning(digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(10,), solver="lbfgs", max_iter=3, random_state=0,
+                  warm_start=True)
+    mine, theirs = MLPClassifier(**params), sk.MLPClassifier(**params)
+    for est in (mine, theirs):
+        with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge after 3"):
+            est.fit(X[:300], y[:300])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X[:300], y[:300])  # continues from the weights
+    assert _max_relative_gap(mine, theirs) < LBFGS_EARLY_RTOL
+    # partial_fit: the classifier's needs a stochastic solver; the regressor's runs lbfgs
     assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
-    assert not hasattr(MLPRegressor(solver="lbfgs"), "partial_fit")
-    with pytest.raises(ValueError, match="loss='poisson' is not supported"):
-        MLPRegressor(loss="poisson").fit(X, y)
+    assert hasattr(MLPRegressor(solver="lbfgs"), "partial_fit") == hasattr(
+        sk.MLPRegressor(solver="lbfgs"), "partial_fit")
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_sample_weight_matches_sklearn(digits, solver):
+    X, y = digits
+    w = np.random.default_rng(0).uniform(0.1, 3.0, 500)
+    params = dict(hidden_layer_sizes=(16,), solver=solver, random_state=0, alpha=0.01,
+                  max_iter=5, batch_size=64)
+    mine = MLPClassifier(**params).fit(X[:500], y[:500], sample_weight=w)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs = sk.MLPClassifier(**params).fit(X[:500], y[:500], sample_weight=w)
+    if solver == "sgd":
+        _assert_same_weights(mine, theirs)
+        np.testing.assert_allclose(mine.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    else:
+        assert _max_relative_gap(mine, theirs) < LBFGS_EARLY_RTOL
+    # integer weights are repeated rows (one full batch, no shuffling)
+    counts = np.random.default_rng(1).integers(1, 4, 100)
+    one = dict(hidden_layer_sizes=(8,), solver=solver, random_state=0, max_iter=3,
+               batch_size=1000, shuffle=False, alpha=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # batch_size clipped to the rows
+        a = MLPClassifier(**one).fit(X[:100], y[:100], sample_weight=counts)
+        b = MLPClassifier(**one).fit(np.repeat(X[:100], counts, axis=0),
+                                     np.repeat(y[:100], counts))
+    _assert_same_weights(a, b, atol=1e-9)
+
+
+def test_sample_weight_in_the_early_stopping_split_and_partial_fit(digits):
+    X, y = digits
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(X))
+    params = dict(hidden_layer_sizes=(10,), solver="sgd", random_state=0, max_iter=4,
+                  early_stopping=True, n_iter_no_change=100)
+    mine, theirs = MLPClassifier(**params), sk.MLPClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mine.fit(X, y, sample_weight=w)
+        theirs.fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(mine.validation_scores_, theirs.validation_scores_)
+    _assert_same_weights(mine, theirs)
+    # partial_fit(X, y, sample_weight, classes): scikit-learn's argument order
+    mine = MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", random_state=0)
+    theirs = sk.MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", random_state=0)
+    T = _regression_targets(X)[:, 0]
+    for est in (mine, theirs):
+        est.partial_fit(X[:200], T[:200], w[:200])
+    _assert_same_weights(mine, theirs)
+    mine = MLPClassifier((5,), solver="sgd", random_state=0).partial_fit(
+        X[:200], y[:200], w[:200], np.arange(10))
+    theirs = sk.MLPClassifier((5,), solver="sgd", random_state=0).partial_fit(
+        X[:200], y[:200], w[:200], np.arange(10))
+    _assert_same_weights(mine, theirs)
+
+
+def test_bad_sample_weight_is_refused_as_sklearn_does(digits):
+    X, y = digits
+    X, y = X[:50], y[:50]
+    for bad, match in [(np.ones(49), r"sample_weight.shape == \(49,\), expected \(50,\)"),
+                       (np.ones((50, 1)), "Sample weights must be 1D array or scalar"),
+                       (np.zeros(50), "at least one non-zero"),
+                       (np.r_[np.nan, np.ones(49)], "NaN"),
+                       (np.array(["a"] * 50), "could not convert")]:
+        for Estimator in (MLPClassifier, sk.MLPClassifier):
+            with pytest.raises(ValueError, match=match):
+                Estimator(max_iter=1).fit(X, y, sample_weight=bad)
+    # a batch whose weights sum to 0 or less: refused clearly (scikit-learn divides by it)
+    w = np.r_[np.ones(25), -np.ones(25)]
+    with pytest.raises(ValueError, match="sample_weight: the weights of batch 0 sum to"):
+        MLPClassifier(max_iter=1, shuffle=False, batch_size=50).fit(X, y, sample_weight=w)
+    # a scalar weight and a list are accepted, as scikit-learn accepts them
+    MLPClassifier(max_iter=1).fit(X, y, sample_weight=2.0)
+    MLPClassifier(max_iter=1).fit(X, y, sample_weight=[1.0] * 50)
+
+
+def test_sample_weight_is_routed_as_metadata(digits):
+    X, y = digits
+    w = np.random.default_rng(3).uniform(0.5, 2.0, len(X))
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2).set_fit_request(
+            sample_weight=True).set_score_request(sample_weight=True)
+        search = GridSearchCV(est, {"alpha": [1e-4, 1e-2]}, cv=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(X, y, sample_weight=w)
+    assert search.best_estimator_.n_iter_ == 2
+
+
+def test_poisson_regressor_matches_sklearn(digits):
+    X, _ = digits
+    counts = np.random.default_rng(0).poisson(np.exp(X[:, 20] + X[:, 30]))
+    mine, theirs = _fit_both(MLPRegressor, sk.MLPRegressor, X[:400], counts[:400],
+                             loss="poisson", hidden_layer_sizes=(10,), solver="sgd",
+                             random_state=0, max_iter=3, learning_rate_init=0.01)
+    assert mine.out_activation_ == theirs.out_activation_ == "exp"
+    _assert_same_weights(mine, theirs)
+    np.testing.assert_allclose(mine.loss_curve_, theirs.loss_curve_, rtol=1e-10)
+    np.testing.assert_allclose(mine.predict(X[400:]), theirs.predict(X[400:]), rtol=1e-9)
+    with pytest.raises(ValueError, match="loss='poisson'.* y >= 0"):
+        MLPRegressor(loss="poisson").fit(X[:10], -np.ones(10))
 
 
 def test_partial_fit_labels(digits):

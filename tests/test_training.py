@@ -2,7 +2,8 @@
 
 However an epoch is cut into backend calls (contiguous slices, rows gathered by the plan,
 rows gathered by the runner), it trains the same batches in the same order as one call
-over those rows; scikit-learn's alpha trains every batch with l2 = alpha / its rows; the
+over those rows; scikit-learn's alpha trains every batch with l2 = alpha / its rows (its
+weight sum, with sample weights); the
 loop asks for each epoch's order before the epoch, stops when asked and reports Ctrl-C
 instead of raising it.
 """
@@ -16,10 +17,11 @@ import fastmlp
 from fastmlp import training
 
 
-def _twins(n_in, n_out, loss, dtype=np.float64):
+def _twins(n_in, n_out, loss, dtype=np.float64, penalty="per_step"):
+    """Two plans with the same weights; the first with `penalty`."""
     kw = dict(layer_sizes=[n_in, 7, n_out], activations="tanh", loss=loss, optimizer="adam",
               batch_size=8, seed=3, dtype=dtype, learning_rate=0.01)
-    return fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    return fastmlp.NetworkPlan(**kw, penalty=penalty), fastmlp.NetworkPlan(**kw)
 
 
 @pytest.mark.parametrize("selection", ["slices", "rows", "gathered"])
@@ -44,29 +46,34 @@ def test_a_chunked_epoch_is_one_call_over_the_same_rows(backend, dtype, rng, sel
         np.testing.assert_array_equal(b, b1)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("n_out", [1, 3])
 @pytest.mark.parametrize("gathered", [False, True])
-def test_alpha_is_l2_over_the_rows_of_each_batch(rng, n_out, gathered):
+def test_alpha_is_l2_over_the_rows_of_each_batch(rng, n_out, gathered, weighted):
     """scikit-learn's penalty, and its loss_: the squared error averaged over the outputs
-    (the data term only), for batches of 8, 8 and a last one of 4."""
+    (the data term only), for batches of 8, 8 and a last one of 4; with sample weights,
+    alpha over each batch's weight sum."""
     X = rng.standard_normal((20, 4))
     Y = rng.standard_normal((20, n_out))
+    w = rng.uniform(0.5, 2.0, 20) if weighted else None
     alpha = 0.3
-    runner_plan, twin = _twins(4, n_out, "mean_squared_error")
+    runner_plan, twin = _twins(4, n_out, "mean_squared_error", penalty="per_sample")
     order = rng.permutation(20) if gathered else None
-    runner = training.EpochRunner(runner_plan, X, Y, 8, alpha=alpha, loss_per_output=True,
+    runner = training.EpochRunner(runner_plan, X, Y, 8, sample_weight=w, alpha=alpha,
+                                  loss_per_output=True,
                                   gather_bytes=1 << 20 if gathered else None)
     loss = runner.run(order)
     rows = np.arange(20) if order is None else order
     expected = 0.0
     for start in range(0, 20, 8):
         batch = rows[start:start + 8]
-        twin.l2 = alpha / len(batch)
+        twin.l2 = alpha / (len(batch) if w is None else np.sum(w[batch]))
         penalty = 0.5 * twin.l2 * sum(float(np.sum(W * W)) for W, _ in twin.weights)
-        data = twin.train_step(X[batch], Y[batch]) - penalty
+        data = twin.train_step(X[batch], Y[batch],
+                               sample_weight=None if w is None else w[batch]) - penalty
         expected += (data / n_out + penalty) * len(batch)
     assert loss == pytest.approx(expected / 20, rel=1e-12)
-    assert runner_plan.l2 == twin.l2 == alpha / 4  # the last batch's
+    assert runner_plan.l2 == alpha
     for (W, b), (W1, b1) in zip(runner_plan.weights, twin.weights):
         np.testing.assert_allclose(W, W1, rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(b, b1, rtol=1e-12, atol=1e-15)

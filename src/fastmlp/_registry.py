@@ -19,6 +19,7 @@ LOSSES = {
     "softmax_cross_entropy": 0,
     "sigmoid_binary_cross_entropy": 1,
     "mean_squared_error": 2,
+    "poisson": 3,
 }
 LOSS_ALIASES = {
     "cross_entropy": "softmax_cross_entropy",

@@ -188,7 +188,9 @@ class LayeredNetwork:
                             opt.beta1, opt.beta2, opt.eps, weight_decay=decay)
 
     def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None,
-                    rows=None):
+                    rows=None, sample_weight=None):
+        if sample_weight is not None:
+            raise ValueError("sample_weight: not supported with batch normalisation")
         X = np.ascontiguousarray(X, dtype=self.dtype)
         batch_size = batch_size or self.batch_size
         if rows is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 import zipfile
 
 import numpy as np
@@ -217,19 +218,24 @@ class MLP:
 
     # -- training ----------------------------------------------------------------------
 
-    def fit(self, X, y, *, epochs=10, batch_size=32, optimizer="adam", learning_rate=None,
-            schedule="constant", step_size=10, gamma=0.1, min_learning_rate=0.0, l2=0.0, l1=0.0,
-            validation_data=None, validation_split=0.0, early_stopping=False, patience=5,
-            min_delta=0.0, restore_best_weights=True, shuffle=True, verbose=1,
-            **optimizer_options):
+    def fit(self, X, y, *, sample_weight=None, epochs=10, batch_size=32, optimizer="adam",
+            learning_rate=None, schedule="constant", step_size=10, gamma=0.1,
+            min_learning_rate=0.0, l2=0.0, l1=0.0, validation_data=None, validation_split=0.0,
+            early_stopping=False, patience=5, min_delta=0.0, restore_best_weights=True,
+            shuffle=True, verbose=1, **optimizer_options):
         """Train from scratch (new weights) and return self.
 
         Parameters
         ----------
         X : array (n_samples, n_features)
         y : array (n_samples,) labels or values, or (n_samples, n_outputs)
+        sample_weight : array (n_samples,) of weights >= 0, optional
+            Each batch's loss is the weighted mean of its rows' (validation is unweighted).
         epochs, batch_size : int
-        optimizer : "sgd", "momentum", "nesterov", "adam", "adamw" or an Optimizer
+            With optimizer="lbfgs", epochs is the most iterations and batch_size unused.
+        optimizer : "sgd", "momentum", "nesterov", "adam", "adamw", an Optimizer, or
+            "lbfgs": SciPy's L-BFGS-B on the whole batch (as scikit-learn's lbfgs solver;
+            options max_fun=15000 and tol=1e-4, its gtol)
         learning_rate : float, optional (default: the optimizer's)
         schedule : "constant", "step" (times gamma every step_size epochs), "cosine"
             (down to min_learning_rate at the last epoch) or f(epoch, lr0) -> lr
@@ -240,7 +246,8 @@ class MLP:
             training) has not improved by min_delta for `patience` epochs
         restore_best_weights : bool; with early stopping, go back to the best epoch
         verbose : 0 silent, 1 a progress bar (tqdm when installed)
-        **optimizer_options : momentum, beta1, beta2, eps, weight_decay
+        **optimizer_options : momentum, beta1, beta2, eps, weight_decay (lbfgs: max_fun,
+            tol)
 
         Returns
         -------
@@ -250,9 +257,16 @@ class MLP:
         """
         epochs = check.positive_int(epochs, "epochs")
         batch_size = check.positive_int(batch_size, "batch_size")
-        if learning_rate is not None:
-            optimizer_options["learning_rate"] = learning_rate
-        opt = get_optimizer(optimizer, **optimizer_options)
+        lbfgs = isinstance(optimizer, str) and optimizer == "lbfgs"
+        if lbfgs:
+            lbfgs_options = _lbfgs_options(optimizer_options, learning_rate)
+            if self.batch_norm:
+                raise ValueError("optimizer: 'lbfgs' is not available with batch_norm=True")
+            opt = get_optimizer("sgd")  # the plan's own optimizer is never used
+        else:
+            if learning_rate is not None:
+                optimizer_options["learning_rate"] = learning_rate
+            opt = get_optimizer(optimizer, **optimizer_options)
         validation_split = check.real_scalar(validation_split, "validation_split", low=0,
                                              high=1, high_open=True)
         patience = check.positive_int(patience, "patience")
@@ -266,6 +280,9 @@ class MLP:
             if len(y_raw) != len(X):
                 raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
             Y = self._encode_targets(y_raw, first=True)
+            w = _sample_weight(sample_weight, len(X), self.dtype)
+            if w is not None and self.batch_norm:
+                raise ValueError("sample_weight: not supported with batch_norm=True")
         except (TypeError, ValueError):
             self.net_ = previous  # bad input leaves a fitted model as it was
             raise
@@ -275,7 +292,9 @@ class MLP:
                 raise ValueError("validation_split: leaves no training data")
             validation_data = (X[-n_val:], y_raw[-n_val:])
             X, Y = X[:-n_val], Y[:-n_val]
-        self._build(X.shape[1], self._n_outputs(Y), opt, batch_size, l2, l1)
+            w = None if w is None else w[:-n_val]
+        self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
+                    l2, l1)
         if validation_data is not None:
             X_val = self._features(validation_data[0])
             Y_val = self._encode_targets(validation_data[1], first=False)
@@ -283,9 +302,11 @@ class MLP:
                 raise ValueError("validation_data: X and y have different lengths")
         else:
             X_val = Y_val = None
+        metric = "r2" if self.task_ == "regression" else "accuracy"
+        if lbfgs:
+            return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options)
         lr_at = _lr_schedule(schedule, opt.learning_rate, epochs, step_size, gamma,
                              min_learning_rate)
-        metric = "r2" if self.task_ == "regression" else "accuracy"
         self.history = {"loss": [], metric: [], "lr": []}
         if X_val is not None:
             self.history.update({"val_loss": [], f"val_{metric}": []})
@@ -298,7 +319,7 @@ class MLP:
         else:
             X_metric, Y_metric = X, Y
         progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
-        runner = training.EpochRunner(self.net_, X, Y, batch_size,
+        runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
                                       batches_per_call=_BATCHES_PER_CALL,
                                       on_chunk=progress.update)
         started = 0.0
@@ -355,8 +376,22 @@ class MLP:
             self.best_epoch_ = best[2]
         return self
 
-    def partial_fit(self, X, y, *, classes=None, optimizer="adam", learning_rate=None,
-                    batch_size=None, l2=0.0, l1=0.0, **optimizer_options):
+    def _fit_lbfgs(self, X, Y, w, X_val, Y_val, metric, max_iter, options):
+        """fit's full-batch solver (the training core's minimize_lbfgs)."""
+        result = training.minimize_lbfgs(self.net_, X, Y, w, max_iter=max_iter, **options)
+        self.n_iter_ = int(result.nit)
+        if result.status != 0:
+            warnings.warn(f"fit: lbfgs stopped after {self.n_iter_} iteration(s) without "
+                          f"converging: {result.message}", RuntimeWarning, stacklevel=3)
+        self.history = {"loss": [float(result.fun)], metric: [self._metric(X, Y)]}
+        if X_val is not None:
+            val = self._evaluate_encoded(X_val, Y_val)
+            self.history.update({"val_loss": [val["loss"]], f"val_{metric}": [val[metric]]})
+        self.stopped_early_ = self.interrupted_ = False
+        return self
+
+    def partial_fit(self, X, y, *, sample_weight=None, classes=None, optimizer="adam",
+                    learning_rate=None, batch_size=None, l2=0.0, l1=0.0, **optimizer_options):
         """One pass over (X, y) without resetting the weights (streaming batches).
 
         The first call builds the model; pass ``classes`` then if later batches may hold
@@ -367,6 +402,7 @@ class MLP:
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
+        w = _sample_weight(sample_weight, len(X), self.dtype)
         if first:
             if learning_rate is not None:
                 optimizer_options["learning_rate"] = learning_rate
@@ -384,7 +420,7 @@ class MLP:
         else:
             Y = self._encode_targets(y, first=False)
         bs = min(batch_size or self.net_.batch_size, self.net_.batch_size)
-        loss = training.EpochRunner(self.net_, X, Y, bs).run()
+        loss = training.EpochRunner(self.net_, X, Y, bs, sample_weight=w).run()
         self.history.setdefault("loss", []).append(loss)
         if not self._finite(loss):
             # no copy of the weights is kept per call to roll back to; predict refuses them
@@ -593,3 +629,32 @@ def _hidden_outputs(plan, X):
                               alpha=alpha if name in ("leaky_relu", "elu") else None)
         outputs.append(A)
     return outputs
+
+
+def _sample_weight(sample_weight, n, dtype):
+    """Per-row weights as a (n,) array of the model's dtype, checked (None stays None)."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight: expected numbers, got dtype {w.dtype}")
+    w = np.ascontiguousarray(w, dtype=dtype)
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight: contains NaN or infinity")
+    if (w < 0).any():
+        raise ValueError("sample_weight: expected weights >= 0, found a negative one")
+    if not w.any():
+        raise ValueError("sample_weight: every weight is 0")
+    return w
+
+
+def _lbfgs_options(options, learning_rate):
+    """fit(optimizer="lbfgs")'s options: max_fun and tol (scikit-learn's defaults)."""
+    unknown = set(options) - {"max_fun", "tol"}
+    if unknown or learning_rate is not None:
+        raise ValueError(f"optimizer='lbfgs' takes max_fun and tol, not "
+                         f"{sorted(unknown) or ['learning_rate']}")
+    return {"max_fun": check.positive_int(options.get("max_fun", 15000), "max_fun"),
+            "tol": check.real_scalar(options.get("tol", 1e-4), "tol", low=0)}

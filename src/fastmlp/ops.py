@@ -23,6 +23,7 @@ __all__ = [
     "softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
     "mean_squared_error",
+    "poisson",
     "sgd_update",
     "momentum_update",
     "adam_update",
@@ -285,6 +286,34 @@ def mean_squared_error(predictions, targets, *, out=None):
     Y = _targets(targets, P, "targets")
     out = check.out_array(out, "out", P.shape, P.dtype)
     return _kernels(P).mean_squared_error(P, Y, out), out
+
+
+def poisson(log_means, targets, *, out=None):
+    """Half Poisson deviance with the log link (scikit-learn's ``loss="poisson"``), summed
+    over outputs, averaged over rows, and its gradient.
+
+    The input is ``z = log(mu)``:
+    ``loss = sum(y log(y) - y z - y + exp(z)) / n`` (``y log(y) = 0`` at ``y = 0``),
+    ``dlog_means = (exp(z) - y) / n``.
+
+    Parameters
+    ----------
+    log_means : ndarray (n, k)
+    targets : ndarray (n, k) (or (n,) when k == 1), counts >= 0
+    out : ndarray (n, k), optional
+
+    Returns
+    -------
+    loss : float
+    dlog_means : ndarray (n, k)
+    """
+    Z = _logits(log_means, "log_means")
+    Y = _targets(targets, Z, "targets")
+    if np.any(Y < 0):
+        raise ValueError("targets: the poisson loss needs counts >= 0 (found a negative "
+                         "target)")
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    return _kernels(Z).poisson(Z, Y, out), out
 
 
 def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=0.999,

@@ -20,6 +20,7 @@ from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
 _INITS = ("auto", "he", "glorot", "course")
+_PENALTIES = ("per_step", "per_sample")
 # memory for the per-block copies of the gradients that let a step's row blocks run on
 # threads (the mid network gets 5 copies in float32, 11 MB; the large one none)
 _BLOCK_GRADIENT_BYTES = 16 << 20
@@ -47,7 +48,8 @@ class NetworkPlan:
         classification losses: they take logits).
     loss : str, default "softmax_cross_entropy"
         "softmax_cross_entropy" (integer labels), "sigmoid_binary_cross_entropy"
-        (targets in [0, 1]) or "mean_squared_error".
+        (targets in [0, 1]), "mean_squared_error" or "poisson" (half Poisson deviance with
+        the log link, scikit-learn's: the output is log(mean), counts >= 0).
     optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
     batch_size : int, default 256
         The largest batch train_step accepts; the workspace is sized for it.
@@ -57,6 +59,9 @@ class NetworkPlan:
     l2, l1 : float, default 0
         Penalties ``0.5 l2 sum W^2 + l1 sum |W|`` on the weights (not the biases), added
         per step as in the course (not scaled by the batch size).
+    penalty : {"per_step", "per_sample"}, default "per_step"
+        "per_sample" divides l2 and l1 by each batch's weight sum (its rows without
+        sample weights): scikit-learn's ``alpha``.
     learning_rate : float, optional
         Overrides the optimizer's learning rate.
     init : {"auto", "he", "glorot", "course"}, default "auto"
@@ -87,8 +92,8 @@ class NetworkPlan:
 
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
-                 l1=0.0, learning_rate=None, init="auto", alpha=None, dropout=0.0,
-                 n_threads=None, backend=None):
+                 l1=0.0, penalty="per_step", learning_rate=None, init="auto", alpha=None,
+                 dropout=0.0, n_threads=None, backend=None):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -116,6 +121,9 @@ class NetworkPlan:
         self.batch_size = check.positive_int(batch_size, "batch_size")
         self._engine = None
         self.l2, self.l1 = l2, l1
+        if penalty not in _PENALTIES:
+            raise ValueError(f"penalty: unknown {penalty!r}; expected one of {list(_PENALTIES)}")
+        self._penalty = penalty
         extra = {} if learning_rate is None else {"learning_rate": learning_rate}
         self.optimizer = get_optimizer(optimizer, **extra)
         if init not in _INITS:
@@ -182,8 +190,20 @@ class NetworkPlan:
         def like(arrays):
             return [np.zeros_like(a) for a in arrays]
 
-        W = [np.zeros(s, dt) for s in shapes]
-        b = [np.zeros(s[1], dt) for s in shapes]
+        # every parameter in one flat vector, every gradient in another, in scikit-learn's
+        # order (each W, then each b): a full-batch optimizer reads and writes them whole
+        params = np.zeros(sum((din + 1) * dout for din, dout in shapes), dt)
+        grads = np.zeros_like(params)
+        W, b, dW, db = [], [], [], []
+        start = 0
+        for din, dout in shapes:
+            W.append(params[start:start + din * dout].reshape(din, dout))
+            dW.append(grads[start:start + din * dout].reshape(din, dout))
+            start += din * dout
+        for _, dout in shapes:
+            b.append(params[start:start + dout])
+            db.append(grads[start:start + dout])
+            start += dout
         n_out = sizes[-1]
         # an engine that runs a batch in row blocks (on threads) keeps each block's
         # gradients apart until it sums them in block order: as many copies as fit
@@ -201,10 +221,12 @@ class NetworkPlan:
             "block_db": [_line_aligned_zeros(blocks, stride(dout), dt) for _, dout in shapes],
         } if blocks else {}
         return {**block_buffers,
+            "params": params,
+            "grads": grads,
             "W": W,
             "b": b,
-            "dW": like(W),
-            "db": like(b),
+            "dW": dW,
+            "db": db,
             "state1_W": like(W) if states >= 1 else [None] * len(W),
             "state1_b": like(b) if states >= 1 else [None] * len(W),
             "state2_W": like(W) if states >= 2 else [None] * len(W),
@@ -215,6 +237,7 @@ class NetworkPlan:
             "D": [np.zeros((n, s[1]), dt) if self.dropout and i < len(shapes) - 1 else None
                   for i, s in enumerate(shapes)],
             "X_batch": np.zeros((n, sizes[0]), dt),
+            "w_batch": np.zeros(n, dt),
             "y_batch": np.zeros(n, np.int64) if self._loss_code == 0 else np.zeros((n, n_out), dt),
         }
 
@@ -312,7 +335,9 @@ class NetworkPlan:
     def workspace_bytes(self):
         """Bytes of every array the plan owns (weights, gradients, state, workspace)."""
         total = 0
-        for value in self._buffers.values():
+        for key, value in self._buffers.items():
+            if key in ("W", "b", "dW", "db"):
+                continue  # views of "params" and "grads"
             for arr in value if isinstance(value, list) else [value]:
                 total += 0 if arr is None else arr.nbytes
         return total
@@ -353,6 +378,8 @@ class NetworkPlan:
         if Y.ndim == 1 and self.layer_sizes[-1] == 1:
             Y = Y.reshape(-1, 1)
         check.shape(Y, "y", (rows, self.layer_sizes[-1]))
+        if self.loss == "poisson" and (Y < 0).any():  # (a NaN propagates, as elsewhere)
+            raise ValueError("y: the poisson loss needs counts >= 0, found a negative one")
         return Y
 
     def _enter(self):
@@ -364,37 +391,100 @@ class NetworkPlan:
         if set_threads is not None:
             set_threads(_threads.resolve(self._n_threads))
 
-    def train_step(self, X, y):
+    def train_step(self, X, y, sample_weight=None):
         """Forward, loss, backward and update on one batch (at most batch_size rows).
 
         Parameters
         ----------
         X : ndarray (n, n_in); converted to the plan's dtype if it differs (a copy)
         y : ndarray (n,) of int labels, or (n, n_out) targets for the other losses
+        sample_weight : ndarray (n,), optional
+            Per-row weights (finite; their sum positive): the loss is the weighted mean
+            ``sum w_i loss_i / sum w_i``, and so is its gradient.
 
         Returns
         -------
         loss : float
             The batch's mean loss plus the penalties, before the update.
         """
+        return self._step(X, y, sample_weight, update=True)
+
+    def loss_and_gradient(self, X, y, sample_weight=None):
+        """The loss of one batch (penalties included) and its gradient with respect to
+        ``parameters``, at the current parameters, without an update: what a full-batch
+        optimizer such as L-BFGS evaluates. One backend call; nothing is allocated.
+
+        Returns
+        -------
+        loss : float
+        gradient : ndarray, the plan's flat gradient buffer (the layout of ``parameters``),
+            overwritten by the next call: copy it to keep it.
+        """
+        return self._step(X, y, sample_weight, update=False), self._buffers["grads"]
+
+    @property
+    def parameters(self):
+        """Every weight and bias in one flat array, in scikit-learn's order (each layer's
+        W row by row, then each layer's b): ``weights`` are views into it, so writing it
+        (``plan.parameters[:] = x``) sets them all."""
+        return self._buffers["params"]
+
+    @property
+    def penalty(self):
+        """"per_step" (l2, l1 as given) or "per_sample" (divided by each batch's weight
+        sum: scikit-learn's alpha)."""
+        return self._penalty
+
+    def _step(self, X, y, sample_weight, update):
         X = self._inputs(X)
         rows = X.shape[0]
         if not 1 <= rows <= self.batch_size:
             raise ValueError(f"X: expected 1 to batch_size={self.batch_size} rows, got {rows}")
         y = self._targets(y, rows, check_range=not self._engine.checks_labels)
+        w = self._sample_weight(sample_weight, rows)
         self._enter()
         try:
-            loss = self._engine.train_step(X, y)
+            if update:
+                loss = self._engine.train_step(X, y, w)
+            else:
+                loss = self._engine.loss_gradient(X, y, w)
         except ValueError:
             self._targets(y, rows)  # the detailed message, when the labels are the problem
+            self._check_batch_weights(w, None, rows, rows)
             raise
         finally:
             self.step = self._engine.step
             self._lock.release()
         return loss
 
+    def _sample_weight(self, sample_weight, rows):
+        if sample_weight is None:
+            return None
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "fiub":
+            raise TypeError(f"sample_weight: expected numbers, got dtype {w.dtype}")
+        w = check.aligned(np.ascontiguousarray(w, dtype=self.dtype))
+        if w.ndim != 1 or len(w) != rows:
+            raise ValueError(f"sample_weight: expected shape ({rows},), got {w.shape}")
+        if not np.isfinite(w).all():
+            raise ValueError("sample_weight: contains NaN or infinity")
+        return w
+
+    @staticmethod
+    def _check_batch_weights(w, order, n_visit, batch_size):
+        """The engine refuses a batch whose weights sum to 0 or less: say which."""
+        if w is None:
+            return
+        visited = (w if order is None else w[order]).astype(np.float64)  # as the engine sums
+        sums = np.add.reduceat(visited, np.arange(0, n_visit, batch_size))
+        bad = np.flatnonzero(sums <= 0)
+        if len(bad):
+            raise ValueError(
+                f"sample_weight: the weights of batch {int(bad[0])} sum to {sums[bad[0]]} "
+                "(a batch's weights must sum to more than 0)")
+
     def train_epoch(self, X, y, *, batch_size=None, shuffle=True, batch_losses=None,
-                    rows=None):
+                    rows=None, sample_weight=None):
         """One pass over (X, y) in minibatches, all of it in one backend call.
 
         Parameters
@@ -409,6 +499,9 @@ class NetworkPlan:
             The rows of X and y to visit, in this order (an own shuffle, a subset; repeats
             allowed), instead of all of them: rows are gathered per batch, X is not copied.
             Overrides shuffle.
+        sample_weight : ndarray (n,), optional
+            Per-row weights of X's rows (see train_step); each batch's must sum to more
+            than 0.
 
         Returns
         -------
@@ -421,6 +514,7 @@ class NetworkPlan:
         # The label range is checked here even when the engine checks it too: the engine
         # would find a bad label only at its batch, after training the batches before it.
         y = self._targets(y, n)
+        w = self._sample_weight(sample_weight, n)
         order = None if rows is None else check.row_indices(rows, "rows", n)
         n_visit = n if order is None else len(order)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
@@ -439,9 +533,10 @@ class NetworkPlan:
             order = self._rng.permutation(n).astype(np.int64)
         self._enter()
         try:
-            loss = self._engine.train_epoch(X, y, order, batch_size, batch_losses)
+            loss = self._engine.train_epoch(X, y, w, order, batch_size, batch_losses)
         except ValueError:
             self._targets(y, n)
+            self._check_batch_weights(w, order, n_visit, batch_size)
             raise
         finally:
             self.step = self._engine.step
@@ -449,7 +544,8 @@ class NetworkPlan:
         return loss
 
     def forward(self, X, *, out=None, chunk_rows=None):
-        """The network's output for X: logits for the classification losses.
+        """The network's output for X: logits for the classification losses, log(mean)
+        for poisson.
 
         Parameters
         ----------

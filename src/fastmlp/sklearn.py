@@ -86,11 +86,12 @@ try:
         type_of_target,
         unique_labels,
     )
-    from sklearn.utils.validation import check_is_fitted, validate_data
+    from sklearn.utils.optimize import _check_optimize_result
+    from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 except ImportError as exc:  # missing, or older than 1.6 (no validate_data)
     raise ImportError(
-        "fastmlp.sklearn needs scikit-learn >= 1.6, an optional dependency of fastmlp: "
-        'pip install "fastmlp[sklearn]" (or pip install "scikit-learn>=1.6"). '
+        "fastmlp.sklearn needs scikit-learn >= 1.7, an optional dependency of fastmlp: "
+        'pip install "fastmlp[sklearn]" (or pip install "scikit-learn>=1.7"). '
         f"The import failed with: {exc}"
     ) from exc
 
@@ -99,7 +100,7 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
                        "relu": "relu"}
 _PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
-                "identity": "mean_squared_error"}
+                "identity": "mean_squared_error", "exp": "poisson"}
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _PREDICT_CHUNK = 1024  # rows per pass of plan.forward (and per densified sparse chunk)
 _GATHER_BYTES = 64 << 20  # at most this much of a shuffled epoch's X is gathered at once
@@ -111,8 +112,6 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
-        # "lbfgs" passes validation (it is a scikit-learn value) and is then refused with
-        # a message that says what fastmlp supports
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -171,15 +170,6 @@ class _BaseMLP(BaseEstimator):
 
     # -- the plan ----------------------------------------------------------------------
 
-    def _check_supported(self):
-        name = type(self).__name__
-        if self.solver not in _STOCHASTIC_SOLVERS:
-            raise ValueError(
-                f"solver={self.solver!r} is not supported by fastmlp.sklearn.{name}: fastmlp "
-                "trains with the stochastic solvers 'sgd' and 'adam' (the default is 'adam'); "
-                f"use sklearn.neural_network.{name} for 'lbfgs'"
-            )
-
     def _make_optimizer(self):
         if self.solver == "adam":
             return optimizers.Adam(learning_rate=self.learning_rate_init, beta1=self.beta_1,
@@ -206,6 +196,9 @@ class _BaseMLP(BaseEstimator):
             batch_size=max(1, int(capacity)),
             dtype=self.coefs_[0].dtype,
             seed=0,
+            # scikit-learn's alpha: 0.5 alpha sum W^2 over each batch's weight sum
+            l2=self.alpha,
+            penalty="per_sample",
             n_threads=self.n_threads,
         )
         plan.set_weights(zip(self.coefs_, self.intercepts_))
@@ -254,17 +247,18 @@ class _BaseMLP(BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------------
 
-    def _fit(self, X, y, incremental=False):
+    def _fit(self, X, y, sample_weight=None, incremental=False):
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
         hidden_layer_sizes = list(hidden_layer_sizes)
         if np.any(np.array(hidden_layer_sizes) <= 0):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes}.")
-        self._check_supported()
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
         X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
         if sp.issparse(X):
             X = X.toarray()
         if y.ndim == 1:
@@ -274,7 +268,10 @@ class _BaseMLP(BaseEstimator):
         self._random_state = check_random_state(self.random_state)
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
-        self._fit_stochastic(X, y, incremental)
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(X, y, sample_weight)
+        else:
+            self._fit_stochastic(X, y, sample_weight, incremental)
 
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
@@ -289,7 +286,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not is_classifier(self):
-            self.out_activation_ = "identity"
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:  # binary and multi-label
@@ -303,6 +300,8 @@ class _BaseMLP(BaseEstimator):
         self._plan_state = None
         self._best_coefs = [c.copy() for c in self.coefs_]
         self._best_intercepts = [i.copy() for i in self.intercepts_]
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            return  # lbfgs keeps no loss curve, as scikit-learn's
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -333,17 +332,41 @@ class _BaseMLP(BaseEstimator):
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
-    def _fit_stochastic(self, X, y, incremental):
+    def _fit_lbfgs(self, X, y, sample_weight):
+        """scikit-learn's lbfgs: SciPy's L-BFGS-B on the whole batch (training core)."""
+        plan = self._get_plan(X.shape[0]) if self._has_optimizer() else self._build_plan(
+            X.shape[0])
+        X = np.ascontiguousarray(X, dtype=plan.dtype)
+        T = self._plan_targets(y, plan.dtype)
+        w = None if sample_weight is None else np.ascontiguousarray(sample_weight, plan.dtype)
+        plan.l2 = self.alpha  # set_params between fits
+        result = training.minimize_lbfgs(
+            plan, X, T, w, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
+            verbose=self.verbose is True or self.verbose >= 1,
+            loss_per_output=not is_classifier(self) and self.loss != "poisson")
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = result.fun
+
+    def _fit_stochastic(self, X, y, sample_weight, incremental):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
+        sw_train = sw_val = None
         if early_stopping:
             # don't stratify in multilabel classification (nor, as scikit-learn, multiclass)
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
-            X_train, X_val, y_train, y_val = train_test_split(
-                X, y, random_state=self._random_state, test_size=self.validation_fraction,
-                stratify=y if should_stratify else None,
-            )
+            if sample_weight is None:
+                X_train, X_val, y_train, y_val = train_test_split(
+                    X, y, random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=y if should_stratify else None,
+                )
+            else:  # the weights split with their rows, as scikit-learn's
+                X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+                    X, y, sample_weight, random_state=self._random_state,
+                    test_size=self.validation_fraction,
+                    stratify=y if should_stratify else None,
+                )
             if X_val.shape[0] < 2:
                 raise ValueError(
                     "The validation set is too small. Increase 'validation_fraction' "
@@ -352,7 +375,7 @@ class _BaseMLP(BaseEstimator):
             if is_classifier(self):
                 y_val = self._label_binarizer.inverse_transform(y_val)
         else:
-            X_train, y_train, X_val, y_val = X, y, None, None
+            X_train, y_train, X_val, y_val, sw_train = X, y, None, None, sample_weight
 
         n_samples = X_train.shape[0]
         batch_size = self._batch_size(n_samples)
@@ -362,11 +385,14 @@ class _BaseMLP(BaseEstimator):
             plan = self._get_plan(batch_size)
         X_train = np.ascontiguousarray(X_train, dtype=plan.dtype)
         T_train = self._plan_targets(y_train, plan.dtype)
-        # scikit-learn's arithmetic: l2 = alpha / rows of each batch; a regressor's loss_
-        # is a mean over its outputs
-        runner = training.EpochRunner(plan, X_train, T_train, batch_size,
-                                      gather_bytes=_GATHER_BYTES, alpha=self.alpha,
-                                      loss_per_output=not is_classifier(self))
+        if sw_train is not None:
+            sw_train = np.ascontiguousarray(sw_train, dtype=plan.dtype)
+        # scikit-learn's arithmetic: l2 = alpha / each batch's weight sum; a squared-error
+        # regressor's loss_ is a mean over its outputs
+        runner = training.EpochRunner(
+            plan, X_train, T_train, batch_size, sample_weight=sw_train,
+            gather_bytes=_GATHER_BYTES, alpha=self.alpha,
+            loss_per_output=not is_classifier(self) and self.loss != "poisson")
         sample_idx = np.arange(n_samples, dtype=int)
 
         def next_order():  # scikit-learn's stream: this epoch shuffles the last one's order
@@ -375,14 +401,14 @@ class _BaseMLP(BaseEstimator):
             return sample_idx
 
         def after_epoch(epoch, loss):
-            self.loss_ = loss
+            self.loss_ = np.float64(loss)
             self.n_iter_ += 1
             self.t_ += n_samples
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
 
-            self._update_no_improvement_count(early_stopping, X_val, y_val)
+            self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 plan.learning_rate = (
                     float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
@@ -430,9 +456,9 @@ class _BaseMLP(BaseEstimator):
             print(f"{msg} Setting learning rate to {plan.learning_rate:f}")
         return False
 
-    def _update_no_improvement_count(self, early_stopping, X_val, y_val):
+    def _update_no_improvement_count(self, early_stopping, X_val, y_val, sample_weight_val):
         if early_stopping:
-            val_score = self._score(X_val, y_val)
+            val_score = self._score(X_val, y_val, sample_weight=sample_weight_val)
             self.validation_scores_.append(val_score)
             if self.verbose:
                 print(f"Validation score: {self.validation_scores_[-1]:f}")
@@ -454,7 +480,7 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = self.loss_curve_[-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -464,13 +490,16 @@ class _BaseMLP(BaseEstimator):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             The target values (class labels in classification, real numbers in
             regression).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights (scikit-learn's: each batch's loss is their weighted mean, and
+            alpha is divided by the batch's weight sum).
 
         Returns
         -------
         self : object
             Returns a trained MLP model.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -503,13 +532,15 @@ class _BaseMLP(BaseEstimator):
             out /= out.sum(axis=1)[:, np.newaxis]
         elif self.out_activation_ == "logistic":
             expit(out, out=out)
+        elif self.out_activation_ == "exp":
+            np.exp(out, out=out)
         return out
 
-    def _score_with_function(self, X, y, score_function):
+    def _score_with_function(self, X, y, sample_weight, score_function):
         y_pred = self._predict(X, check_input=False)
         if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
             return np.nan
-        return score_function(y, y_pred)
+        return score_function(y, y_pred, sample_weight=sample_weight)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -629,18 +660,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             y_pred = y_pred.ravel()
         return self._label_binarizer.inverse_transform(y_pred)
 
-    def _score(self, X, y):
-        return self._score_with_function(X, y, accuracy_score)
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
 
     @available_if(lambda est: est._check_solver())
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single iteration over the given data.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
         classes : array of shape (n_classes,), default=None
             Classes across all calls to partial_fit; required on the first call.
 
@@ -654,7 +686,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_binarizer.fit(y)
             else:
                 self._label_binarizer.fit(classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
         """The log of predict_proba(X), classes ordered as in classes_."""
@@ -683,7 +715,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     A drop-in for ``sklearn.neural_network.MLPRegressor`` (same parameters, defaults,
     attributes and methods; see the module docstring for the few differences). Parameters
     as MLPClassifier's, plus ``loss`` (first, as in scikit-learn 1.9): "squared_error"
-    (the default; "poisson" raises ValueError).
+    (the default) or "poisson" (half Poisson deviance, log link: ``out_activation_`` is
+    "exp"; y must be >= 0).
     """
 
     _parameter_constraints: dict = {
@@ -710,20 +743,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_threads=n_threads,
         )
 
-    def _check_supported(self):
-        super()._check_supported()
-        if self.loss != "squared_error":
-            raise ValueError(
-                f"loss={self.loss!r} is not supported by fastmlp.sklearn.MLPRegressor: "
-                "fastmlp trains with loss='squared_error' (the default); use "
-                "sklearn.neural_network.MLPRegressor for 'poisson'"
-            )
-
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("MLPRegressor(loss='poisson') needs y >= 0 (counts or rates); "
+                             "y has negative values")
         return X, y
 
     def _plan_targets(self, y, dtype):
@@ -745,24 +772,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return y_pred.ravel()
         return y_pred
 
-    def _score(self, X, y):
-        return self._score_with_function(X, y, r2_score)
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
 
-    @available_if(lambda est: est._check_solver())
+    # scikit-learn's regressor offers partial_fit for every solver (its condition is
+    # `est._check_solver`, not a call), and with lbfgs it runs a whole lbfgs fit: kept
+    @available_if(lambda est: est._check_solver)
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
 
         Returns
         -------
         self : object
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
 
 # -- plan state (weights live in coefs_/intercepts_; this is the rest) ---------------------

@@ -2,11 +2,14 @@
 drop-ins (sklearn.py) run, and the only code that calls a network's train_epoch and
 train_step.
 
-- EpochRunner trains one epoch over a fit's rows, in the order it is given, a chunk of
-  whole batches per backend call; scikit-learn's batch-scaled penalty is an option of it.
+- EpochRunner trains one epoch over a fit's rows (and their sample weights), in the order
+  it is given, a chunk of whole batches per backend call; scikit-learn's penalty (alpha
+  over each batch's weight sum) is an option of it.
 - train() runs epochs: the front end gives each epoch's row order (from its own random
   stream) and, after each epoch, records, schedules and decides whether to stop; Ctrl-C
   ends the loop and is reported, not raised.
+- minimize_lbfgs() is the full-batch solver: SciPy's L-BFGS-B over the network's flat
+  parameters, one loss_and_gradient call per evaluation.
 
 The bookkeeping of each front end (MLP's history and patience, scikit-learn's loss_curve_,
 tol and adaptive learning rate) stays with it, in the callbacks it passes to train().
@@ -17,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy
+import scipy.optimize
 
 
 class EpochRunner:
@@ -35,10 +40,12 @@ class EpochRunner:
         Gather an ordered epoch's rows here, at most this many bytes of X (whole batches)
         at a time, and train on the gathered copy. Default: the network gathers each batch
         itself (``rows=``) and X is never copied.
+    sample_weight : ndarray (n,), optional
+        Per-row weights: each batch's loss is their weighted mean.
     alpha : float, optional
-        scikit-learn's L2 penalty: each batch trains with ``l2 = alpha / its rows`` (the
-        full batches in one train_epoch call, a smaller last batch in one train_step).
-        Default: the network's own l2, per step.
+        scikit-learn's L2 penalty, for a network built with ``penalty="per_sample"``: each
+        batch trains with ``alpha / its weight sum`` (its rows without weights). Default:
+        the network's own l2.
     loss_per_output : bool, default False
         Report the data term of the loss divided by T's columns (scikit-learn's squared
         error is a mean over the outputs; its gradient is not). With several outputs and
@@ -47,13 +54,12 @@ class EpochRunner:
         Called after each backend call with its number of batches and their mean loss.
     """
 
-    def __init__(self, net, X, T, batch_size, *, batches_per_call=None, gather_bytes=None,
-                 alpha=None, loss_per_output=False, on_chunk=None):
+    def __init__(self, net, X, T, batch_size, *, sample_weight=None, batches_per_call=None,
+                 gather_bytes=None, alpha=None, loss_per_output=False, on_chunk=None):
         self.net = net
         self.batch_size = batch_size
-        # The per-row arrays: every row selection below applies to each of them alike (a
-        # per-row sample weight would join X and T here and follow the same rows).
-        self._data = (X, T)
+        # The per-row arrays: every row selection below applies to each of them alike
+        self._data = (X, T) if sample_weight is None else (X, T, sample_weight)
         self._n = len(X)
         self._call_rows = None if batches_per_call is None else batches_per_call * batch_size
         self._gather_rows = None
@@ -63,6 +69,11 @@ class EpochRunner:
             self._gather_rows = min(self._n, batches * batch_size, self._call_rows or self._n)
         self._buffers = None  # the gather buffers, made at the first ordered epoch
         self._alpha = None if alpha is None else float(alpha)
+        if self._alpha is not None:
+            if net.penalty != "per_sample":
+                raise ValueError("alpha: the network must be built with penalty='per_sample'")
+            if net.l2 != self._alpha:  # setting it reconfigures the engine
+                net.l2 = self._alpha
         n_out = T.shape[1] if T.ndim == 2 else 1
         self._n_outputs = n_out if loss_per_output else 1
         self._by_batch = self._n_outputs > 1 and bool(self._alpha)
@@ -121,53 +132,40 @@ class EpochRunner:
         """Trains the chunk's m rows; returns the sum over them of their batch's loss."""
         if self._by_batch:
             return self._train_batch_by_batch(arrays, rows, m)
-        if self._alpha is None:
-            total = self._train_batches(arrays, rows) * m
-        else:
-            full = (m // self.batch_size) * self.batch_size
-            total = 0.0
-            if full:
-                self._set_l2(self._alpha / self.batch_size)
-                total += self._train_batches(*self._part(arrays, rows, 0, full)) * full
-            if full < m:
-                self._set_l2(self._alpha / (m - full))
-                total += self._train_batch(*self._part(arrays, rows, full, m)) * (m - full)
-        if self._n_outputs > 1:
-            total /= self._n_outputs
-        return total
+        return self._train_batches(arrays, rows) * m / self._n_outputs
 
     def _train_batches(self, arrays, rows):
         """The rows in batches, one train_epoch call; their mean loss."""
-        X, T = arrays
+        X, T, *w = arrays
+        w = w[0] if w else None
         if rows is None:
-            return self.net.train_epoch(X, T, batch_size=self.batch_size, shuffle=False)
-        return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows)
-
-    def _train_batch(self, arrays, rows):
-        """The rows as one batch, one train_step call; its loss."""
-        if rows is not None:
-            arrays = tuple([a[rows] for a in arrays])
-        X, T = arrays
-        return self.net.train_step(X, T)
+            return self.net.train_epoch(X, T, batch_size=self.batch_size, shuffle=False,
+                                        sample_weight=w)
+        return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows,
+                                    sample_weight=w)
 
     def _train_batch_by_batch(self, arrays, rows, m):
         """Several outputs with alpha > 0: the data term of each batch's loss is divided by
         the outputs, its penalty is not, so each batch's penalty is taken out of its loss."""
-        weights = [W for W, _ in self.net.weights]
+        weights = self.net.parameters[:_n_weights(self.net)]  # every W, one flat view
         total = 0.0
         for start in range(0, m, self.batch_size):
             stop = min(start + self.batch_size, m)
-            l2 = self._alpha / (stop - start)
-            self._set_l2(l2)
+            arrays_b, rows_b = self._part(arrays, rows, start, stop)
+            if rows_b is not None:
+                arrays_b = tuple([a[rows_b] for a in arrays_b])
+            X, T, *w = arrays_b
+            weight_sum = float(np.sum(w[0], dtype=np.float64)) if w else stop - start
             # the step's loss is taken before its update: so is the penalty here
-            penalty = 0.5 * l2 * sum(float(np.dot(W.ravel(), W.ravel())) for W in weights)
-            loss = self._train_batch(*self._part(arrays, rows, start, stop))
+            penalty = 0.5 * self._alpha / weight_sum * float(np.dot(weights, weights))
+            loss = self.net.train_step(X, T, sample_weight=w[0] if w else None)
             total += ((loss - penalty) / self._n_outputs + penalty) * (stop - start)
         return total
 
-    def _set_l2(self, l2):
-        if self.net.l2 != l2:  # setting it reconfigures the engine
-            self.net.l2 = l2
+
+def _n_weights(net):
+    """How many of the network's flat parameters are weights (they come first)."""
+    return sum(W.size for W, _ in net.weights)
 
 
 @dataclass(frozen=True)
@@ -220,3 +218,40 @@ def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=Non
     except KeyboardInterrupt:
         return Outcome(epochs, interrupted=True)
     return Outcome(epochs)
+
+
+def minimize_lbfgs(net, X, T, sample_weight=None, *, max_iter, max_fun, tol, verbose=False,
+                   loss_per_output=False):
+    """Minimise the network's full-batch loss over ``net.parameters`` with SciPy's
+    L-BFGS-B, as scikit-learn's lbfgs solver does (gtol = tol). An evaluation is one copy
+    of SciPy's point into the parameters and one ``loss_and_gradient`` call; nothing else
+    is allocated. ``loss_per_output``: the value SciPy sees has its data term divided by
+    T's columns, as scikit-learn's multi-output squared error (its gradient is not).
+
+    Returns SciPy's OptimizeResult; the network holds its point.
+    """
+    params = net.parameters
+    grad = np.empty(params.shape, np.float64)  # SciPy's dtype, reused by every evaluation
+    n_out = T.shape[1] if loss_per_output and T.ndim == 2 else 1
+    weights = params[:_n_weights(net)]
+    if n_out > 1:
+        weight_sum = len(X) if sample_weight is None else float(
+            np.sum(sample_weight, dtype=np.float64))
+        l2 = net.l2 / weight_sum if net.penalty == "per_sample" else net.l2
+
+    def loss_and_gradient(x):
+        params[...] = x
+        loss, g = net.loss_and_gradient(X, T, sample_weight)
+        np.copyto(grad, g)
+        if n_out > 1:
+            penalty = 0.5 * l2 * float(np.dot(weights, weights))
+            loss = (loss - penalty) / n_out + penalty
+        return loss, grad
+
+    options = {"maxfun": max_fun, "maxiter": max_iter, "gtol": tol}
+    if tuple(int(v) for v in scipy.__version__.split(".")[:2]) < (1, 15):
+        options["iprint"] = 1 if verbose else -1  # SciPy 1.15 dropped it (and prints nothing)
+    result = scipy.optimize.minimize(loss_and_gradient, params.astype(np.float64),
+                                     method="L-BFGS-B", jac=True, options=options)
+    params[...] = result.x
+    return result

@@ -21,6 +21,7 @@ BACKEND_API = (
     "softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
     "mean_squared_error",
+    "poisson",
     "optimizer_update",
     "all_finite",
     "Network",

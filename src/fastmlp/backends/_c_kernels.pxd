@@ -47,6 +47,7 @@ cdef extern from "fastmlp.h" nogil:
         const double *alphas
         int loss
         double l2, l1
+        int penalty_over_weight
         fm_optimizer opt
         int64_t step
         int64_t max_batch
@@ -62,6 +63,7 @@ cdef extern from "fastmlp.h" nogil:
         void **dA
         void *X_batch
         void *y_batch
+        void *w_batch
         const fm_blas *blas
         double dropout
         uint32_t dropout_key
@@ -110,14 +112,23 @@ cdef extern from "fastmlp.h" nogil:
                                       const float*, float*, float*, int)
     fm_status fm_optimizer_update_f64(const fm_optimizer*, int64_t, int64_t, double*,
                                       const double*, double*, double*, int)
+    fm_status fm_poisson_f32(int64_t, int64_t, const float*, const float*, double*, float*)
+    fm_status fm_poisson_f64(int64_t, int64_t, const double*, const double*, double*,
+                             double*)
     fm_status fm_network_train_step_f32(fm_network*, int64_t, const float*, const void*,
-                                        double*)
+                                        const float*, double*)
     fm_status fm_network_train_step_f64(fm_network*, int64_t, const double*, const void*,
-                                        double*)
+                                        const double*, double*)
+    fm_status fm_network_loss_gradient_f32(fm_network*, int64_t, const float*, const void*,
+                                           const float*, double*)
+    fm_status fm_network_loss_gradient_f64(fm_network*, int64_t, const double*, const void*,
+                                           const double*, double*)
     fm_status fm_network_train_epoch_f32(fm_network*, int64_t, const float*, const void*,
-                                         const int64_t*, int64_t, int64_t, double*, double*)
+                                         const float*, const int64_t*, int64_t, int64_t,
+                                         double*, double*)
     fm_status fm_network_train_epoch_f64(fm_network*, int64_t, const double*, const void*,
-                                         const int64_t*, int64_t, int64_t, double*, double*)
+                                         const double*, const int64_t*, int64_t, int64_t,
+                                         double*, double*)
     fm_status fm_network_forward_f32(const fm_network*, int64_t, const float*, float*,
                                      float*, float*, int64_t, int)
     fm_status fm_network_forward_f64(const fm_network*, int64_t, const double*, double*,

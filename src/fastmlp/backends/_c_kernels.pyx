@@ -270,6 +270,19 @@ def sigmoid_binary_cross_entropy(const real[:, ::1] Z, const real[:, ::1] Y, rea
     return loss
 
 
+def poisson(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
+    """Half Poisson deviance of log-means Z on counts Y; its gradient into dZ."""
+    cdef fm_status st
+    cdef double loss = 0
+    with nogil:
+        if real is float:
+            st = fm_poisson_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
+        else:
+            st = fm_poisson_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
+    check(st)
+    return loss
+
+
 def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
     """sum((P - Y)**2) / (2 rows); its gradient into dP."""
     cdef fm_status st
@@ -399,6 +412,7 @@ cdef class Network:
         self.net.dA = <void **><uintptr_t>table(buffers["dA"])
         self.net.X_batch = <void *>_address(buffers["X_batch"])
         self.net.y_batch = <void *>_address(buffers["y_batch"])
+        self.net.w_batch = <void *>_address(buffers["w_batch"])
         self.net.blas = &BLAS
         self.net.dropout = plan.dropout
         self.net.dropout_key = plan._dropout_key
@@ -419,6 +433,7 @@ cdef class Network:
                                   opt.beta2, opt.eps, opt.weight_decay)
         self.net.l2 = plan.l2
         self.net.l1 = plan.l1
+        self.net.penalty_over_weight = plan.penalty == "per_sample"
         self.net.step = plan.step
 
     def set_threads(self, int n):
@@ -429,31 +444,57 @@ cdef class Network:
     def step(self):
         return self.net.step
 
-    def train_step(self, X, y):
-        """Forward, loss, backward and update on one batch; returns the loss."""
+    def train_step(self, X, y, w=None):
+        """Forward, loss, backward and update on one batch (sample weights w, or None);
+        returns the loss."""
+        return self._step(X, y, w, True)
+
+    def loss_gradient(self, X, y, w=None):
+        """The batch's loss, and its gradients into the plan's dW and db, without an
+        update."""
+        return self._step(X, y, w, False)
+
+    def _step(self, X, y, w, bint update):
         cdef const float[:, ::1] xf
         cdef const double[:, ::1] xd
+        cdef const float[::1] wf
+        cdef const double[::1] wd
         cdef const void *yp = _y_pointer(y)
         cdef int64_t rows = X.shape[0]
         cdef double loss = 0
         cdef fm_status st
         if self.is_f32:
             xf = X
+            wf = w
             with nogil:
-                st = fm_network_train_step_f32(&self.net, rows, &xf[0, 0], yp, &loss)
+                if update:
+                    st = fm_network_train_step_f32(&self.net, rows, &xf[0, 0], yp,
+                                                   NULL if wf is None else &wf[0], &loss)
+                else:
+                    st = fm_network_loss_gradient_f32(&self.net, rows, &xf[0, 0], yp,
+                                                      NULL if wf is None else &wf[0], &loss)
         else:
             xd = X
+            wd = w
             with nogil:
-                st = fm_network_train_step_f64(&self.net, rows, &xd[0, 0], yp, &loss)
+                if update:
+                    st = fm_network_train_step_f64(&self.net, rows, &xd[0, 0], yp,
+                                                   NULL if wd is None else &wd[0], &loss)
+                else:
+                    st = fm_network_loss_gradient_f64(&self.net, rows, &xd[0, 0], yp,
+                                                      NULL if wd is None else &wd[0], &loss)
         check(st)
         return loss
 
-    def train_epoch(self, X, y, const int64_t[::1] order, int64_t batch_size,
+    def train_epoch(self, X, y, w, const int64_t[::1] order, int64_t batch_size,
                     double[::1] batch_losses):
         """One epoch over the rows `order` selects, in that order (None: every row as
-        stored), in batches; returns the mean loss per row."""
+        stored), in batches, with sample weights w (or None); returns the mean loss per
+        row."""
         cdef const float[:, ::1] xf
         cdef const double[:, ::1] xd
+        cdef const float[::1] wf
+        cdef const double[::1] wd
         cdef const void *yp = _y_pointer(y)
         cdef int64_t rows = X.shape[0]
         cdef const int64_t *op = NULL if order is None else &order[0]
@@ -463,13 +504,17 @@ cdef class Network:
         cdef fm_status st
         if self.is_f32:
             xf = X
+            wf = w
             with nogil:
-                st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp, op, n_order,
+                st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp,
+                                                NULL if wf is None else &wf[0], op, n_order,
                                                 batch_size, lp, &loss)
         else:
             xd = X
+            wd = w
             with nogil:
-                st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp, op, n_order,
+                st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp,
+                                                NULL if wd is None else &wd[0], op, n_order,
                                                 batch_size, lp, &loss)
         check(st)
         return loss

@@ -1,15 +1,14 @@
 """The training engine of a NetworkPlan for backends without a compiled one.
 
-It composes the backend's own kernels (dense_forward, the loss, dense_backward,
-optimizer_update) into the same step the C core runs in csrc/kernels/network.inc, over
-the same preallocated buffers, so the backends can be compared step by step.
+It composes the backend's own kernels (dense_forward, loss_rows: the loss of a batch's
+rows with their sample weights, dense_backward, optimizer_update) into the same step the
+C core runs in csrc/kernels/network.inc, over the same preallocated buffers, so the
+backends can be compared step by step.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-_LOSS_KERNELS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
 
 
 class PythonNetwork:
@@ -21,7 +20,6 @@ class PythonNetwork:
         self._activations = [int(c) for c in plan._activation_codes]
         self._alphas = [float(a) for a in plan._activation_alphas]
         self._loss_code = plan._loss_code
-        self._loss = getattr(self.kernels, _LOSS_KERNELS[plan._loss_code])
         self.configure(plan)
 
     def configure(self, plan):
@@ -30,64 +28,87 @@ class PythonNetwork:
         self._opt = (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2, opt.eps,
                      opt.weight_decay)
         self._l2, self._l1 = float(plan.l2), float(plan.l1)
+        self._penalty_over_weight = plan.penalty == "per_sample"
         self._step = int(plan.step)
 
     @property
     def step(self):
         return self._step
 
-    def _loss_gradient(self, logits, y, grad):
-        if self._loss_code == 0:
-            return self._loss(logits, y, None, grad)
-        return self._loss(logits, y, grad)
+    def train_step(self, X, y, w=None):
+        """Forward, loss, backward and update on one batch (sample weights w, or None);
+        returns the loss before the update, penalties included."""
+        loss = self.loss_gradient(X, y, w)
+        k, buf = self.kernels, self._buffers
+        t = self._step + 1
+        # every gradient is complete before the first update, as in the C core
+        for layer in range(len(buf["W"])):
+            k.optimizer_update(*self._opt, t, buf["W"][layer].reshape(-1),
+                               buf["dW"][layer].reshape(-1), _flat(buf["state1_W"][layer]),
+                               _flat(buf["state2_W"][layer]), True)
+            k.optimizer_update(*self._opt, t, buf["b"][layer], buf["db"][layer],
+                               buf["state1_b"][layer], buf["state2_b"][layer], False)
+        self._step = t
+        return loss
 
-    def train_step(self, X, y):
+    def loss_gradient(self, X, y, w=None):
+        """The batch's loss (penalties included) and its gradients into the plan's dW and
+        db, at the current weights: no update, the step count unchanged."""
         k, buf = self.kernels, self._buffers
         rows = X.shape[0]
+        # the batch's weight sum normalises the loss, its gradient and (per_sample) the
+        # penalties; the C core refuses a sum that is not positive (FM_EINVAL)
+        weight_sum = float(rows) if w is None else float(np.sum(w, dtype=np.float64))
+        if not weight_sum > 0:
+            raise ValueError("sample_weight: the batch's weights must sum to more than 0")
+        l2, l1 = self._l2, self._l1
+        if self._penalty_over_weight:
+            l2, l1 = l2 / weight_sum, l1 / weight_sum
         W, b, dW, db = buf["W"], buf["b"], buf["dW"], buf["db"]
         A = [a[:rows] for a in buf["A"]]
         dA = [d[:rows] for d in buf["dA"]]
-        t = self._step + 1
+        t = self._step + 1  # the step these gradients are for (its dropout mask)
         # with dropout, the next layer reads the dropped outputs D
         inputs = [X] + ([d[:rows] for d in buf["D"][:-1]] if self._dropout else A[:-1])
         for layer in range(len(W)):
             k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer], self._alphas[layer], A[layer])
             if self._dropout and layer < len(W) - 1:
                 dropout(self._dropout_key, self._dropout, t, layer, A[layer], inputs[layer + 1])
-        loss = self._loss_gradient(A[-1], y, dA[-1])
-        # penalties on the weights before the update: 0.5 l2 sum W^2 + l1 sum |W|
-        for w in W:
-            if self._l2:
-                loss += 0.5 * self._l2 * float(np.sum(np.square(w, dtype=np.float64)))
-            if self._l1:
-                loss += self._l1 * float(np.sum(np.abs(w), dtype=np.float64))
+        loss = k.loss_rows(self._loss_code, A[-1], y, w, 1.0 / weight_sum, dA[-1]) / weight_sum
+        # penalties on the weights: 0.5 l2 sum W^2 + l1 sum |W|
+        for w_layer in W:
+            if l2:
+                loss += 0.5 * l2 * float(np.sum(np.square(w_layer, dtype=np.float64)))
+            if l1:
+                loss += l1 * float(np.sum(np.abs(w_layer), dtype=np.float64))
         for layer in reversed(range(len(W))):
             if self._dropout and layer < len(W) - 1:  # the forward pass's mask, again
                 dropout(self._dropout_key, self._dropout, t, layer, dA[layer], dA[layer])
             k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], self._activations[layer],
-                             self._alphas[layer], self._l2, self._l1, dA[layer],
+                             self._alphas[layer], l2, l1, dA[layer],
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
-            k.optimizer_update(*self._opt, t, W[layer].reshape(-1), dW[layer].reshape(-1),
-                               _flat(buf["state1_W"][layer]), _flat(buf["state2_W"][layer]), True)
-            k.optimizer_update(*self._opt, t, b[layer], db[layer], buf["state1_b"][layer],
-                               buf["state2_b"][layer], False)
-        self._step = t
         return loss
 
-    def train_epoch(self, X, y, order, batch_size, batch_losses):
+    def train_epoch(self, X, y, w, order, batch_size, batch_losses):
         n = X.shape[0] if order is None else len(order)  # order: the rows to visit
-        X_batch, y_batch = self._buffers["X_batch"], self._buffers["y_batch"]
+        buf = self._buffers
+        X_batch, y_batch, w_batch = buf["X_batch"], buf["y_batch"], buf["w_batch"]
         total = 0.0
         for batch, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             if order is None:
                 Xb, yb = X[start:stop], y[start:stop]
+                wb = None if w is None else w[start:stop]
             else:
                 rows = order[start:stop]
                 Xb, yb = X_batch[: stop - start], y_batch[: stop - start]
                 np.take(X, rows, axis=0, out=Xb)
                 np.take(y, rows, axis=0, out=yb)
-            loss = self.train_step(Xb, yb)
+                wb = None
+                if w is not None:
+                    wb = w_batch[: stop - start]
+                    np.take(w, rows, out=wb)
+            loss = self.train_step(Xb, yb, wb)
             if batch_losses is not None:
                 batch_losses[batch] = loss
             total += loss * (stop - start)

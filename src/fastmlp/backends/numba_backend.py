@@ -445,6 +445,7 @@ def _softmax_cross_entropy(Z, y, sample_weight, dZ):
         weight_sum = 0.0
         for i in range(rows):
             weight_sum += np.float64(sample_weight[i])
+    inv_norm = 1.0 / weight_sum
     total = 0.0
     E, M = _exp_block(Z)
     block = E.shape[0]
@@ -461,30 +462,47 @@ def _softmax_cross_entropy(Z, y, sample_weight, dZ):
             z_label = Z[r, label]  # read before dZ, which may be Z, is written
             w = 1.0 if sample_weight is None else np.float64(sample_weight[r])
             total += w * (np.float64(m) + np.float64(math.log(s)) - np.float64(z_label))
-            scale = type(m)(w / weight_sum)
+            scale = type(m)(w * inv_norm)
             for j in range(cols):
                 dZ[r, j] = (E[i, j] / s) * scale
             dZ[r, label] = (E[i, label] / s - type(m)(1)) * scale
     return total / weight_sum
 
 
+# Each loss as loss.inc's row kernels: over rows r0.. r0 + n - 1, total plus sum_i w_i
+# loss_i (each row's loss summed in float64 first), and dZ_i = w_i dloss_i/dz_i inv_norm
+# with the row's scale w_i inv_norm rounded once to the dtype. w holds the rows' sample
+# weights, or is empty (no weights: w_i = 1). The public kernels are the mean over the
+# rows (inv_norm = 1 / rows), the network step the weighted mean over its batch.
+
+
 @_inline
-def _sigmoid_bce_terms(Z, Y, E, r0, n, n_total, dZ, total):
-    """Given E[i, j] = e^-|Z[r0 + i, j]|: total plus the losses of rows r0 .. r0 + n - 1,
+def _row_weight(w, i):
+    """w_i in float64: 1 when w is empty (no weights)."""
+    return np.float64(w[i]) if w.shape[0] > 0 else 1.0
+
+
+@_inline
+def _sigmoid_bce_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
+    """Given E[i, j] = e^-|Z[r0 + i, j]|: the losses of rows r0 .. r0 + n - 1,
     max(z, 0) - z y + log1p(e^-|z|) = log(1 + e^z) - z y without overflow, and
-    dZ = (sigmoid(z) - y) / n_total on them. dZ may be Z (read first), or E."""
+    dZ = w_i (sigmoid(z) - y) inv_norm on them. dZ may be Z (read first), or E."""
     for i in range(n):
+        wi = _row_weight(w, r0 + i)
+        scale = Z.dtype.type(wi * inv_norm)
+        row = 0.0
         for j in range(Z.shape[1]):
             z, t, e = Z[r0 + i, j], Y[r0 + i, j], E[i, j]
-            total += np.float64(_relu(z, None) - z * t + _log1p_unit(e))
-            dZ[r0 + i, j] = (_sigmoid_from(z, e) - t) / n_total
+            row += np.float64(_relu(z, None) - z * t + _log1p_unit(e))
+            dZ[r0 + i, j] = (_sigmoid_from(z, e) - t) * scale
+        total += wi * row
     return total
 
 
 @_kernel
 def _sigmoid_binary_cross_entropy(Z, Y, dZ):
     rows, cols = Z.shape
-    n_rows = Z.dtype.type(rows)
+    no_weights = Z.reshape(Z.size)[:0]
     total = 0.0
     E, _ = _exp_block(Z)
     block = E.shape[0]
@@ -494,21 +512,66 @@ def _sigmoid_binary_cross_entropy(Z, Y, dZ):
             for j in range(cols):
                 E[i, j] = -abs(Z[r0 + i, j])
         _exp_inplace(E[:n])
-        total = _sigmoid_bce_terms(Z, Y, E, r0, n, n_rows, dZ, total)
+        total = _sigmoid_bce_terms(Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
     return total / rows
+
+
+@_inline
+def _mean_squared_error_terms(P, Y, w, inv_norm, dP):
+    """sum_i w_i sum_j (p - y)^2 / 2 over P's rows; dP = w_i (p - y) inv_norm."""
+    total = 0.0
+    for i in range(P.shape[0]):
+        wi = _row_weight(w, i)
+        scale = P.dtype.type(wi * inv_norm)
+        row = 0.0
+        for j in range(P.shape[1]):
+            r = P[i, j] - Y[i, j]
+            row += np.float64(r) * np.float64(r)
+            dP[i, j] = r * scale
+        total += wi * 0.5 * row
+    return total
 
 
 @_kernel
 def _mean_squared_error(P, Y, dP):
-    rows, cols = P.shape
-    n = P.dtype.type(rows)
+    rows = P.shape[0]
+    return _mean_squared_error_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
+
+
+@_inline
+def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
+    """Given E[i, j] = e^Z[r0 + i, j] (the mean mu): the half Poisson deviances of rows
+    r0 .. r0 + n - 1 with the log link, y log(y) - y z - y + mu (y log y = 0 at y = 0),
+    and dZ = w_i (mu - y) inv_norm on them. dZ may be Z (read first), or E."""
+    for i in range(n):
+        wi = _row_weight(w, r0 + i)
+        scale = Z.dtype.type(wi * inv_norm)
+        row = 0.0
+        for j in range(Z.shape[1]):
+            z, t, mu = Z[r0 + i, j], Y[r0 + i, j], E[i, j]
+            t64 = np.float64(t)
+            y_log_y = t64 * math.log(t64) if t > 0 else 0.0
+            row += y_log_y - t64 * np.float64(z) - t64 + np.float64(mu)
+            dZ[r0 + i, j] = (mu - t) * scale
+        total += wi * row
+    return total
+
+
+@_kernel
+def _poisson(Z, Y, dZ):
+    rows, cols = Z.shape
+    no_weights = Z.reshape(Z.size)[:0]
     total = 0.0
-    for i in range(rows):
-        for j in range(cols):
-            r = P[i, j] - Y[i, j]
-            dP[i, j] = r / n
-            total += np.float64(r) * np.float64(r)
-    return total / (2 * rows)
+    E, _ = _exp_block(Z)
+    block = E.shape[0]
+    for r0 in range(0, rows, block):
+        n = min(block, rows - r0)
+        for i in range(n):
+            for j in range(cols):
+                E[i, j] = Z[r0 + i, j]
+        _exp_inplace(E[:n])
+        total = _poisson_terms(Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
+    return total / rows
 
 
 @_kernel
@@ -587,6 +650,10 @@ def mean_squared_error(P, Y, dP):
     return float(_mean_squared_error(P, Y, dP))
 
 
+def poisson(Z, Y, dZ):
+    return float(_poisson(Z, Y, dZ))
+
+
 @_kernel
 def _all_finite(flat):
     # x - x is NaN for an infinity or a NaN; runs of OR-ed tests vectorise, with an early
@@ -650,9 +717,11 @@ _N_HYPER = 11
 # float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss)
 _F_B1, _F_B2, _F_L2, _F_L1 = range(4)
 # int64 settings and state: optimizer code, loss code, step count, layers, the dropout
-# hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), then one
+# hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), whether
+# l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), then one
 # activation code per layer
-_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_DROP_KEY, _I_DROP_THRESHOLD, _I_ACT = range(7)
+(_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_DROP_KEY, _I_DROP_THRESHOLD, _I_PER_SAMPLE,
+ _I_ACT) = range(8)
 
 # The fused step: networks whose every weight matrix has at most _FUSED_MAX_WEIGHTS
 # entries run forward, loss and backward through every layer a block of rows at a time,
@@ -896,11 +965,10 @@ def _add_column_sums(M, out):
 
 
 @_kernel
-def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
-    """_softmax_cross_entropy on some rows of a batch of n_total rows: returns the sum of
-    their losses, and dZ = (softmax - onehot) / n_total. dZ (C-contiguous) is not Z."""
+def _softmax_cross_entropy_rows(Z, y, w, inv_norm, dZ):
+    """_softmax_cross_entropy on some rows of a batch: returns sum_i w_i loss_i, and
+    dZ_i = w_i (softmax - onehot) inv_norm. dZ (C-contiguous) is not Z."""
     rows, cols = Z.shape
-    scale = Z.dtype.type(1.0 / n_total)
     # e^(z_ij - m_i) in one pass over the whole block, a loop that vectorises: along a row
     # of a few classes it would not
     for i in range(rows):
@@ -919,7 +987,9 @@ def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
         label = y[i]
         z_label = Z[i, label]
         e_label = dZ[i, label]
-        total += np.float64(m) + np.float64(math.log(s)) - np.float64(z_label)
+        wi = _row_weight(w, i)
+        scale = type(m)(wi * inv_norm)
+        total += wi * (np.float64(m) + np.float64(math.log(s)) - np.float64(z_label))
         for j in range(cols):
             dZ[i, j] = (dZ[i, j] / s) * scale
         dZ[i, label] = (e_label / s - type(m)(1)) * scale
@@ -927,58 +997,66 @@ def _softmax_cross_entropy_rows(Z, y, dZ, n_total):
 
 
 @_kernel
-def _sigmoid_binary_cross_entropy_rows(Z, Y, dZ, n_total):
-    """_sigmoid_binary_cross_entropy's sum over some rows of a batch of n_total rows, and
-    dZ for the batch's mean. dZ (C-contiguous) is not Z: it takes the exps first."""
+def _sigmoid_binary_cross_entropy_rows(Z, Y, w, inv_norm, dZ):
+    """_sigmoid_binary_cross_entropy's weighted sum over some rows of a batch, and their
+    dZ. dZ (C-contiguous) is not Z: it takes the exps first."""
     rows, cols = Z.shape
     for i in range(rows):
         for j in range(cols):
             dZ[i, j] = -abs(Z[i, j])
     _exp_inplace(dZ)
-    return _sigmoid_bce_terms(Z, Y, dZ, 0, rows, Z.dtype.type(n_total), dZ, 0.0)
+    return _sigmoid_bce_terms(Z, Y, dZ, 0, rows, w, inv_norm, dZ, 0.0)
 
 
 @_kernel
-def _mean_squared_error_rows(P, Y, dP, n_total):
-    rows, cols = P.shape
-    n = P.dtype.type(n_total)
-    total = 0.0
+def _mean_squared_error_rows(P, Y, w, inv_norm, dP):
+    return _mean_squared_error_terms(P, Y, w, inv_norm, dP)
+
+
+@_kernel
+def _poisson_rows(Z, Y, w, inv_norm, dZ):
+    """_poisson's weighted sum over some rows of a batch, and their dZ. dZ (C-contiguous)
+    is not Z: it takes the means e^z first."""
+    rows, cols = Z.shape
     for i in range(rows):
         for j in range(cols):
-            r = P[i, j] - Y[i, j]
-            dP[i, j] = r / n
-            total += np.float64(r) * np.float64(r)
-    return 0.5 * total
+            dZ[i, j] = Z[i, j]
+    _exp_inplace(dZ)
+    return _poisson_terms(Z, Y, dZ, 0, rows, w, inv_norm, dZ, 0.0)
 
 
 @_kernel
-def _loss_rows(code, Z, labels, targets, dZ, n_total):
-    """Sum of the losses of Z's rows (mean over n_total rows once divided by n_total),
-    and their gradient for the whole batch's mean."""
+def _loss_rows(code, Z, labels, targets, w, inv_norm, dZ):
+    """The loss of Z's rows, sum_i w_i loss_i (w empty: every w_i = 1), and their gradient
+    dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
+    sum, 1 / inv_norm (network.inc's fm_output_loss)."""
     if code == 0:
-        return _softmax_cross_entropy_rows(Z, labels, dZ, n_total)
+        return _softmax_cross_entropy_rows(Z, labels, w, inv_norm, dZ)
     if code == 1:
-        return _sigmoid_binary_cross_entropy_rows(Z, targets, dZ, n_total)
-    return _mean_squared_error_rows(Z, targets, dZ, n_total)
+        return _sigmoid_binary_cross_entropy_rows(Z, targets, w, inv_norm, dZ)
+    if code == 3:
+        return _poisson_rows(Z, targets, w, inv_norm, dZ)
+    return _mean_squared_error_rows(Z, targets, w, inv_norm, dZ)
 
 
 @_kernel
 def _add_penalty(W, dW, l2, l1, l2_64, l1_64):
-    """dW += l2 W + l1 sign(W); returns 0.5 l2 sum W^2 + l1 sum |W| (in float64)."""
+    """dW += l2 W + l1 sign(W); returns 0.5 l2 sum W^2 + l1 sum |W| (in float64). The
+    branches test the float64 strengths, as dense.inc's fm_add_penalty."""
     sq = 0.0
     ab = 0.0
-    if l2 != 0 and l1 != 0:
+    if l2_64 != 0 and l1_64 != 0:
         for i in range(W.shape[0]):
             w = W[i]
             dW[i] = dW[i] + l2 * w + l1 * np.sign(w)
             sq += np.float64(w) * np.float64(w)
             ab += abs(np.float64(w))
-    elif l2 != 0:
+    elif l2_64 != 0:
         for i in range(W.shape[0]):
             w = W[i]
             dW[i] = dW[i] + l2 * w
             sq += np.float64(w) * np.float64(w)
-    elif l1 != 0:
+    elif l1_64 != 0:
         for i in range(W.shape[0]):
             w = W[i]
             dW[i] = dW[i] + l1 * np.sign(w)
@@ -1059,8 +1137,9 @@ def _dropout(ints, scale, step, layer, row0, values, out):
 
 
 @_kernel
-def _gradients(bufs, X, labels, targets, ints):
-    """dW, db of every layer for the batch (X, labels or targets); returns the data loss.
+def _gradients(bufs, X, labels, targets, w, weight_sum, ints):
+    """dW, db of every layer for the batch (X, labels or targets, sample weights w or
+    empty, whose sum is weight_sum); returns the data loss, a weighted mean.
 
     Small networks (every W at most _FUSED_MAX_WEIGHTS entries) go a block of rows at a
     time through the whole network, adding into dW and db; others one layer at a time
@@ -1097,6 +1176,7 @@ def _gradients(bufs, X, labels, targets, ints):
     below = _D if dropping else _A
     scale = bufs[g][0][_H_DROP_SCALE]
     t = ints[_I_STEP] + 1
+    inv_norm = 1.0 / weight_sum
     for r0 in range(0, rows, block):
         n = min(block, rows - r0)
         # X stays apart from the buffers (a read-only X is another type): layer 0 apart
@@ -1114,7 +1194,8 @@ def _gradients(bufs, X, labels, targets, ints):
             if dropping and layer < n_layers - 1:
                 _dropout(ints, scale, t, layer, r0, Z, bufs[s + _D][:n])
         total += _loss_rows(ints[_I_LOSS], bufs[last + _A][:n], labels[r0 : r0 + n],
-                            targets[r0 : r0 + n], bufs[last + _DA][:n], rows)
+                            targets[r0 : r0 + n], w[r0 : r0 + n], inv_norm,
+                            bufs[last + _DA][:n])
         for layer in range(n_layers - 1, -1, -1):
             s = layer * _SLOTS
             W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
@@ -1135,7 +1216,7 @@ def _gradients(bufs, X, labels, targets, ints):
                     _small_input_gradient(dZ, W, Wt, dX)
                 else:
                     np.dot(dZ, W.T, dX)
-    return total / rows
+    return total / weight_sum
 
 
 @_kernel
@@ -1147,15 +1228,32 @@ def _labels_in_range(labels, n_classes):
 
 
 @_kernel
-def _train_step(bufs, X, labels, targets, ints, hyper64):
-    """One training step; the loss before the update (penalties included). Labels out
-    of range raise ValueError before anything changes (as the C core's FM_ELABEL)."""
+def _train_step(bufs, X, labels, targets, w, ints, hyper64, update):
+    """One training step, or (update False) the batch's gradients alone, the weights and
+    the step count untouched; the loss before any update (penalties included). w: the
+    rows' sample weights, or empty. A batch whose weights sum to 0 or less, or labels out
+    of range, raise ValueError before anything changes (the C core's FM_EINVAL and
+    FM_ELABEL)."""
     n_layers = ints[_I_LAYERS]
+    weight_sum = np.float64(X.shape[0])
+    if w.shape[0] > 0:
+        weight_sum = 0.0
+        for i in range(w.shape[0]):
+            weight_sum += np.float64(w[i])
+    if not weight_sum > 0:
+        raise ValueError("sample_weight: the batch's weights must sum to more than 0")
     n_classes = bufs[(n_layers - 1) * _SLOTS + _W].shape[1]
     if ints[_I_LOSS] == 0 and not _labels_in_range(labels, n_classes):
         raise ValueError("y: class labels out of range")
-    data_loss = _gradients(bufs, X, labels, targets, ints)
+    data_loss = _gradients(bufs, X, labels, targets, w, weight_sum, ints)
     hyper = bufs[n_layers * _SLOTS][0]
+    # the penalties, per step or (per_sample) over the batch's weight sum, rounded to the
+    # dtype for the gradient as fm_add_penalty does
+    l2, l1 = hyper[_H_L2], hyper[_H_L1]
+    l2_64, l1_64 = hyper64[_F_L2], hyper64[_F_L1]
+    if ints[_I_PER_SAMPLE] != 0:
+        l2_64, l1_64 = l2_64 / weight_sum, l1_64 / weight_sum
+        l2, l1 = hyper.dtype.type(l2_64), hyper.dtype.type(l1_64)
     kind = ints[_I_OPT]
     t = ints[_I_STEP] + 1
     penalty = 0.0
@@ -1164,23 +1262,24 @@ def _train_step(bufs, X, labels, targets, ints, hyper64):
         W, dW = bufs[s + _W], bufs[s + _DW]
         size = W.size
         W, dW = W.reshape(size), dW.reshape(size)
-        penalty += _add_penalty(W, dW, hyper[_H_L2], hyper[_H_L1], hyper64[_F_L2],
-                                hyper64[_F_L1])
-        s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
-        _update(kind, t, hyper, hyper64, W, dW, s1.reshape(s1.size), s2.reshape(s2.size),
-                True)
-        _update(kind, t, hyper, hyper64, bufs[s + _B][0], bufs[s + _DB][0],
-                bufs[s + _S1B][0], bufs[s + _S2B][0], False)
-    ints[_I_STEP] = t
+        penalty += _add_penalty(W, dW, l2, l1, l2_64, l1_64)
+        if update:
+            s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
+            _update(kind, t, hyper, hyper64, W, dW, s1.reshape(s1.size), s2.reshape(s2.size),
+                    True)
+            _update(kind, t, hyper, hyper64, bufs[s + _B][0], bufs[s + _DB][0],
+                    bufs[s + _S1B][0], bufs[s + _S2B][0], False)
+    if update:
+        ints[_I_STEP] = t
     return data_loss + penalty
 
 
 @_kernel
-def _train_epoch(bufs, X, labels, targets, order, batch_size, batch_losses, X_batch,
-                 labels_batch, targets_batch, ints, hyper64):
+def _train_epoch(bufs, X, labels, targets, w, order, batch_size, batch_losses, X_batch,
+                 labels_batch, targets_batch, w_batch, ints, hyper64):
     """Minibatches of batch_size rows over X, or over the rows `order` selects (gathered,
-    in that order) when it is not empty; each batch's loss into batch_losses (unless
-    empty); returns the mean loss per row."""
+    in that order) when it is not empty, with their sample weights w (empty: none); each
+    batch's loss into batch_losses (unless empty); returns the mean loss per row."""
     shuffled = order.shape[0] > 0
     n = order.shape[0] if shuffled else X.shape[0]
     if shuffled:
@@ -1188,6 +1287,10 @@ def _train_epoch(bufs, X, labels, targets, order, batch_size, batch_losses, X_ba
             if order[i] < 0 or order[i] >= X.shape[0]:
                 raise ValueError("order: row index out of range")
     labelled = ints[_I_LOSS] == 0
+    weighted = w.shape[0] > 0
+    # True typed as a run-time bool, as train_step passes it: a literal True would compile
+    # another specialisation of _train_step
+    update = np.bool_(True)
     total = 0.0
     batch = 0
     for start in range(0, n, batch_size):
@@ -1203,11 +1306,15 @@ def _train_epoch(bufs, X, labels, targets, order, batch_size, batch_losses, X_ba
                 else:
                     for j in range(targets.shape[1]):
                         targets_batch[r, j] = targets[src, j]
+                if weighted:
+                    w_batch[r] = w[src]
+            # without weights, an empty slice of w_batch
             loss = _train_step(bufs, X_batch[:rows], labels_batch[:rows],
-                               targets_batch[:rows], ints, hyper64)
+                               targets_batch[:rows], w_batch[: rows if weighted else 0], ints,
+                               hyper64, update)
         else:
             loss = _train_step(bufs, X[start:stop], labels[start:stop], targets[start:stop],
-                               ints, hyper64)
+                               w[start:stop], ints, hyper64, update)
         if batch_losses.shape[0] > 0:
             batch_losses[batch] = loss
         total += loss * rows
@@ -1311,7 +1418,7 @@ class Network:
         self._bufs = _typed_list(arrays)
         threshold = int(plan.dropout * 16777216.0 + 0.5) if plan.dropout else 0
         self._ints = np.array(
-            [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold]
+            [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold, 0]
             + [int(c) for c in plan._activation_codes],
             dtype=np.int64,
         )
@@ -1322,7 +1429,9 @@ class Network:
         self._no_targets = np.zeros((0, plan.layer_sizes[-1]), dtype)
         self._no_order = np.zeros(0, np.int64)
         self._no_losses = np.zeros(0, np.float64)
+        self._no_weights = np.zeros(0, dtype)
         self._X_batch = buf["X_batch"]
+        self._w_batch = buf["w_batch"]
         if self._labelled:
             self._batch_y = (buf["y_batch"], self._no_targets)
         else:
@@ -1342,6 +1451,7 @@ class Network:
         self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1)]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
+        self._ints[_I_PER_SAMPLE] = plan.penalty == "per_sample"
 
     @property
     def step(self):
@@ -1350,16 +1460,27 @@ class Network:
     def _labels_targets(self, y):
         return (y, self._no_targets) if self._labelled else (self._no_labels, y)
 
-    def train_step(self, X, y):
+    def train_step(self, X, y, w=None):
         labels, targets = self._labels_targets(y)
-        return _train_step(self._bufs, X, labels, targets, self._ints, self._hyper64)
+        return _train_step(self._bufs, X, labels, targets,
+                           self._no_weights if w is None else w, self._ints, self._hyper64,
+                           True)
 
-    def train_epoch(self, X, y, order, batch_size, batch_losses):
+    def loss_gradient(self, X, y, w=None):
+        """The batch's loss (penalties included) and its gradients into the plan's dW and
+        db, without an update (the step count unchanged)."""
+        labels, targets = self._labels_targets(y)
+        return _train_step(self._bufs, X, labels, targets,
+                           self._no_weights if w is None else w, self._ints, self._hyper64,
+                           False)
+
+    def train_epoch(self, X, y, w, order, batch_size, batch_losses):
         labels, targets = self._labels_targets(y)
         return _train_epoch(
-            self._bufs, X, labels, targets, self._no_order if order is None else order,
-            batch_size, self._no_losses if batch_losses is None else batch_losses,
-            self._X_batch, *self._batch_y, self._ints, self._hyper64,
+            self._bufs, X, labels, targets, self._no_weights if w is None else w,
+            self._no_order if order is None else order, batch_size,
+            self._no_losses if batch_losses is None else batch_losses,
+            self._X_batch, *self._batch_y, self._w_batch, self._ints, self._hyper64,
         )
 
     def forward(self, X, out, work_a, work_b, chunk_rows):

@@ -94,34 +94,96 @@ def softmax(Z, log, out):
     out[...] = shifted - np.log(sum_exp) if log else exp_z / sum_exp
 
 
-def softmax_cross_entropy(Z, y, sample_weight, dZ):
+# Each loss in two layers, as csrc/kernels/loss.inc writes them: a row function that
+# returns sum_i w_i loss_i over Z's rows (w None: every w_i = 1) and writes the gradient
+# dZ_i = w_i dloss_i/dz_i inv_norm, with the row's scale w_i inv_norm rounded once to the
+# dtype; and the public kernel, the mean over the rows (or the weighted mean). The
+# network step (PythonNetwork) calls the row functions through loss_rows, with inv_norm
+# 1 / the batch's weight sum. dZ may be Z: it is written last.
+
+
+def _row_weights(w, n, inv_norm, dtype):
+    """(w_i in float64, the per-row scale w_i inv_norm rounded to dtype, as a column)."""
+    w = np.ones(n) if w is None else w.astype(np.float64)
+    return w, (w * inv_norm).astype(dtype)[:, None]
+
+
+def _softmax_cross_entropy_rows(Z, y, w, inv_norm, dZ):
     num_examples = Z.shape[0]
+    rows = np.arange(num_examples)
     # log-sum-exp: lse = m + log(sum(exp(z - m))), loss_i = lse_i - z_{i, y_i}
     m = np.max(Z, axis=1, keepdims=True)
     exp_z = np.exp(Z - m)
     sum_exp = np.sum(exp_z, axis=1, keepdims=True)
     lse = m[:, 0].astype(np.float64) + np.log(sum_exp[:, 0]).astype(np.float64)
-    correct_logprobs = lse - Z[np.arange(num_examples), y]
-    w = np.ones(num_examples) if sample_weight is None else sample_weight.astype(np.float64)
-    weight_sum = np.sum(w)
+    correct_logprobs = lse - Z[rows, y]
+    w, scale = _row_weights(w, num_examples, inv_norm, Z.dtype)
     probs = exp_z / sum_exp
-    probs[np.arange(num_examples), y] -= 1
-    dZ[...] = probs * (w / weight_sum)[:, None]
-    return float(np.sum(w * correct_logprobs) / weight_sum)
+    probs[rows, y] -= 1
+    dZ[...] = probs * scale
+    return float(np.sum(w * correct_logprobs))
+
+
+def _sigmoid_bce_rows(Z, Y, w, inv_norm, dZ):
+    # max(z, 0) - z y + log(1 + e^-|z|) = log(1 + e^z) - z y, without overflow
+    loss = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
+    w, scale = _row_weights(w, Z.shape[0], inv_norm, Z.dtype)
+    dZ[...] = (_sigmoid(Z) - Y) * scale
+    return float(np.sum(w * np.sum(loss, axis=1, dtype=np.float64)))
+
+
+def _mse_rows(P, Y, w, inv_norm, dP):
+    diff = P - Y
+    w, scale = _row_weights(w, P.shape[0], inv_norm, P.dtype)
+    dP[...] = diff * scale
+    return float(np.sum(w * 0.5 * np.sum(diff.astype(np.float64) ** 2, axis=1)))
+
+
+def _poisson_rows(Z, Y, w, inv_norm, dZ):
+    # half Poisson deviance with the log link: z = log(mu),
+    # loss = y log(y) - y z - y + e^z (y log y = 0 at y = 0), dloss/dz = e^z - y
+    mu = np.exp(Z)
+    y = Y.astype(np.float64)
+    y_log_y = np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0)), 0.0)
+    loss = y_log_y - y * Z.astype(np.float64) - y + mu.astype(np.float64)
+    w, scale = _row_weights(w, Z.shape[0], inv_norm, Z.dtype)
+    dZ[...] = (mu - Y) * scale
+    return float(np.sum(w * np.sum(loss, axis=1)))
+
+
+# by the loss code of fastmlp._registry.LOSSES
+_LOSS_ROWS = (_softmax_cross_entropy_rows, _sigmoid_bce_rows, _mse_rows, _poisson_rows)
+
+
+def loss_rows(code, Z, y, w, inv_norm, dZ):
+    """The loss `code` of Z's rows on labels or targets y, weighted by w (None: 1 each):
+    returns sum_i w_i loss_i, writes dZ_i = w_i dloss_i/dz_i inv_norm (the network step's
+    loss: the mean over a batch with inv_norm = 1 / its weight sum)."""
+    return _LOSS_ROWS[code](Z, y, w, inv_norm, dZ)
+
+
+def _mean(rows_function, Z, y, dZ):
+    n = Z.shape[0]  # no rows: loss 0, as in the C core
+    return rows_function(Z, y, None, 1.0 / n, dZ) / n if n else 0.0
+
+
+def softmax_cross_entropy(Z, y, sample_weight, dZ):
+    weight_sum = Z.shape[0]
+    if sample_weight is not None:
+        weight_sum = float(np.sum(sample_weight, dtype=np.float64))
+    return _softmax_cross_entropy_rows(Z, y, sample_weight, 1.0 / weight_sum, dZ) / weight_sum
 
 
 def sigmoid_binary_cross_entropy(Z, Y, dZ):
-    n = Z.shape[0]
-    loss = np.maximum(Z, 0) - Z * Y + np.log1p(np.exp(-np.abs(Z)))
-    dZ[...] = (_sigmoid(Z) - Y) / n
-    return float(np.sum(loss, dtype=np.float64) / n)
+    return _mean(_sigmoid_bce_rows, Z, Y, dZ)
 
 
 def mean_squared_error(P, Y, dP):
-    n = P.shape[0]
-    diff = P - Y
-    dP[...] = diff / n
-    return float(np.sum(diff.astype(np.float64) ** 2) / (2 * n))
+    return _mean(_mse_rows, P, Y, dP)
+
+
+def poisson(Z, Y, dZ):
+    return _mean(_poisson_rows, Z, Y, dZ)
 
 
 def all_finite(X, n_threads=1):
