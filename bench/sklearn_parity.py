@@ -29,14 +29,16 @@ from fastmlp import sklearn as drop_in  # noqa: E402
 from fastmlp.datasets import load_mnist_sample  # noqa: E402
 
 
-def best_of(fit, repeats):
-    """(median seconds, the last fitted model) over `repeats` fits."""
-    times, model = [], None
+def interleaved(fits, repeats):
+    """{name: (median seconds, the last fitted model)}, the fits taking turns."""
+    times = {name: [] for name in fits}
+    models = {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        model = fit()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), model
+        for name, fit in fits.items():
+            t0 = time.perf_counter()
+            models[name] = fit()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (float(np.median(times[name])), models[name]) for name in fits}
 
 
 def coefficient_gap(a, b):
@@ -48,8 +50,9 @@ def lbfgs_row(name, X, y, X_test, y_test, repeats):
     params = dict(hidden_layer_sizes=(100,), solver="lbfgs", max_iter=100, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        t_sk, sk = best_of(lambda: neural_network.MLPClassifier(**params).fit(X, y), repeats)
-        t_fm, fm = best_of(lambda: drop_in.MLPClassifier(**params).fit(X, y), repeats)
+        runs = interleaved({"sk": lambda: neural_network.MLPClassifier(**params).fit(X, y),
+                            "fm": lambda: drop_in.MLPClassifier(**params).fit(X, y)}, repeats)
+        (t_sk, sk), (t_fm, fm) = runs["sk"], runs["fm"]
         early = {**params, "max_iter": 5}
         gap = coefficient_gap(drop_in.MLPClassifier(**early).fit(X, y),
                               neural_network.MLPClassifier(**early).fit(X, y))
@@ -86,13 +89,8 @@ def main(argv=None):
                 "without": lambda: drop_in.MLPClassifier(**params).fit(X8, y8),
                 "with": lambda: drop_in.MLPClassifier(**params).fit(X8, y8, sample_weight=w),
             }
-            times = {k: [] for k in fits}
-            for _ in range(args.repeats):  # interleaved rounds
-                for k, fit in fits.items():
-                    t0 = time.perf_counter()
-                    fit()
-                    times[k].append(time.perf_counter() - t0)
-        t_without, t_with = (float(np.median(times[k])) for k in ("without", "with"))
+            runs = interleaved(fits, args.repeats)
+        t_without, t_with = runs["without"][0], runs["with"][0]
         print(f"\nadam, MNIST sample, 5 epochs: {t_without * 1e3:.0f} ms without sample_weight, "
               f"{t_with * 1e3:.0f} ms with: {t_with / t_without:.3f}× the time")
 

@@ -274,6 +274,18 @@ def test_threadpoolctl_sees_and_caps_the_pool():
     fastmlp.set_num_threads(None)
 
 
+def test_a_limit_entered_right_after_import_caps_the_pool():
+    """threadpoolctl sees only libraries loaded when a limit is entered: import fastmlp
+    loads the compiled backend, so a limit set before the first plan caps it too."""
+    code = ("import fastmlp, threadpoolctl\n"
+            "with threadpoolctl.threadpool_limits(1):\n"
+            "    assert fastmlp.get_num_threads() == 1, fastmlp.get_num_threads()\n")
+    env = {**os.environ, "FASTMLP_NUM_THREADS": "3"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+
+
 def test_scikit_learn_drop_in_takes_n_threads():
     pytest.importorskip("sklearn")
     from fastmlp.sklearn import MLPClassifier

@@ -93,6 +93,12 @@ def _register_with_threadpoolctl():
             return __version__
 
     threadpoolctl.register(FastmlpController)
+    # threadpoolctl finds a controller's library among those loaded when a limit is
+    # entered: load it now (35 ms), or a limit entered before the first plan misses it
+    try:
+        import fastmlp.backends._c_kernels  # noqa: F401
+    except ImportError:  # no compiled backend: nothing of ours to cap
+        pass
 
 
 _register_with_threadpoolctl()

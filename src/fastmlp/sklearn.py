@@ -345,7 +345,7 @@ class _BaseMLP(BaseEstimator):
             verbose=self.verbose is True or self.verbose >= 1,
             loss_per_output=not is_classifier(self) and self.loss != "poisson")
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
-        self.loss_ = result.fun
+        self.loss_ = np.float64(result.fun)
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
         if self.early_stopping and incremental:
