@@ -183,9 +183,10 @@ def test_fastmlp_simd_variable_selects_the_kernel_set(value):
     cannot run, or an unknown name, warns and falls back to the best set."""
     from fastmlp.backends import _c_kernels
 
-    script = ("import warnings, fastmlp\n"
+    script = ("import warnings\n"
               "with warnings.catch_warnings(record=True) as w:\n"
               "    warnings.simplefilter('always')\n"
+              "    import fastmlp  # loads the compiled backend (threadpoolctl must see it)\n"
               "    from fastmlp.backends import _c_kernels as c\n"
               "shown = fastmlp.show_config(file=open('/dev/null', 'w'))['simd kernels']\n"
               "print('RESULT', c.simd_level(), len(w), shown, sep='|')")

@@ -8,7 +8,7 @@ and the same arithmetic, with every epoch trained on a fastmlp NetworkPlan by th
 core (training.py, the loop fastmlp.MLP runs too); this module keeps scikit-learn's
 bookkeeping: loss_curve_, tol and n_iter_no_change, the learning-rate schedules, warnings.
 
-scikit-learn (>= 1.6) is an optional dependency: ``pip install "fastmlp[sklearn]"``.
+scikit-learn (>= 1.7) is an optional dependency: ``pip install "fastmlp[sklearn]"``.
 ``import fastmlp`` never imports it; this module does.
 
 What maps to what
@@ -19,37 +19,39 @@ What maps to what
   says: ``"softmax"`` (multiclass: ``softmax_cross_entropy``), ``"logistic"`` (binary and
   multi-label: ``sigmoid_binary_cross_entropy``), ``"identity"`` (regression:
   ``mean_squared_error``).
+- ``solver="lbfgs"`` -> training.minimize_lbfgs: SciPy's L-BFGS-B over the plan's flat
+  parameters, one compiled loss-and-gradient call per evaluation.
 - ``solver="sgd"`` -> optimizer ``"nesterov"`` (``nesterovs_momentum=True``),
   ``"momentum"`` or, with ``momentum=0``, ``"sgd"``; ``learning_rate`` schedules
   (constant, invscaling ``lr = learning_rate_init / (t_ + 1) ** power_t`` after each
   epoch, adaptive ``lr /= 5`` when the stopping rule fires) set the plan's learning rate
   between epochs. ``solver="adam"`` -> optimizer ``"adam"`` (beta_1, beta_2, epsilon).
 - ``alpha``: scikit-learn adds ``alpha * W / n_batch`` to each batch's gradient (and
-  ``0.5 * alpha * sum(W**2) / n_batch`` to its loss); the plan's ``l2`` is per step, so the
-  training core sets it to ``alpha / batch_size`` for the full batches (one ``train_epoch``
-  call) and to ``alpha / rows`` for a smaller last batch (one ``train_step``).
+  ``0.5 * alpha * sum(W**2) / n_batch`` to its loss), n_batch the batch's weight sum with
+  sample weights: the plan's ``l2 = alpha`` with ``penalty="per_sample"``.
+- ``sample_weight``: each batch's loss is the weighted mean of its rows'; the weights follow
+  their rows through shuffling and the early-stopping split, and weight the validation
+  score.
 - Initialisation, shuffling and the early-stopping split draw from ``random_state`` in
   exactly scikit-learn's order (Glorot uniform weights *and* intercepts, factor 2 for
   logistic; ``sklearn.utils.shuffle`` of the sample order each epoch;
   ``train_test_split``), so one seed gives both libraries the same starting point and the
   same batches.
 
-Documented differences
-----------------------
-- ``solver="lbfgs"`` and ``MLPRegressor(loss="poisson")`` raise ``ValueError`` (fastmlp
-  trains with the stochastic solvers ``sgd`` and ``adam`` and the squared error);
-  ``max_fun`` is accepted and unused (it is an lbfgs setting).
-- ``fit``/``partial_fit`` take no ``sample_weight`` (the plan has no per-row weights).
+Documented differences (the README's table "Differences from scikit-learn")
+-------------------------------------------------------------------------
 - Adam: fastmlp's kernel divides by ``sqrt(v_hat) + epsilon``, scikit-learn by
   ``sqrt(v) + epsilon`` after folding the bias corrections into the step size; the two
   differ only in the size of epsilon (a factor ``sqrt(1 - beta_2**t)`` on 1e-8).
 - Losses are computed from the logits (no clipping of probabilities at machine epsilon).
+- A batch whose sample weights sum to 0 or less, and negative targets with
+  ``loss="poisson"``, raise ValueError (scikit-learn divides by the sum / takes a log).
 - Multi-output regression: scikit-learn's ``loss_`` averages the squared error over the
   outputs while its gradient (``prediction - y``) does not; the plan trains with that same
-  gradient and ``loss_`` reports scikit-learn's number (the data term divided by
-  ``n_outputs_``, per batch: with ``alpha > 0`` those epochs run batch by batch).
+  gradient and ``loss_`` (and lbfgs's objective) reports scikit-learn's number.
 - Sparse X is accepted (as in scikit-learn) and densified (``fit``: once; ``predict``: in
-  chunks). float32 X trains in float32 and float64 in float64, like scikit-learn.
+  chunks). float32 X trains in float32 and float64 in float64, like scikit-learn; a
+  float32 model predicts in float32.
 - Pickles hold the weights and the optimizer state as arrays; the compiled plan is rebuilt
   on first use, so ``partial_fit`` after unpickling continues exactly.
 """
