@@ -181,3 +181,23 @@ def positive_int(value, name, low=1, high=None):
     if high is not None and value > high:
         raise ValueError(f"{name}: expected an integer <= {high}, got {value}")
     return int(value)
+
+
+def sample_weight(weights, n, dtype, *, non_negative=False):
+    """Per-row weights as a C-contiguous (n,) array of `dtype`; None stays None. Finite;
+    with non_negative, each >= 0 and not all 0."""
+    if weights is None:
+        return None
+    w = np.asarray(weights)
+    if w.dtype.kind not in "fiub":
+        raise TypeError(f"sample_weight: expected numbers, got dtype {w.dtype}")
+    w = aligned(np.ascontiguousarray(w, dtype=dtype))
+    if w.shape != (n,):
+        raise ValueError(f"sample_weight: expected shape ({n},), got {w.shape}")
+    if not np.isfinite(w).all():
+        raise ValueError("sample_weight: contains NaN or infinity")
+    if non_negative and (w < 0).any():
+        raise ValueError("sample_weight: expected weights >= 0, found a negative one")
+    if non_negative and not w.any():
+        raise ValueError("sample_weight: every weight is 0")
+    return w

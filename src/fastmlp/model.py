@@ -280,7 +280,7 @@ class MLP:
             if len(y_raw) != len(X):
                 raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
             Y = self._encode_targets(y_raw, first=True)
-            w = _sample_weight(sample_weight, len(X), self.dtype)
+            w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
             if w is not None and self.batch_norm:
                 raise ValueError("sample_weight: not supported with batch_norm=True")
         except (TypeError, ValueError):
@@ -402,7 +402,7 @@ class MLP:
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
-        w = _sample_weight(sample_weight, len(X), self.dtype)
+        w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
         if first:
             if learning_rate is not None:
                 optimizer_options["learning_rate"] = learning_rate
@@ -629,25 +629,6 @@ def _hidden_outputs(plan, X):
                               alpha=alpha if name in ("leaky_relu", "elu") else None)
         outputs.append(A)
     return outputs
-
-
-def _sample_weight(sample_weight, n, dtype):
-    """Per-row weights as a (n,) array of the model's dtype, checked (None stays None)."""
-    if sample_weight is None:
-        return None
-    w = np.asarray(sample_weight)
-    if w.dtype.kind not in "fiub":
-        raise TypeError(f"sample_weight: expected numbers, got dtype {w.dtype}")
-    w = np.ascontiguousarray(w, dtype=dtype)
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight: expected shape ({n},), got {w.shape}")
-    if not np.isfinite(w).all():
-        raise ValueError("sample_weight: contains NaN or infinity")
-    if (w < 0).any():
-        raise ValueError("sample_weight: expected weights >= 0, found a negative one")
-    if not w.any():
-        raise ValueError("sample_weight: every weight is 0")
-    return w
 
 
 def _lbfgs_options(options, learning_rate):

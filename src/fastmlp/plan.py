@@ -441,7 +441,7 @@ class NetworkPlan:
         if not 1 <= rows <= self.batch_size:
             raise ValueError(f"X: expected 1 to batch_size={self.batch_size} rows, got {rows}")
         y = self._targets(y, rows, check_range=not self._engine.checks_labels)
-        w = self._sample_weight(sample_weight, rows)
+        w = check.sample_weight(sample_weight, rows, self.dtype)
         self._enter()
         try:
             if update:
@@ -456,19 +456,6 @@ class NetworkPlan:
             self.step = self._engine.step
             self._lock.release()
         return loss
-
-    def _sample_weight(self, sample_weight, rows):
-        if sample_weight is None:
-            return None
-        w = np.asarray(sample_weight)
-        if w.dtype.kind not in "fiub":
-            raise TypeError(f"sample_weight: expected numbers, got dtype {w.dtype}")
-        w = check.aligned(np.ascontiguousarray(w, dtype=self.dtype))
-        if w.ndim != 1 or len(w) != rows:
-            raise ValueError(f"sample_weight: expected shape ({rows},), got {w.shape}")
-        if not np.isfinite(w).all():
-            raise ValueError("sample_weight: contains NaN or infinity")
-        return w
 
     @staticmethod
     def _check_batch_weights(w, order, n_visit, batch_size):
@@ -514,7 +501,7 @@ class NetworkPlan:
         # The label range is checked here even when the engine checks it too: the engine
         # would find a bad label only at its batch, after training the batches before it.
         y = self._targets(y, n)
-        w = self._sample_weight(sample_weight, n)
+        w = check.sample_weight(sample_weight, n, self.dtype)
         order = None if rows is None else check.row_indices(rows, "rows", n)
         n_visit = n if order is None else len(order)
         batch_size = self.batch_size if batch_size is None else check.positive_int(
