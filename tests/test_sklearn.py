@@ -96,6 +96,9 @@ def test_missing_sklearn_names_the_extra():
 def test_same_parameters_defaults_and_tags(ours, theirs):
     mine, reference = ours().get_params(), theirs().get_params()
     assert {k: mine[k] for k in reference} == reference  # mine: also 1.9's loss, max_fun
+    # fastmlp's extensions, each defaulting to scikit-learn's behaviour
+    assert {k: v for k, v in mine.items() if k not in reference} == {
+        "n_threads": None, "dropout": 0.0, "dtype": None}
     assert ours(hidden_layer_sizes=(7,)).hidden_layer_sizes == (7,)
     t_mine, t_ref = ours().__sklearn_tags__(), theirs().__sklearn_tags__()
     for field in ("estimator_type", "input_tags", "target_tags", "classifier_tags",
@@ -664,6 +667,43 @@ def test_poisson_regressor_matches_sklearn(digits):
         MLPRegressor(loss="poisson").fit(X[:10], -np.ones(10))
 
 
+# -- fastmlp's extensions (declined by scikit-learn; defaults keep its behaviour) ------
+
+
+def test_extension_activations_per_layer_dropout_and_dtype(digits):
+    X, y = digits
+    params = dict(hidden_layer_sizes=(12, 8), solver="sgd", random_state=0, max_iter=3)
+    # one name per hidden layer, all the same: exactly scikit-learn's single name
+    mine = MLPClassifier(activation=["logistic", "logistic"], **params).fit(X, y)
+    theirs = sk.MLPClassifier(activation="logistic", **params).fit(X, y)
+    _assert_same_weights(mine, theirs)
+    mixed = MLPClassifier(activation=["leaky_relu", "tanh"], hidden_layer_sizes=(12, 8),
+                          random_state=0, max_iter=40).fit(X, y)
+    assert mixed._plan.activations == ["leaky_relu", "tanh", "identity"]
+    assert mixed.score(X, y) > 0.8
+    with pytest.raises(ValueError, match="one per hidden layer"):
+        MLPClassifier(activation=["relu"], **params).fit(X, y)
+    # dropout trains another model; refused with lbfgs
+    dropped = MLPClassifier(dropout=0.3, **params).fit(X, y)
+    plain = MLPClassifier(**params).fit(X, y)
+    assert not np.allclose(dropped.coefs_[0], plain.coefs_[0])
+    with pytest.raises(ValueError, match="dropout: not with solver='lbfgs'"):
+        MLPClassifier(dropout=0.3, solver="lbfgs").fit(X, y)
+    # dtype: float64 X trained in float32
+    small = MLPClassifier(dtype="float32", **params).fit(X, y)
+    assert small.coefs_[0].dtype == np.float32 and small.predict_proba(X).dtype == np.float32
+
+
+def test_set_params_after_fit_changes_the_network_at_once(digits):
+    """scikit-learn reads `activation` at every forward pass: so does the drop-in."""
+    X, y = digits
+    params = dict(hidden_layer_sizes=(10,), solver="sgd", random_state=0, max_iter=2)
+    mine, theirs = _fit_both(MLPClassifier, sk.MLPClassifier, X, y, **params)
+    for est in (mine, theirs):
+        est.set_params(activation="tanh")
+    np.testing.assert_allclose(mine.predict_proba(X), theirs.predict_proba(X), rtol=1e-9)
+
+
 def test_partial_fit_labels(digits):
     X, y = digits
     est = MLPClassifier((4,))
@@ -680,3 +720,14 @@ def test_classifier_rejects_continuous_targets(digits):
     X, _ = digits
     with pytest.raises(ValueError, match="Unknown label type"):
         MLPClassifier().fit(X, X[:, 20] + 0.5)
+
+
+def test_warnings_point_at_the_callers_line(digits):
+    X, y = digits
+    with pytest.warns(ConvergenceWarning) as record:
+        MLPClassifier(hidden_layer_sizes=(3,), max_iter=1).fit(X[:100], y[:100])
+    assert record[0].filename == __file__
+    with pytest.warns(UserWarning, match="clipped") as record:
+        MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, batch_size=1000).fit(X[:100],
+                                                                                 y[:100])
+    assert [r.filename for r in record if "clipped" in str(r.message)] == [__file__]

@@ -99,8 +99,10 @@ except ImportError as exc:  # missing, or older than 1.6 (no validate_data)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
+# scikit-learn's names, then fastmlp's (an extension): each hidden layer's plan activation
 _HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
-                       "relu": "relu"}
+                       "relu": "relu", "sigmoid": "sigmoid", "leaky_relu": "leaky_relu",
+                       "elu": "elu", "softplus": "softplus"}
 _PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
                 "identity": "mean_squared_error", "exp": "poisson"}
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
@@ -113,7 +115,8 @@ class _BaseMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions({"identity", "logistic", "tanh", "relu"})],
+        # a name, or (fastmlp's extension) one name per hidden layer, checked at fit
+        "activation": [StrOptions(set(_HIDDEN_ACTIVATIONS)), list, tuple],
         "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
@@ -137,14 +140,18 @@ class _BaseMLP(BaseEstimator):
                              Options(Real, {np.inf})],
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "dtype": [None, StrOptions({"float32", "float64"}), type],
     }
 
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
                  learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
                  random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
                  early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                 n_iter_no_change, max_fun, n_threads):
+                 n_iter_no_change, max_fun, n_threads, dropout, dtype):
         self.n_threads = n_threads
+        self.dropout = dropout
+        self.dtype = dtype
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
@@ -172,6 +179,15 @@ class _BaseMLP(BaseEstimator):
 
     # -- the plan ----------------------------------------------------------------------
 
+    def _input_dtypes(self):
+        """validate_data's dtype: X's float dtype (scikit-learn's rule), or `dtype`."""
+        if self.dtype is None:
+            return (np.float64, np.float32)
+        dtype = np.dtype(self.dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype: expected None, float32 or float64, got {self.dtype!r}")
+        return dtype
+
     def _make_optimizer(self):
         if self.solver == "adam":
             return optimizers.Adam(learning_rate=self.learning_rate_init, beta1=self.beta_1,
@@ -192,7 +208,7 @@ class _BaseMLP(BaseEstimator):
         sizes = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
         plan = NetworkPlan(
             sizes,
-            _HIDDEN_ACTIVATIONS[self.activation],
+            self._plan_activations(len(sizes) - 2),
             loss=_PLAN_LOSSES[self.out_activation_],
             optimizer=self._make_optimizer() if state is None else state["optimizer"],
             batch_size=max(1, int(capacity)),
@@ -201,6 +217,7 @@ class _BaseMLP(BaseEstimator):
             # scikit-learn's alpha: 0.5 alpha sum W^2 over each batch's weight sum
             l2=self.alpha,
             penalty="per_sample",
+            dropout=self.dropout,
             n_threads=self.n_threads,
         )
         plan.set_weights(zip(self.coefs_, self.intercepts_))
@@ -209,6 +226,16 @@ class _BaseMLP(BaseEstimator):
         self._plan = plan
         self._bind_weights(plan)
         return plan
+
+    def _plan_activations(self, n_hidden):
+        """The plan's activation for each hidden layer."""
+        names = ([self.activation] * n_hidden if isinstance(self.activation, str)
+                 else list(self.activation))
+        if len(names) != n_hidden or any(n not in _HIDDEN_ACTIVATIONS for n in names):
+            raise ValueError(
+                f"activation: expected one of {sorted(_HIDDEN_ACTIVATIONS)} or a list of "
+                f"them, one per hidden layer ({n_hidden}), got {self.activation!r}")
+        return [_HIDDEN_ACTIVATIONS[n] for n in names]
 
     def _bind_weights(self, plan):
         self.coefs_ = [W for W, _ in plan.weights]
@@ -236,8 +263,10 @@ class _BaseMLP(BaseEstimator):
             except ValueError:  # another architecture: a plan of its own, fresh optimizer
                 return self._build_plan(max(capacity, plan.batch_size))
             self._bind_weights(plan)
-        if plan.batch_size < capacity:
-            plan = self._build_plan(capacity, _export_state(plan))
+        if (plan.batch_size < capacity or plan.dropout != self.dropout or
+                plan.activations[:-1] != self._plan_activations(len(self.coefs_) - 1)):
+            # grown, or set_params changed the network: the same weights and optimizer
+            plan = self._build_plan(max(capacity, plan.batch_size), _export_state(plan))
         return plan
 
     def __getstate__(self):
@@ -294,8 +323,12 @@ class _BaseMLP(BaseEstimator):
         else:  # binary and multi-label
             self.out_activation_ = "logistic"
         self.coefs_, self.intercepts_ = [], []
-        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
-            coef, intercept = self._init_coef(fan_in, fan_out, dtype)
+        hidden = self._plan_activations(len(layer_units) - 2)
+        # the output layer takes the last hidden layer's factor (scikit-learn: the one name)
+        factors = hidden + hidden[-1:] if hidden else [_HIDDEN_ACTIVATIONS[
+            self.activation if isinstance(self.activation, str) else "relu"]]
+        for fan_in, fan_out, activation in zip(layer_units[:-1], layer_units[1:], factors):
+            coef, intercept = self._init_coef(fan_in, fan_out, dtype, activation)
             self.coefs_.append(coef)
             self.intercepts_.append(intercept)
         self._plan = None
@@ -315,9 +348,9 @@ class _BaseMLP(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
 
-    def _init_coef(self, fan_in, fan_out, dtype):
+    def _init_coef(self, fan_in, fan_out, dtype, activation):
         # scikit-learn's: Glorot uniform for weights and intercepts, factor 2 for logistic
-        factor = 2.0 if self.activation == "logistic" else 6.0
+        factor = 2.0 if activation == "sigmoid" else 6.0
         bound = np.sqrt(factor / (fan_in + fan_out))
         coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
         intercept = self._random_state.uniform(-bound, bound, fan_out)
@@ -330,12 +363,15 @@ class _BaseMLP(BaseEstimator):
             warnings.warn(
                 "Got `batch_size` less than 1 or larger than "
                 "sample size. It is going to be clipped",
-                stacklevel=4,
+                stacklevel=6,
             )
         return int(np.clip(self.batch_size, 1, n_samples))
 
     def _fit_lbfgs(self, X, y, sample_weight):
         """scikit-learn's lbfgs: SciPy's L-BFGS-B on the whole batch (training core)."""
+        if self.dropout:
+            raise ValueError("dropout: not with solver='lbfgs' (a random mask per "
+                             "evaluation is not a function L-BFGS can minimise)")
         plan = self._get_plan(X.shape[0]) if self._has_optimizer() else self._build_plan(
             X.shape[0])
         X = np.ascontiguousarray(X, dtype=plan.dtype)
@@ -431,13 +467,14 @@ class _BaseMLP(BaseEstimator):
         outcome = training.train(runner, 1 if incremental else self.max_iter, after_epoch,
                                  epoch_order=next_order if self.shuffle else None)
         if outcome.interrupted:
-            warnings.warn("Training interrupted by user.", stacklevel=3)
+            # 5: past _fit_stochastic, _fit, fit and scikit-learn's _fit_context wrapper
+            warnings.warn("Training interrupted by user.", stacklevel=5)
         elif not (incremental or outcome.stopped) and self.n_iter_ == self.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached "
                 "and the optimization hasn't converged yet.",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,
             )
 
         if early_stopping:  # restore the best weights
@@ -561,8 +598,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
-    solver : {"sgd", "adam"}, default="adam"
-        "lbfgs" raises ValueError.
+        Also (fastmlp's extension) "sigmoid", "leaky_relu", "elu", "softplus", or a list
+        with one name per hidden layer.
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
     alpha : float, default=0.0001
         L2 penalty, scaled by the batch size as scikit-learn does.
     batch_size : int or "auto", default="auto"  (``min(200, n_samples)``)
@@ -582,10 +620,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
     n_iter_no_change : int, default=10
     max_fun : int, default=15000
-        Accepted for compatibility; unused (an lbfgs setting).
+        lbfgs: the most loss evaluations.
     n_threads : int or None, default=None
         fastmlp's extension: threads a training step may use (None: the process default,
         fastmlp.get_num_threads()). The results are the same for any.
+    dropout : float in [0, 1), default=0.0
+        fastmlp's extension: inverted dropout on every hidden layer while training
+        (stochastic solvers), its mask a hash of the step, layer, row and unit.
+    dtype : None, "float32" or "float64", default=None
+        fastmlp's extension: train and predict in this dtype (None: X's, as scikit-learn).
 
     Attributes
     ----------
@@ -601,7 +644,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, n_threads=None):
+                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -611,12 +654,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads,
+            n_threads=n_threads, dropout=dropout, dtype=dtype,
         )
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=self._input_dtypes(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if (not hasattr(self, "classes_")) or (not self.warm_start and not incremental):
@@ -732,7 +775,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, n_threads=None):
+                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -742,12 +785,12 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads,
+            n_threads=n_threads, dropout=dropout, dtype=dtype,
         )
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             y_numeric=True, dtype=(np.float64, np.float32), reset=reset)
+                             y_numeric=True, dtype=self._input_dtypes(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
