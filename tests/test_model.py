@@ -1194,3 +1194,25 @@ def test_lbfgs_iteration_limit_warns():
     with pytest.warns(RuntimeWarning, match="lbfgs stopped after 2 iteration"):
         model = fastmlp.MLP((10,), seed=0).fit(X, y, optimizer="lbfgs", epochs=2, verbose=0)
     assert model.n_iter_ == 2
+
+
+def test_poisson_regression_predicts_the_mean_and_round_trips(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (2000, 3))
+    mean = np.exp(0.5 + X[:, 0] - 0.7 * X[:, 1])
+    counts = rng.poisson(mean)  # integers: targets with loss="poisson", not classes
+    model = fastmlp.MLP((16,), "tanh", loss="poisson", seed=0, dtype=np.float64).fit(
+        X, counts, epochs=40, batch_size=64, learning_rate=3e-3, verbose=0)
+    assert model.task_ == "regression"
+    prediction = model.predict(X)
+    assert prediction.min() > 0  # a mean, exp of the network's output
+    assert np.corrcoef(prediction, mean)[0, 1] > 0.95
+    assert model.evaluate(X, counts)["loss"] == pytest.approx(
+        float(fastmlp.ops.poisson(model.decision_function(X), counts.astype(float))[0]))
+    path = tmp_path / "poisson.npz"
+    model.save(path)
+    np.testing.assert_array_equal(fastmlp.MLP.load(path).predict(X), prediction)
+    with pytest.raises(ValueError, match="counts >= 0"):
+        fastmlp.MLP((4,), loss="poisson").fit(X, -np.ones(len(X)), epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="regression loss"):
+        fastmlp.MLP((4,), task="classification", loss="poisson")

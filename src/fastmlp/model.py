@@ -63,6 +63,9 @@ class MLP:
         classification (a sigmoid head for two classes, softmax otherwise), a 2-D 0/1
         indicator matrix gives multilabel, other floats give regression (identity head,
         mean squared error).
+    loss : {None, "poisson"}, default None
+        None: the task's loss. "poisson" (regression only): the half Poisson deviance with
+        the log link, for counts or rates y >= 0; predict returns the mean exp(output).
     dropout : float, default 0
         Inverted dropout on every hidden layer's output while training.
     batch_norm : bool, default False
@@ -79,8 +82,8 @@ class MLP:
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
-                 dropout=0.0, batch_norm=False, init="auto", dtype=np.float32, seed=None,
-                 n_threads=None, backend=None):
+                 loss=None, dropout=0.0, batch_norm=False, init="auto", dtype=np.float32,
+                 seed=None, n_threads=None, backend=None):
         if isinstance(hidden_layer_sizes, int):
             hidden_layer_sizes = (hidden_layer_sizes,)
         self.hidden_layer_sizes = tuple(
@@ -98,6 +101,11 @@ class MLP:
         if task not in _TASKS:
             raise ValueError(f"task: unknown {task!r}; expected one of {list(_TASKS)}")
         self.task = task
+        if loss not in (None, "poisson"):
+            raise ValueError(f"loss: expected None or 'poisson', got {loss!r}")
+        if loss == "poisson" and task not in ("auto", "regression"):
+            raise ValueError(f"loss: 'poisson' is a regression loss, not for task={task!r}")
+        self.loss = loss
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
         self.n_threads = None if n_threads is None else _threads.resolve(n_threads)
@@ -142,6 +150,8 @@ class MLP:
     def _resolve_task(self, y):
         if self.task != "auto":
             return self.task
+        if self.loss == "poisson":  # integer counts are targets, not classes
+            return "regression"
         if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and y.shape[1] > 1:
             return "multilabel"
         if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
@@ -189,9 +199,15 @@ class MLP:
 
     @property
     def _loss(self):
+        if self._poisson:
+            return "poisson"
         return {"classification": "softmax_cross_entropy", "binary": "sigmoid_binary_cross_entropy",
                 "multilabel": "sigmoid_binary_cross_entropy",
                 "regression": "mean_squared_error"}[self.task_]
+
+    @property
+    def _poisson(self):
+        return self.loss == "poisson" and self.task_ == "regression"
 
     def _n_outputs(self, Y):
         if self.task_ == "classification":
@@ -475,12 +491,14 @@ class MLP:
             return self.classes_[(z[:, 0] > 0).astype(int)]
         if self.task_ == "multilabel":
             return (z > 0).astype(int)
+        if self._poisson:
+            z = np.exp(z)  # the network's output is log(mean)
         return z[:, 0] if z.shape[1] == 1 else z
 
     def _metric(self, X, Y):
         z = self.net_.forward(X)
         if self.task_ == "regression":
-            return float(_r2(Y, z))
+            return float(_r2(Y, np.exp(z) if self._poisson else z))
         if self.task_ == "classification":
             return _accuracy(np.argmax(z, axis=1) == Y, z)
         return _accuracy((z > 0) == (Y > 0.5), z)
@@ -495,6 +513,8 @@ class MLP:
         if self.task_ == "classification":
             loss = ops.softmax_cross_entropy(z, Y)[0]
             return {"loss": loss, "accuracy": _accuracy(np.argmax(z, axis=1) == Y, z)}
+        if self._poisson:
+            return {"loss": ops.poisson(z, Y)[0], "r2": float(_r2(Y, np.exp(z)))}
         if self.task_ == "regression":
             return {"loss": ops.mean_squared_error(z, Y)[0], "r2": float(_r2(Y, z))}
         loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
@@ -531,7 +551,7 @@ class MLP:
         return {
             "format": _FORMAT, "version": _FORMAT_VERSION,
             "hidden_layer_sizes": list(self.hidden_layer_sizes), "activation": self.activation,
-            "task": self.task, "task_": self.task_, "dropout": self.dropout,
+            "task": self.task, "task_": self.task_, "loss": self.loss, "dropout": self.dropout,
             "batch_norm": self.batch_norm, "init": self.init, "dtype": self.dtype.name,
             "seed": self.seed, "n_features_in_": self.n_features_in_,
             "n_outputs_": self.n_outputs_, "history": self.history,
@@ -564,7 +584,7 @@ class MLP:
             if config.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"format version {config.get('version')} is not supported")
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
-                        dropout=config["dropout"], batch_norm=config["batch_norm"],
+                        loss=config.get("loss"), dropout=config["dropout"], batch_norm=config["batch_norm"],
                         init=config["init"], dtype=config["dtype"], seed=config["seed"])
             model.task_ = config["task_"]
             if "classes" in arrays:
@@ -586,7 +606,8 @@ class MLP:
 
     def __repr__(self):
         return (f"MLP(hidden_layer_sizes={self.hidden_layer_sizes}, activation={self.activation}, "
-                f"task={self.task!r}, dtype={self.dtype.name})")
+                f"task={self.task!r}, {f'loss={self.loss!r}, ' if self.loss else ''}"
+                f"dtype={self.dtype.name})")
 
 
 class _Shuffler:
