@@ -37,7 +37,9 @@ typedef enum {
     FM_LOSS_SIGMOID_BCE = 1,           /* y: real targets, same shape as the output */
     FM_LOSS_MSE = 2,                   /* y: real targets, same shape as the output */
     FM_LOSS_POISSON = 3,               /* y: counts >= 0; the output is log(mean) */
-    FM_LOSS_COUNT = 4
+    FM_LOSS_ABSOLUTE_ERROR = 4,        /* y: real targets, same shape as the output */
+    FM_LOSS_HUBER = 5,                 /* y: real targets; delta 1 */
+    FM_LOSS_COUNT = 6
 } fm_loss;
 
 typedef enum {
@@ -131,7 +133,8 @@ typedef struct {
     const int32_t *activations;
     const double *alphas;
     int loss;                 /* fm_loss; the output activation must be identity for
-                                 every loss but MSE (they take logits, or log(mean)) */
+                                 the losses that take logits (softmax cross-entropy,
+                                 sigmoid BCE) or log(mean) (poisson) */
     double l2, l1;            /* penalties on weights (not biases), per step as in the course */
     int penalty_over_weight;  /* 1: l2 and l1 divided by each batch's weight sum (its rows
                                  without sample weights): scikit-learn's alpha */
@@ -195,6 +198,10 @@ typedef struct {
                                         REAL *state1, REAL *state2, int decay);        \
     fm_status fm_poisson_##SFX(int64_t rows, int64_t cols, const REAL *Z,              \
                                const REAL *Y, double *loss, REAL *dZ);                 \
+    fm_status fm_absolute_error_##SFX(int64_t rows, int64_t cols, const REAL *P,       \
+                                      const REAL *Y, double *loss, REAL *dP);          \
+    fm_status fm_huber_##SFX(int64_t rows, int64_t cols, const REAL *P, const REAL *Y, \
+                             double *loss, REAL *dP);                                  \
     fm_status fm_network_train_step_##SFX(fm_network *net, int64_t rows,               \
                                           const REAL *X, const void *y,                \
                                           const REAL *sample_weight, double *loss);    \

@@ -195,12 +195,19 @@ LOSS_AND_GRADIENT_CASES = {
     "sigmoid_binary_cross_entropy": "probabilities",
     "mean_squared_error": "reals",
     "poisson": "counts",
+    "absolute_error": "residuals",
+    "huber": "residuals",
 }
 
 
 def _batch(kind, rng, n, k):
     if kind == "counts":
         return rng.poisson(1.5, (n, k)).astype(np.float64)
+    if kind == "residuals":
+        # residuals output - y with |r| in [0.3, 0.7] or [1.3, 1.7]: the step h moves the
+        # output by ~h, far from the kinks of absolute_error (r = 0) and huber (|r| = 1)
+        size = rng.uniform(0.3, 0.7, (n, k)) + rng.integers(0, 2, (n, k))
+        return rng.choice([-1.0, 1.0], (n, k)) * size
     return _targets(kind, rng, n, k)
 
 
@@ -225,6 +232,8 @@ def test_loss_and_gradient(backend, rng, loss, weighted, penalty, l2, l1):
     params[n_W:] = rng.standard_normal(params.size - n_W) * 0.3
     X = rng.standard_normal((7, 4))
     y = _batch(LOSS_AND_GRADIENT_CASES[loss], rng, 7, 3)
+    if LOSS_AND_GRADIENT_CASES[loss] == "residuals":
+        y = plan.forward(X) - y  # targets at those residuals from the network's output
     w = rng.uniform(0.2, 3.0, 7) if weighted else None
     before = params.copy()
     state = plan.optimizer_state()

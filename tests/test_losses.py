@@ -1,4 +1,4 @@
-"""softmax, log_softmax and the four losses (value and gradient) against the reference."""
+"""softmax, log_softmax and the six losses (value and gradient) against the reference."""
 
 from __future__ import annotations
 
@@ -78,6 +78,8 @@ def test_in_place_on_more_rows_than_a_block(backend, dtype, rng, shape):
         "softmax_cross_entropy": lambda Z, out: ops.softmax_cross_entropy(Z, y, out=out),
         "sigmoid_bce": lambda Z, out: ops.sigmoid_binary_cross_entropy(Z, Y, out=out),
         "poisson": lambda Z, out: ops.poisson(Z, 3 * Y, out=out),
+        "absolute_error": lambda Z, out: ops.absolute_error(Z, Y, out=out),
+        "huber": lambda Z, out: ops.huber(Z, Y, out=out),
     }
     for name, call in calls.items():
         loss, expected = call(Z, np.empty_like(Z))
@@ -299,3 +301,152 @@ def test_poisson_refuses_negative_targets(backend, dtype):
     with pytest.raises(ValueError, match="targets"):
         ops.poisson(Z, -np.ones((2, 2), dtype))
     ops.poisson(Z, np.abs(Y))  # the same values, non-negative: accepted
+
+
+# -- absolute_error and huber (delta 1): robust regression losses of the raw output -------
+
+
+def ref_absolute_error(P, Y):
+    """From the formula of fastmlp.ops.absolute_error, in float64: the mean over the rows of
+    sum_j |p - y|, and sign(p - y) / n (0 at p = y)."""
+    P = np.asarray(P, dtype=np.float64)
+    r = P - np.asarray(Y, dtype=np.float64).reshape(P.shape)
+    n = P.shape[0]
+    return np.sum(np.abs(r)) / n, np.sign(r) / n
+
+
+def ref_huber(P, Y):
+    """From the formula of fastmlp.ops.huber, in float64: the mean over the rows of
+    sum_j (r^2 / 2 if |r| <= 1 else |r| - 1/2) with r = p - y, and clip(r, -1, 1) / n."""
+    P = np.asarray(P, dtype=np.float64)
+    r = P - np.asarray(Y, dtype=np.float64).reshape(P.shape)
+    n = P.shape[0]
+    a = np.abs(r)
+    return np.sum(np.where(a <= 1, 0.5 * r * r, a - 0.5)) / n, np.clip(r, -1, 1) / n
+
+
+ROBUST = {"absolute_error": ref_absolute_error, "huber": ref_huber}
+
+
+def _residual_data(rng, shape, dtype):
+    """Targets, and predictions whose residuals cover both sides of Huber's |r| = 1, with
+    the kinks themselves at the ends: r = 0 exactly first, r = 1 exactly last."""
+    Y = rng.standard_normal(shape)
+    P = Y + rng.standard_normal(shape) * 1.5
+    Y, P = Y.astype(dtype), P.astype(dtype)
+    P.flat[0] = Y.flat[0]
+    Y.flat[-1], P.flat[-1] = 0.5, 1.5
+    return P, Y
+
+
+@pytest.mark.parametrize("name", list(ROBUST))
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_robust_losses(backend, dtype, layout, rng, shape, name):
+    P, Y = _residual_data(rng, shape, dtype)
+    P, Y = as_layout(P, layout), as_layout(Y, layout)
+    before = snapshot(P, Y)
+    loss, grad = getattr(ops, name)(P, Y)
+    e_loss, e_grad = ROBUST[name](P, Y)
+    # each term is |r| or r^2 / 2 of the residual r rounded once in dtype
+    _loss_close(loss, e_loss, dtype)
+    assert grad.dtype == dtype and grad.shape == shape
+    # huber's r (|r| <= 1) is one rounding of a difference, as in mean_squared_error
+    scale = (np.abs(np.asarray(P, np.float64)) + np.abs(np.asarray(Y, np.float64))) / shape[0]
+    assert_close(grad, e_grad, dtype, atol=2 * np.finfo(dtype).eps * scale.max() + 1e-30)
+    assert_unchanged([P, Y], before, ["predictions", "targets"])
+
+
+@pytest.mark.parametrize("name", list(ROBUST))
+def test_robust_losses_1d_targets_and_out(backend, dtype, rng, name):
+    P, Y = _residual_data(rng, (6, 1), dtype)
+    out = np.full_like(P, np.nan)
+    loss, grad = getattr(ops, name)(P, Y.reshape(-1), out=out)
+    assert grad is out
+    e_loss, e_grad = ROBUST[name](P, Y)
+    _loss_close(loss, e_loss, dtype)
+    assert_close(grad, e_grad, dtype)
+
+
+@pytest.mark.parametrize("name", list(ROBUST))
+def test_robust_gradient_is_the_derivative_of_the_loss(backend, rng, name):
+    # float64 central differences (see test_gradients.py): h = 1e-6, relative error < 1e-6,
+    # with every |r| in [0.2, 0.8] or [1.2, 2.8]: away from the kinks at 0 and 1
+    Y = rng.standard_normal((5, 3))
+    size = rng.uniform(0.2, 0.8, Y.shape) + rng.choice([0.0, 1.0, 2.0], Y.shape)
+    P = Y + rng.choice([-1.0, 1.0], Y.shape) * size
+    f = getattr(ops, name)
+    _, analytic = f(P, Y)
+    numeric = numerical_gradient(lambda: f(P, Y)[0], P, 1e-6)
+    assert relative_error(analytic, numeric) < 1e-6
+
+
+def test_absolute_error_at_its_kink(backend, dtype):
+    # r = 0 exactly: the gradient is 0 there (not +-1), the term is 0
+    P = np.array([[0.5, -2.0, 3.0], [1.0, 0.0, -0.25]], dtype)
+    Y = np.array([[0.5, -2.0, 1.0], [1.0, 0.0, 0.25]], dtype)
+    loss, grad = ops.absolute_error(P, Y)
+    assert loss == (2.0 + 0.5) / 2
+    np.testing.assert_array_equal(grad, [[0, 0, 0.5], [0, 0, -0.5]])
+    loss, grad = ops.absolute_error(P, P.copy())  # perfect predictions
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad, 0)
+
+
+def test_huber_at_its_kinks(backend, dtype):
+    # |r| = 1 exactly, where the two branches meet (r^2 / 2 = |r| - 1/2 = 1/2, and the
+    # gradient r = +-1 = the clip), between 0.5 and 2 on either side, and r = 0
+    P = np.array([[1.5, -0.5, 0.5], [2.0, -2.0, 3.0]], dtype)
+    Y = np.array([[0.5, 0.5, 0.0], [0.0, 0.0, 3.0]], dtype)
+    loss, grad = ops.huber(P, Y)  # r = [[1, -1, 0.5], [2, -2, 0]]
+    assert loss == (0.5 + 0.5 + 0.125 + 1.5 + 1.5 + 0.0) / 2
+    np.testing.assert_array_equal(grad, [[0.5, -0.5, 0.25], [0.5, -0.5, 0]])
+    loss, grad = ops.huber(P, P.copy())  # perfect predictions
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad, 0)
+
+
+@pytest.mark.parametrize("name", list(ROBUST))
+@pytest.mark.parametrize("where", ["predictions", "targets"])
+def test_robust_losses_propagate_nan(backend, dtype, rng, name, where):
+    # a NaN residual is neither > 0 nor < 0 (nor outside [-1, 1]): its gradient entry is
+    # NaN, not a sign or a clip; the loss is NaN; every other entry is as without it
+    P, Y = _residual_data(rng, (4, 3), dtype)
+    f = getattr(ops, name)
+    _, clean = f(P, Y)
+    (P if where == "predictions" else Y)[1, 2] = np.nan
+    loss, grad = f(P, Y)
+    assert np.isnan(loss)
+    nan = np.zeros(P.shape, bool)
+    nan[1, 2] = True
+    np.testing.assert_array_equal(np.isnan(grad), nan)
+    np.testing.assert_array_equal(grad[~nan], clean[~nan])
+
+
+@pytest.mark.parametrize("name", list(ROBUST))
+def test_robust_losses_at_large_values(backend, dtype, name):
+    # residuals of 1e30 (finite in float32 too): a finite loss (1e30 - 1/2 for huber) and
+    # a gradient of exactly +-1 / n, never r itself
+    P = np.array([[1e30, -1e30, 0.0], [0.0, 1e30, 2.0]], dtype)
+    Y = np.array([[0.0, 0.0, 1e30], [-1e30, 1e30, 2.5]], dtype)
+    f = getattr(ops, name)
+    loss, grad = f(P, Y)
+    e_loss, _ = ROBUST[name](P, Y)
+    assert np.isfinite(loss)
+    assert_close(loss, e_loss, dtype)
+    last = -0.25 if name == "huber" else -0.5  # r = -0.5: huber's r / n, the sign / n
+    np.testing.assert_array_equal(grad, [[0.5, -0.5, -0.5], [0.5, 0.0, last]])
+    # as IEEE says: an infinite residual, or one that overflows the dtype (3e38 - -3e38 is
+    # inf in float32, 6e38 in float64), has an infinite (resp. finite) loss and a gradient
+    # of +-1 / n; inf - inf is NaN (the numpy reference warns of both, as NumPy does)
+    big = float(np.finfo(np.float32).max) * 0.9
+    P = np.array([[np.inf, 1.0], [0.0, -np.inf]], dtype)
+    Y = np.array([[0.0, 1.0], [np.inf, 0.0]], dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        loss, grad = f(P, Y)
+        assert loss == np.inf
+        np.testing.assert_array_equal(grad, [[0.5, 0.0], [-0.5, -0.5]])
+        loss, grad = f(np.array([[big]], dtype), np.array([[-big]], dtype))
+        assert loss == (np.inf if dtype == np.float32 else 2 * big)  # (- 1/2: below an ulp)
+        np.testing.assert_array_equal(grad, [[1.0]])
+        loss, grad = f(np.array([[np.inf, 2.0]], dtype), np.array([[np.inf, 0.0]], dtype))
+    assert np.isnan(loss) and np.isnan(grad[0, 0]) and grad[0, 1] == 1.0

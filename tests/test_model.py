@@ -1216,3 +1216,20 @@ def test_poisson_regression_predicts_the_mean_and_round_trips(tmp_path):
         fastmlp.MLP((4,), loss="poisson").fit(X, -np.ones(len(X)), epochs=1, verbose=0)
     with pytest.raises(ValueError, match="regression loss"):
         fastmlp.MLP((4,), task="classification", loss="poisson")
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "huber"])
+def test_robust_regression_losses(loss):
+    rng = np.random.default_rng(1)
+    X = rng.uniform(-1, 1, (400, 2))
+    clean = X[:, 0] - 2 * X[:, 1]
+    y = clean.copy()
+    y[::10] += 50.0
+    fits = {name: fastmlp.MLP((16,), "tanh", task="regression", loss=name, seed=0,
+                              dtype=np.float64).fit(X, y, epochs=60, batch_size=32,
+                                                    learning_rate=1e-2, verbose=0)
+            for name in (None, loss)}
+    error = {name: float(np.median(np.abs(m.predict(X) - clean))) for name, m in fits.items()}
+    assert error[loss] < 0.5 * error[None]
+    expected = getattr(fastmlp.ops, loss)(fits[loss].decision_function(X), y.reshape(-1, 1))[0]
+    assert fits[loss].evaluate(X, y)["loss"] == pytest.approx(expected)

@@ -672,7 +672,8 @@ def _kernel_call(name, draw):
     if name == "softmax_cross_entropy":
         w = arg((n,)) if draw(st.booleans()) else None
         return lambda: ops.softmax_cross_entropy(arg((n, k)), y, sample_weight=w)
-    if name in ("sigmoid_binary_cross_entropy", "mean_squared_error", "poisson"):
+    if name in ("sigmoid_binary_cross_entropy", "mean_squared_error", "poisson",
+                "absolute_error", "huber"):
         return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)),
                                           out=arg((n, k)) if draw(st.booleans()) else None)
     if name == "sgd_update":

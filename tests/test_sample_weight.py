@@ -17,7 +17,7 @@ from scipy.special import expit, logsumexp, xlogy
 import fastmlp
 
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error",
-          "poisson")
+          "poisson", "absolute_error", "huber")
 SIZES = [4, 6, 5, 3]  # tanh, tanh, identity
 
 
@@ -57,7 +57,13 @@ def _row_losses(loss, z, y):
         return np.sum(np.logaddexp(0, z) - z * y, axis=1), expit(z) - y
     if loss == "poisson":
         return np.sum(xlogy(y, y) - y * z - y + np.exp(z), axis=1), np.exp(z) - y
-    return 0.5 * np.sum((z - y) ** 2, axis=1), z - y
+    r = z - y
+    if loss == "absolute_error":
+        return np.sum(np.abs(r), axis=1), np.sign(r)
+    if loss == "huber":
+        a = np.abs(r)
+        return np.sum(np.where(a <= 1, 0.5 * r * r, a - 0.5), axis=1), np.clip(r, -1, 1)
+    return 0.5 * np.sum(r**2, axis=1), r
 
 
 def ref_loss_and_gradients(weights, X, y, w, loss, l2=0.0, l1=0.0, penalty="per_step"):

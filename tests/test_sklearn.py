@@ -731,3 +731,22 @@ def test_warnings_point_at_the_callers_line(digits):
         MLPClassifier(hidden_layer_sizes=(3,), max_iter=1, batch_size=1000).fit(X[:100],
                                                                                  y[:100])
     assert [r.filename for r in record if "clipped" in str(r.message)] == [__file__]
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_extension_losses_absolute_error_and_huber_resist_outliers(solver):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 2))
+    clean = X[:, 0] - 2 * X[:, 1]
+    y = clean.copy()
+    y[::10] += 50.0  # one row in ten is a gross outlier
+    errors = {}
+    for loss in ("squared_error", "absolute_error", "huber"):
+        est = MLPRegressor(loss=loss, hidden_layer_sizes=(16,), solver=solver, max_iter=300,
+                           random_state=0, learning_rate_init=0.01).fit(X, y)
+        errors[loss] = float(np.median(np.abs(est.predict(X) - clean)))
+        assert np.isfinite(est.loss_)
+    assert errors["absolute_error"] < 0.5 * errors["squared_error"]
+    assert errors["huber"] < 0.5 * errors["squared_error"]
+    with pytest.raises(ValueError, match="loss"):
+        MLPRegressor(loss="cauchy").fit(X, y)

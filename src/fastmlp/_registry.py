@@ -20,6 +20,8 @@ LOSSES = {
     "sigmoid_binary_cross_entropy": 1,
     "mean_squared_error": 2,
     "poisson": 3,
+    "absolute_error": 4,
+    "huber": 5,
 }
 LOSS_ALIASES = {
     "cross_entropy": "softmax_cross_entropy",
@@ -27,6 +29,7 @@ LOSS_ALIASES = {
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "bce": "sigmoid_binary_cross_entropy",
     "mse": "mean_squared_error",
+    "mae": "absolute_error",
 }
 
 OPTIMIZERS = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "adamw": 4}

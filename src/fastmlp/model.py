@@ -25,6 +25,7 @@ from fastmlp.plan import NetworkPlan
 from fastmlp.progress import Progress
 
 _TASKS = ("auto", "classification", "binary", "multilabel", "regression")
+_REGRESSION_LOSSES = (None, "poisson", "absolute_error", "huber")  # MLP(loss=); None: MSE
 _FORMAT = "fastmlp.MLP"
 _FORMAT_VERSION = 1
 # rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
@@ -63,9 +64,10 @@ class MLP:
         classification (a sigmoid head for two classes, softmax otherwise), a 2-D 0/1
         indicator matrix gives multilabel, other floats give regression (identity head,
         mean squared error).
-    loss : {None, "poisson"}, default None
-        None: the task's loss. "poisson" (regression only): the half Poisson deviance with
-        the log link, for counts or rates y >= 0; predict returns the mean exp(output).
+    loss : {None, "poisson", "absolute_error", "huber"}, default None
+        None: the task's loss. For regression only: "poisson", the half Poisson deviance
+        with the log link, for counts or rates y >= 0 (predict returns the mean,
+        exp(output)); "absolute_error" and "huber" (delta 1), robust to outliers.
     dropout : float, default 0
         Inverted dropout on every hidden layer's output while training.
     batch_norm : bool, default False
@@ -101,10 +103,10 @@ class MLP:
         if task not in _TASKS:
             raise ValueError(f"task: unknown {task!r}; expected one of {list(_TASKS)}")
         self.task = task
-        if loss not in (None, "poisson"):
-            raise ValueError(f"loss: expected None or 'poisson', got {loss!r}")
-        if loss == "poisson" and task not in ("auto", "regression"):
-            raise ValueError(f"loss: 'poisson' is a regression loss, not for task={task!r}")
+        if loss not in _REGRESSION_LOSSES:
+            raise ValueError(f"loss: expected one of {list(_REGRESSION_LOSSES)}, got {loss!r}")
+        if loss is not None and task not in ("auto", "regression"):
+            raise ValueError(f"loss: {loss!r} is a regression loss, not for task={task!r}")
         self.loss = loss
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
@@ -150,7 +152,7 @@ class MLP:
     def _resolve_task(self, y):
         if self.task != "auto":
             return self.task
-        if self.loss == "poisson":  # integer counts are targets, not classes
+        if self.loss is not None:  # integer counts are targets, not classes
             return "regression"
         if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and y.shape[1] > 1:
             return "multilabel"
@@ -199,8 +201,8 @@ class MLP:
 
     @property
     def _loss(self):
-        if self._poisson:
-            return "poisson"
+        if self.loss is not None and self.task_ == "regression":
+            return self.loss
         return {"classification": "softmax_cross_entropy", "binary": "sigmoid_binary_cross_entropy",
                 "multilabel": "sigmoid_binary_cross_entropy",
                 "regression": "mean_squared_error"}[self.task_]
@@ -513,10 +515,9 @@ class MLP:
         if self.task_ == "classification":
             loss = ops.softmax_cross_entropy(z, Y)[0]
             return {"loss": loss, "accuracy": _accuracy(np.argmax(z, axis=1) == Y, z)}
-        if self._poisson:
-            return {"loss": ops.poisson(z, Y)[0], "r2": float(_r2(Y, np.exp(z)))}
         if self.task_ == "regression":
-            return {"loss": ops.mean_squared_error(z, Y)[0], "r2": float(_r2(Y, z))}
+            loss = getattr(ops, self._loss)(z, Y)[0]
+            return {"loss": loss, "r2": float(_r2(Y, np.exp(z) if self._poisson else z))}
         loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
         return {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
 

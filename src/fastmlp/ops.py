@@ -23,6 +23,8 @@ __all__ = [
     "softmax_cross_entropy",
     "sigmoid_binary_cross_entropy",
     "mean_squared_error",
+    "absolute_error",
+    "huber",
     "poisson",
     "sgd_update",
     "momentum_update",
@@ -286,6 +288,52 @@ def mean_squared_error(predictions, targets, *, out=None):
     Y = _targets(targets, P, "targets")
     out = check.out_array(out, "out", P.shape, P.dtype)
     return _kernels(P).mean_squared_error(P, Y, out), out
+
+
+def absolute_error(predictions, targets, *, out=None):
+    """``loss = sum(|p - y|) / n`` and its (sub)gradient ``sign(p - y) / n``.
+
+    The sign is 0 where ``p == y`` and NaN where ``p - y`` is NaN.
+
+    Parameters
+    ----------
+    predictions : ndarray (n, k)
+    targets : ndarray (n, k) (or (n,) when k == 1)
+    out : ndarray (n, k), optional
+
+    Returns
+    -------
+    loss : float
+    dpredictions : ndarray (n, k)
+    """
+    P = _logits(predictions, "predictions")
+    Y = _targets(targets, P, "targets")
+    out = check.out_array(out, "out", P.shape, P.dtype)
+    return _kernels(P).absolute_error(P, Y, out), out
+
+
+def huber(predictions, targets, *, out=None):
+    """The Huber loss with delta 1, summed over outputs, averaged over rows, and its
+    gradient.
+
+    With ``r = p - y``: ``loss = sum(r^2 / 2 if |r| <= 1 else |r| - 1/2) / n``,
+    ``dpredictions = clip(r, -1, 1) / n`` (NaN where ``r`` is NaN).
+
+    Parameters
+    ----------
+    predictions : ndarray (n, k)
+    targets : ndarray (n, k) (or (n,) when k == 1)
+    out : ndarray (n, k), optional
+
+    Returns
+    -------
+    loss : float
+    dpredictions : ndarray (n, k)
+    """
+    P = _logits(predictions, "predictions")
+    Y = _targets(targets, P, "targets")
+    out = check.out_array(out, "out", P.shape, P.dtype)
+    return _kernels(P).huber(P, Y, out), out
 
 
 def poisson(log_means, targets, *, out=None):

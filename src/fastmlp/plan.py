@@ -21,6 +21,8 @@ from fastmlp.optimizers import get_optimizer
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
 _INITS = ("auto", "he", "glorot", "course")
 _PENALTIES = ("per_step", "per_sample")
+# the losses of the network's raw output (logits, or log means): a linear output layer
+_TAKES_LOGITS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "poisson")
 # memory for the per-block copies of the gradients that let a step's row blocks run on
 # threads (the mid network gets 5 copies in float32, 11 MB; the large one none)
 _BLOCK_GRADIENT_BYTES = 16 << 20
@@ -48,8 +50,9 @@ class NetworkPlan:
         classification losses: they take logits).
     loss : str, default "softmax_cross_entropy"
         "softmax_cross_entropy" (integer labels), "sigmoid_binary_cross_entropy"
-        (targets in [0, 1]), "mean_squared_error" or "poisson" (half Poisson deviance with
-        the log link, scikit-learn's: the output is log(mean), counts >= 0).
+        (targets in [0, 1]), "mean_squared_error", "absolute_error", "huber" (delta 1) or
+        "poisson" (half Poisson deviance with the log link, scikit-learn's: the output is
+        log(mean), counts >= 0).
     optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
     batch_size : int, default 256
         The largest batch train_step accepts; the workspace is sized for it.
@@ -165,7 +168,7 @@ class NetworkPlan:
         return names
 
     def _check_output_activation(self):
-        if self.loss != "mean_squared_error" and self.activations[-1] != "identity":
+        if self.loss in _TAKES_LOGITS and self.activations[-1] != "identity":
             raise ValueError(
                 f"activations: {self.loss} takes logits, so the output layer must be "
                 f"'identity', not {self.activations[-1]!r}"

@@ -105,6 +105,9 @@ _HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "t
                        "elu": "elu", "softplus": "softplus"}
 _PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
                 "identity": "mean_squared_error", "exp": "poisson"}
+# MLPRegressor's loss -> the plan's; absolute_error and huber are fastmlp's extensions
+_REGRESSION_LOSSES = {"squared_error": "mean_squared_error", "poisson": "poisson",
+                      "absolute_error": "absolute_error", "huber": "huber"}
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 _PREDICT_CHUNK = 1024  # rows per pass of plan.forward (and per densified sparse chunk)
 _GATHER_BYTES = 64 << 20  # at most this much of a shuffled epoch's X is gathered at once
@@ -209,7 +212,8 @@ class _BaseMLP(BaseEstimator):
         plan = NetworkPlan(
             sizes,
             self._plan_activations(len(sizes) - 2),
-            loss=_PLAN_LOSSES[self.out_activation_],
+            loss=(_PLAN_LOSSES[self.out_activation_] if is_classifier(self)
+                  else _REGRESSION_LOSSES[self.loss]),
             optimizer=self._make_optimizer() if state is None else state["optimizer"],
             batch_size=max(1, int(capacity)),
             dtype=self.coefs_[0].dtype,
@@ -381,7 +385,7 @@ class _BaseMLP(BaseEstimator):
         result = training.minimize_lbfgs(
             plan, X, T, w, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
             verbose=self.verbose is True or self.verbose >= 1,
-            loss_per_output=not is_classifier(self) and self.loss != "poisson")
+            loss_per_output=not is_classifier(self) and self.loss == "squared_error")
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = np.float64(result.fun)
 
@@ -430,7 +434,7 @@ class _BaseMLP(BaseEstimator):
         runner = training.EpochRunner(
             plan, X_train, T_train, batch_size, sample_weight=sw_train,
             gather_bytes=_GATHER_BYTES, alpha=self.alpha,
-            loss_per_output=not is_classifier(self) and self.loss != "poisson")
+            loss_per_output=not is_classifier(self) and self.loss == "squared_error")
         sample_idx = np.arange(n_samples, dtype=int)
 
         def next_order():  # scikit-learn's stream: this epoch shuffles the last one's order
@@ -761,12 +765,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     attributes and methods; see the module docstring for the few differences). Parameters
     as MLPClassifier's, plus ``loss`` (first, as in scikit-learn 1.9): "squared_error"
     (the default) or "poisson" (half Poisson deviance, log link: ``out_activation_`` is
-    "exp"; y must be >= 0).
+    "exp"; y must be >= 0); fastmlp's extensions "absolute_error" and "huber" (delta 1),
+    whose ``loss_`` is the loss summed over the outputs, averaged over the rows.
     """
 
     _parameter_constraints: dict = {
         **_BaseMLP._parameter_constraints,
-        "loss": [StrOptions({"squared_error", "poisson"})],
+        "loss": [StrOptions(set(_REGRESSION_LOSSES))],
     }
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,

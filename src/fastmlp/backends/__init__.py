@@ -22,6 +22,8 @@ BACKEND_API = (
     "sigmoid_binary_cross_entropy",
     "mean_squared_error",
     "poisson",
+    "absolute_error",
+    "huber",
     "optimizer_update",
     "all_finite",
     "Network",

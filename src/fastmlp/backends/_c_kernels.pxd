@@ -115,6 +115,12 @@ cdef extern from "fastmlp.h" nogil:
     fm_status fm_poisson_f32(int64_t, int64_t, const float*, const float*, double*, float*)
     fm_status fm_poisson_f64(int64_t, int64_t, const double*, const double*, double*,
                              double*)
+    fm_status fm_absolute_error_f32(int64_t, int64_t, const float*, const float*, double*,
+                                    float*)
+    fm_status fm_absolute_error_f64(int64_t, int64_t, const double*, const double*, double*,
+                                    double*)
+    fm_status fm_huber_f32(int64_t, int64_t, const float*, const float*, double*, float*)
+    fm_status fm_huber_f64(int64_t, int64_t, const double*, const double*, double*, double*)
     fm_status fm_network_train_step_f32(fm_network*, int64_t, const float*, const void*,
                                         const float*, double*)
     fm_status fm_network_train_step_f64(fm_network*, int64_t, const double*, const void*,

@@ -283,6 +283,34 @@ def poisson(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
     return loss
 
 
+def absolute_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
+    """sum|P - Y| / rows; its (sub)gradient into dP."""
+    cdef fm_status st
+    cdef double loss = 0
+    with nogil:
+        if real is float:
+            st = fm_absolute_error_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss,
+                                       &dP[0, 0])
+        else:
+            st = fm_absolute_error_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss,
+                                       &dP[0, 0])
+    check(st)
+    return loss
+
+
+def huber(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
+    """The Huber loss (delta 1) of P against Y, a mean over rows; its gradient into dP."""
+    cdef fm_status st
+    cdef double loss = 0
+    with nogil:
+        if real is float:
+            st = fm_huber_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
+        else:
+            st = fm_huber_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
+    check(st)
+    return loss
+
+
 def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
     """sum((P - Y)**2) / (2 rows); its gradient into dP."""
     cdef fm_status st

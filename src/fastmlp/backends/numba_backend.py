@@ -539,6 +539,56 @@ def _mean_squared_error(P, Y, dP):
 
 
 @_inline
+def _absolute_error_terms(P, Y, w, inv_norm, dP):
+    """sum_i w_i sum_j |p - y| over P's rows; dP = w_i sign(p - y) inv_norm, where the sign
+    is 0 at p = y and a NaN stays NaN (r * 0, as loss.inc writes it). dP may be P."""
+    total = 0.0
+    for i in range(P.shape[0]):
+        wi = _row_weight(w, i)
+        scale = P.dtype.type(wi * inv_norm)
+        row = 0.0
+        for j in range(P.shape[1]):
+            r = P[i, j] - Y[i, j]
+            one = type(r)(1)
+            row += abs(np.float64(r))
+            dP[i, j] = (one if r > 0 else (-one if r < 0 else r * type(r)(0))) * scale
+        total += wi * row
+    return total
+
+
+@_kernel
+def _absolute_error(P, Y, dP):
+    rows = P.shape[0]
+    return _absolute_error_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
+
+
+@_inline
+def _huber_terms(P, Y, w, inv_norm, dP):
+    """sum_i w_i sum_j huber(p - y) over P's rows with delta 1 (r^2 / 2 for |r| <= 1,
+    |r| - 1/2 beyond); dP = w_i clamp(r, -1, 1) inv_norm (a NaN r stays NaN). dP may
+    be P."""
+    total = 0.0
+    for i in range(P.shape[0]):
+        wi = _row_weight(w, i)
+        scale = P.dtype.type(wi * inv_norm)
+        row = 0.0
+        for j in range(P.shape[1]):
+            r = P[i, j] - Y[i, j]
+            one = type(r)(1)
+            a = abs(np.float64(r))
+            row += 0.5 * a * a if a <= 1.0 else a - 0.5
+            dP[i, j] = (one if r > one else (-one if r < -one else r)) * scale
+        total += wi * row
+    return total
+
+
+@_kernel
+def _huber(P, Y, dP):
+    rows = P.shape[0]
+    return _huber_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
+
+
+@_inline
 def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     """Given E[i, j] = e^Z[r0 + i, j] (the mean mu): the half Poisson deviances of rows
     r0 .. r0 + n - 1 with the log link, y log(y) - y z - y + mu (y log y = 0 at y = 0),
@@ -652,6 +702,14 @@ def mean_squared_error(P, Y, dP):
 
 def poisson(Z, Y, dZ):
     return float(_poisson(Z, Y, dZ))
+
+
+def absolute_error(P, Y, dP):
+    return float(_absolute_error(P, Y, dP))
+
+
+def huber(P, Y, dP):
+    return float(_huber(P, Y, dP))
 
 
 @_kernel
@@ -1026,6 +1084,16 @@ def _poisson_rows(Z, Y, w, inv_norm, dZ):
 
 
 @_kernel
+def _absolute_error_rows(P, Y, w, inv_norm, dP):
+    return _absolute_error_terms(P, Y, w, inv_norm, dP)
+
+
+@_kernel
+def _huber_rows(P, Y, w, inv_norm, dP):
+    return _huber_terms(P, Y, w, inv_norm, dP)
+
+
+@_kernel
 def _loss_rows(code, Z, labels, targets, w, inv_norm, dZ):
     """The loss of Z's rows, sum_i w_i loss_i (w empty: every w_i = 1), and their gradient
     dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
@@ -1036,6 +1104,10 @@ def _loss_rows(code, Z, labels, targets, w, inv_norm, dZ):
         return _sigmoid_binary_cross_entropy_rows(Z, targets, w, inv_norm, dZ)
     if code == 3:
         return _poisson_rows(Z, targets, w, inv_norm, dZ)
+    if code == 4:
+        return _absolute_error_rows(Z, targets, w, inv_norm, dZ)
+    if code == 5:
+        return _huber_rows(Z, targets, w, inv_norm, dZ)
     return _mean_squared_error_rows(Z, targets, w, inv_norm, dZ)
 
 

@@ -151,8 +151,34 @@ def _poisson_rows(Z, Y, w, inv_norm, dZ):
     return float(np.sum(w * np.sum(loss, axis=1)))
 
 
+def _absolute_error_rows(P, Y, w, inv_norm, dP):
+    # |p - y|, dloss/dp = sign(p - y): 0 at p = y, a NaN r stays NaN (the C core's r * 0,
+    # which is r itself there)
+    diff = P - Y
+    one = P.dtype.type(1)
+    sign = np.where(diff > 0, one, np.where(diff < 0, -one, diff))
+    w, scale = _row_weights(w, P.shape[0], inv_norm, P.dtype)
+    dP[...] = sign * scale
+    return float(np.sum(w * np.sum(np.abs(diff.astype(np.float64)), axis=1)))
+
+
+def _huber_rows(P, Y, w, inv_norm, dP):
+    # delta 1: r^2 / 2 for |r| <= 1, |r| - 1/2 beyond; dloss/dp = r clipped to [-1, 1]
+    # (a NaN r fails every test and stays NaN)
+    diff = P - Y
+    a = np.abs(diff.astype(np.float64))
+    inner = np.where(a <= 1, a, 0.0)  # squares only |r| <= 1: a huge r does not overflow
+    loss = np.where(a <= 1, 0.5 * inner * inner, a - 0.5)
+    one = P.dtype.type(1)
+    clipped = np.where(diff > 1, one, np.where(diff < -1, -one, diff))
+    w, scale = _row_weights(w, P.shape[0], inv_norm, P.dtype)
+    dP[...] = clipped * scale
+    return float(np.sum(w * np.sum(loss, axis=1)))
+
+
 # by the loss code of fastmlp._registry.LOSSES
-_LOSS_ROWS = (_softmax_cross_entropy_rows, _sigmoid_bce_rows, _mse_rows, _poisson_rows)
+_LOSS_ROWS = (_softmax_cross_entropy_rows, _sigmoid_bce_rows, _mse_rows, _poisson_rows,
+              _absolute_error_rows, _huber_rows)
 
 
 def loss_rows(code, Z, y, w, inv_norm, dZ):
@@ -184,6 +210,14 @@ def mean_squared_error(P, Y, dP):
 
 def poisson(Z, Y, dZ):
     return _mean(_poisson_rows, Z, Y, dZ)
+
+
+def absolute_error(P, Y, dP):
+    return _mean(_absolute_error_rows, P, Y, dP)
+
+
+def huber(P, Y, dP):
+    return _mean(_huber_rows, P, Y, dP)
 
 
 def all_finite(X, n_threads=1):
