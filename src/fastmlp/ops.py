@@ -270,6 +270,14 @@ def sigmoid_binary_cross_entropy(logits, targets, *, out=None):
     return _kernels(Z).sigmoid_binary_cross_entropy(Z, Y, out), out
 
 
+def _regression_loss(kernel, predictions, targets, out):
+    """(loss, gradient) of the backend's kernel of that name on (n, k) predictions."""
+    P = _logits(predictions, "predictions")
+    Y = _targets(targets, P, "targets")
+    out = check.out_array(out, "out", P.shape, P.dtype)
+    return getattr(_kernels(P), kernel)(P, Y, out), out
+
+
 def mean_squared_error(predictions, targets, *, out=None):
     """``loss = sum((p - y)^2) / (2 n)`` and its gradient ``(p - y) / n``.
 
@@ -284,10 +292,7 @@ def mean_squared_error(predictions, targets, *, out=None):
     loss : float
     dpredictions : ndarray (n, k)
     """
-    P = _logits(predictions, "predictions")
-    Y = _targets(targets, P, "targets")
-    out = check.out_array(out, "out", P.shape, P.dtype)
-    return _kernels(P).mean_squared_error(P, Y, out), out
+    return _regression_loss("mean_squared_error", predictions, targets, out)
 
 
 def absolute_error(predictions, targets, *, out=None):
@@ -306,10 +311,7 @@ def absolute_error(predictions, targets, *, out=None):
     loss : float
     dpredictions : ndarray (n, k)
     """
-    P = _logits(predictions, "predictions")
-    Y = _targets(targets, P, "targets")
-    out = check.out_array(out, "out", P.shape, P.dtype)
-    return _kernels(P).absolute_error(P, Y, out), out
+    return _regression_loss("absolute_error", predictions, targets, out)
 
 
 def huber(predictions, targets, *, out=None):
@@ -330,10 +332,7 @@ def huber(predictions, targets, *, out=None):
     loss : float
     dpredictions : ndarray (n, k)
     """
-    P = _logits(predictions, "predictions")
-    Y = _targets(targets, P, "targets")
-    out = check.out_array(out, "out", P.shape, P.dtype)
-    return _kernels(P).huber(P, Y, out), out
+    return _regression_loss("huber", predictions, targets, out)
 
 
 def poisson(log_means, targets, *, out=None):
