@@ -17,7 +17,7 @@ import zipfile
 
 import numpy as np
 
-from fastmlp import _backend, _threads, training
+from fastmlp import _backend, _files, _threads, training
 from fastmlp import _validation as check
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
@@ -561,7 +561,8 @@ class MLP:
         }
 
     def save(self, path):
-        """Architecture, classes and weights in one .npz file (no pickled code)."""
+        """Architecture, classes and weights in one .npz file (no pickled code), written
+        atomically: at every instant `path` holds the old file or the complete new one."""
         self._check_fitted()
         arrays = {"config": np.array(json.dumps(self._config()))}
         for i, (W, b) in enumerate(self.net_.weights):
@@ -570,8 +571,8 @@ class MLP:
             arrays[f"extra_{name}"] = value
         if hasattr(self, "classes_"):
             arrays["classes"] = self.classes_
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        # atomically: a crash, Ctrl-C or full disk leaves the old file or the new one
+        _files.atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
     def load(cls, path):
@@ -585,8 +586,9 @@ class MLP:
             if config.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"format version {config.get('version')} is not supported")
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
-                        loss=config.get("loss"), dropout=config["dropout"], batch_norm=config["batch_norm"],
-                        init=config["init"], dtype=config["dtype"], seed=config["seed"])
+                        loss=config.get("loss"), dropout=config["dropout"],
+                        batch_norm=config["batch_norm"], init=config["init"],
+                        dtype=config["dtype"], seed=config["seed"])
             model.task_ = config["task_"]
             if "classes" in arrays:
                 model.classes_ = arrays.pop("classes")
