@@ -101,3 +101,101 @@ def test_saved_files_get_the_usual_permissions(tmp_path):
     path.chmod(0o600)
     _model(1).save(path)  # a replaced file keeps its permissions
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+# -- model files from strangers -----------------------------------------------------------
+
+def _members(path):
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def _write(path, members):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+
+
+def _npy(array, header_shape=None):
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=True)
+    data = buffer.getvalue()
+    if header_shape is not None:  # the same bytes under a header that lies about the shape
+        old = repr(array.shape).encode()
+        new = repr(header_shape).encode()
+        data = data.replace(old, new + b" " * (len(old) - len(new)) if len(new) <= len(old)
+                            else new, 1)
+    return data
+
+
+def _config_of(members):
+    import io
+    import json
+
+    return json.loads(str(np.lib.format.read_array(io.BytesIO(members["config.npy"]))))
+
+
+def _with_config(members, config):
+    import json
+
+    return {**members, "config.npy": _npy(np.array(json.dumps(config)))}
+
+
+def test_hostile_model_files_are_refused_before_anything_large_is_allocated(tmp_path):
+    good = tmp_path / "good.npz"
+    model = _model(0)
+    model.save(good)
+    members = _members(good)
+    config = _config_of(members)
+    W0 = np.load(good)["W0"]
+    cases = {
+        "a member declaring 100 GB": {**members, "W0.npy": _npy(W0, (10**10, 10))},
+        "an object array": {**members, "classes.npy": _npy(np.array([1, "a"], object))},
+        "an unexpected member": {**members, "payload.npy": _npy(np.zeros(3))},
+        "a path in a member name": {**members, "../W0.npy": members["W0.npy"]},
+        "a missing weight": {k: v for k, v in members.items() if k != "W1.npy"},
+        "a weight of another shape": {**members, "W0.npy": _npy(W0[:10])},
+        "a header that is not JSON": {**members, "config.npy": _npy(np.array("{nope"))},
+        "a deeply nested header": _with_config(members, {**config, "history": [[[[[[[[[[1]]]]]]]]]]}),
+        "a header of 2 MB": _with_config(members, {**config, "history": "x" * (2 << 20)}),
+        "a huge batch in the header": _with_config(members, {**config, "batch_size": 1 << 23}),
+        "a huge layer in the header": _with_config(
+            members, {**config, "hidden_layer_sizes": [10**12]}),
+        "a header that is a list": {**members, "config.npy": _npy(np.array("[1, 2]"))},
+        "no header": {k: v for k, v in members.items() if k != "config.npy"},
+    }
+    for name, content in cases.items():
+        path = tmp_path / "bad.npz"
+        _write(path, content)
+        with pytest.raises(ValueError, match="not a fastmlp model file"):
+            fastmlp.MLP.load(path)
+    with pytest.raises(ValueError, match="max_bytes"):
+        fastmlp.MLP.load(good, max_bytes=1000)
+    assert _same(fastmlp.MLP.load(good), model)
+
+
+def test_flipped_bytes_give_a_value_error_or_the_same_model(tmp_path):
+    good = tmp_path / "good.npz"
+    model = _model(0)
+    model.save(good)
+    data = bytearray(good.read_bytes())
+    rng = random.Random(1)
+    refused = 0
+    for _ in range(200):
+        mutated = bytearray(data)
+        mutated[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        path = tmp_path / "flipped.npz"
+        path.write_bytes(bytes(mutated))
+        try:
+            loaded = fastmlp.MLP.load(path)
+        except ValueError:
+            refused += 1
+            continue
+        assert _same(loaded, model)  # a flip the format does not read (zip metadata)
+    assert refused > 150

@@ -1,10 +1,14 @@
-"""Writing files so that a crash never costs the file that was there.
+"""Model files: written so that a crash never costs the file that was there, and read
+from strangers without trusting them.
 
 atomic_write(path, write) writes into a temporary file in the target's directory, flushes
 and fsyncs it, renames it over the target (one atomic step on POSIX and Windows) and
 fsyncs the directory: at any instant the path holds the complete old file or the complete
 new one. A failure removes the temporary file; one left by a killed process (its name
 holds the writer's pid) is removed by the next save to that path.
+
+check_npz and check_json validate an archive and its JSON header before anything large is
+allocated: member names, dtypes, sizes, total declared bytes, header size and nesting.
 """
 
 from __future__ import annotations
@@ -103,3 +107,71 @@ def _fsync_directory(directory):
         pass
     finally:
         os.close(fd)
+
+
+# -- reading archives from strangers --------------------------------------------------------
+
+MAX_HEADER_BYTES = 1 << 20  # the JSON header of a model file
+MAX_JSON_DEPTH = 8
+
+
+def check_npz(path, allowed, max_bytes):
+    """Check an .npz archive before any array is read: every member is `<name>.npy` with
+    allowed(name) true, a plain .npy header (no object dtype, no pickle), and a size that
+    agrees with its header; the arrays' declared bytes total at most max_bytes. Returns
+    {name: (dtype, shape)}; ValueError naming the problem otherwise. Reads only the zip
+    directory and the .npy headers."""
+    import zipfile
+
+    import numpy as np
+
+    declared = 0
+    members = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if not name.endswith(".npy") or "/" in name or not allowed(name[:-4]):
+                raise ValueError(f"unexpected member {name!r}")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"{name}: .npy version {version} is not supported")
+                shape, fortran, dtype = read_header(member, max_header_size=10000)
+                header_end = member.tell()
+            if dtype.hasobject or dtype.kind not in "biufU":
+                raise ValueError(f"{name}: dtype {dtype} is not allowed")
+            if fortran:
+                raise ValueError(f"{name}: Fortran-ordered arrays are not expected")
+            size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if any(d < 0 for d in shape) or info.file_size != header_end + size:
+                raise ValueError(f"{name}: its header declares {shape} {dtype}, which does "
+                                 f"not match its {info.file_size} bytes")
+            declared += size
+            if declared > max_bytes:
+                raise ValueError(f"the arrays declare more than max_bytes={max_bytes} bytes")
+            members[name[:-4]] = (dtype, tuple(shape))
+    return members
+
+
+def check_json(text, max_bytes=MAX_HEADER_BYTES, max_depth=MAX_JSON_DEPTH):
+    """json.loads of a header from a stranger: size and nesting bounded."""
+    import json
+
+    if len(text) > max_bytes:
+        raise ValueError(f"the header has {len(text)} characters, more than {max_bytes}")
+    value = json.loads(text)
+
+    def depth(v, level):
+        if level > max_depth:
+            raise ValueError(f"the header nests deeper than {max_depth} levels")
+        if isinstance(v, dict):
+            for item in v.values():
+                depth(item, level + 1)
+        elif isinstance(v, list):
+            for item in v:
+                depth(item, level + 1)
+
+    depth(value, 0)
+    return value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import warnings
 import zipfile
@@ -575,16 +576,25 @@ class MLP:
         _files.atomic_write(path, lambda f: np.savez(f, **arrays))
 
     @classmethod
-    def load(cls, path):
-        """A model saved by save(); ValueError for a file that is not one."""
+    def load(cls, path, *, max_bytes=1 << 30):
+        """A model saved by save(); ValueError for a file that is not one.
+
+        The file may come from a stranger: its members, dtypes, declared sizes and header
+        are checked before anything is read, and nothing larger than max_bytes (arrays,
+        and the workspace the model would allocate) is allocated."""
         try:
+            members = _files.check_npz(path, _model_member, max_bytes)
+            if members.get("config", (None, None))[1] != () or \
+                    members["config"][0].kind != "U":
+                raise ValueError("no fastmlp.MLP header")
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
-            config = json.loads(str(arrays.pop("config")))
-            if config.get("format") != _FORMAT:
+            config = _files.check_json(str(arrays.pop("config")))
+            if not isinstance(config, dict) or config.get("format") != _FORMAT:
                 raise ValueError("no fastmlp.MLP header")
             if config.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"format version {config.get('version')} is not supported")
+            _check_model_shapes(config, members, max_bytes)
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
                         loss=config.get("loss"), dropout=config["dropout"],
                         batch_norm=config["batch_norm"], init=config["init"],
@@ -602,7 +612,7 @@ class MLP:
             model.history = config.get("history", {})
             return model
         except (OSError, KeyError, ValueError, TypeError, AttributeError, EOFError,
-                zipfile.BadZipFile) as exc:
+                OverflowError, zipfile.BadZipFile) as exc:
             if isinstance(exc, FileNotFoundError):
                 raise
             raise ValueError(f"{path}: not a fastmlp model file ({exc})") from exc
@@ -663,3 +673,38 @@ def _lbfgs_options(options, learning_rate):
                          f"{sorted(unknown) or ['learning_rate']}")
     return {"max_fun": check.positive_int(options.get("max_fun", 15000), "max_fun"),
             "tol": check.real_scalar(options.get("tol", 1e-4), "tol", low=0)}
+
+
+def _model_member(name):
+    """Whether an archive member name is one MLP.save writes."""
+    return (name in ("config", "classes")
+            or re.fullmatch(r"[Wb][0-9]{1,2}|extra_[A-Za-z0-9_]{1,64}", name) is not None)
+
+
+def _check_model_shapes(config, members, max_bytes):
+    """The header's architecture against the arrays' declared shapes, and the workspace
+    a model of that architecture allocates (its batch of rows) under max_bytes."""
+    def count(key, low=1, high=1 << 31):
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value < high:
+            raise ValueError(f"header: {key} must be an integer in [{low}, {high}), got "
+                             f"{value!r}")
+        return value
+
+    hidden = config.get("hidden_layer_sizes")
+    if not isinstance(hidden, list) or len(hidden) > 64 or not all(
+            isinstance(h, int) and not isinstance(h, bool) and 0 < h < 1 << 31 for h in hidden):
+        raise ValueError("header: hidden_layer_sizes must be a list of positive integers")
+    sizes = [count("n_features_in_"), *hidden, count("n_outputs_")]
+    expected = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        expected[f"W{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
+    found = {k: shape for k, (_, shape) in members.items() if re.fullmatch(r"[Wb][0-9]+", k)}
+    if found != expected:
+        raise ValueError("the weights' shapes do not match the header's architecture")
+    dtype = np.dtype(config.get("dtype"))
+    batch = count("batch_size", high=1 << 24)
+    workspace = batch * (sizes[0] + 2 * sum(sizes[1:])) * dtype.itemsize
+    if workspace > max_bytes:
+        raise ValueError(f"the model's batch workspace ({workspace} bytes) is over "
+                         f"max_bytes={max_bytes}")
