@@ -298,3 +298,14 @@ def relative_error(analytic, numeric):
     numeric = np.asarray(numeric, dtype=np.float64)
     scale = max(np.max(np.abs(analytic)), np.max(np.abs(numeric)), 1e-12)
     return float(np.max(np.abs(analytic - numeric)) / scale)
+
+
+def outlier_regression(seed, n=400):
+    """(X, y, clean): y = clean = x0 - 2 x1 on [-1, 1]^2, with every tenth y off by 50, the
+    data on which a robust loss must beat the squared error."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-1, 1, (n, 2))
+    clean = X[:, 0] - 2 * X[:, 1]
+    y = clean.copy()
+    y[::10] += 50.0
+    return X, y, clean

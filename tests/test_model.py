@@ -24,6 +24,7 @@ import fastmlp.model
 from fastmlp.datasets import load_mnist_sample, make_spiral
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import Adam, Nesterov
+from helpers import outlier_regression
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}
@@ -1220,11 +1221,7 @@ def test_poisson_regression_predicts_the_mean_and_round_trips(tmp_path):
 
 @pytest.mark.parametrize("loss", ["absolute_error", "huber"])
 def test_robust_regression_losses(loss):
-    rng = np.random.default_rng(1)
-    X = rng.uniform(-1, 1, (400, 2))
-    clean = X[:, 0] - 2 * X[:, 1]
-    y = clean.copy()
-    y[::10] += 50.0
+    X, y, clean = outlier_regression(1)
     fits = {name: fastmlp.MLP((16,), "tanh", task="regression", loss=name, seed=0,
                               dtype=np.float64).fit(X, y, epochs=60, batch_size=32,
                                                     learning_rate=1e-2, verbose=0)

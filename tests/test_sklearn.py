@@ -31,6 +31,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 import fastmlp  # noqa: E402
 from fastmlp import datasets  # noqa: E402
 from fastmlp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+from helpers import outlier_regression  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -735,11 +736,7 @@ def test_warnings_point_at_the_callers_line(digits):
 
 @pytest.mark.parametrize("solver", ["adam", "lbfgs"])
 def test_extension_losses_absolute_error_and_huber_resist_outliers(solver):
-    rng = np.random.default_rng(0)
-    X = rng.uniform(-1, 1, (400, 2))
-    clean = X[:, 0] - 2 * X[:, 1]
-    y = clean.copy()
-    y[::10] += 50.0  # one row in ten is a gross outlier
+    X, y, clean = outlier_regression(0)  # one row in ten is a gross outlier
     errors = {}
     for loss in ("squared_error", "absolute_error", "huber"):
         est = MLPRegressor(loss=loss, hidden_layer_sizes=(16,), solver=solver, max_iter=300,

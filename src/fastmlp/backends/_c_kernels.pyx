@@ -255,73 +255,50 @@ def softmax_cross_entropy(const real[:, ::1] Z, const int64_t[::1] y,
     return loss
 
 
-def sigmoid_binary_cross_entropy(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
-    """Sigmoid BCE with logits Z on targets Y; its gradient into dZ."""
+ctypedef fm_status (*_loss_f32)(int64_t, int64_t, const float*, const float*, double*,
+                                float*) noexcept nogil
+ctypedef fm_status (*_loss_f64)(int64_t, int64_t, const double*, const double*, double*,
+                                double*) noexcept nogil
+
+
+cdef double _elementwise_loss(_loss_f32 f32, _loss_f64 f64, const real[:, ::1] Z,
+                              const real[:, ::1] Y, real[:, ::1] dZ) except? -1:
+    """One of the losses with the signature (rows, cols, Z, Y, loss, dZ): its mean over
+    the rows, and its gradient into dZ."""
     cdef fm_status st
     cdef double loss = 0
     with nogil:
         if real is float:
-            st = fm_sigmoid_bce_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss,
-                                    &dZ[0, 0])
+            st = f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
         else:
-            st = fm_sigmoid_bce_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss,
-                                    &dZ[0, 0])
+            st = f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
     check(st)
     return loss
+
+
+def sigmoid_binary_cross_entropy(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
+    """Sigmoid BCE with logits Z on targets Y; its gradient into dZ."""
+    return _elementwise_loss(fm_sigmoid_bce_f32, fm_sigmoid_bce_f64, Z, Y, dZ)
 
 
 def poisson(const real[:, ::1] Z, const real[:, ::1] Y, real[:, ::1] dZ):
     """Half Poisson deviance of log-means Z on counts Y; its gradient into dZ."""
-    cdef fm_status st
-    cdef double loss = 0
-    with nogil:
-        if real is float:
-            st = fm_poisson_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
-        else:
-            st = fm_poisson_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], &loss, &dZ[0, 0])
-    check(st)
-    return loss
+    return _elementwise_loss(fm_poisson_f32, fm_poisson_f64, Z, Y, dZ)
 
 
 def absolute_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
     """sum|P - Y| / rows; its (sub)gradient into dP."""
-    cdef fm_status st
-    cdef double loss = 0
-    with nogil:
-        if real is float:
-            st = fm_absolute_error_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss,
-                                       &dP[0, 0])
-        else:
-            st = fm_absolute_error_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss,
-                                       &dP[0, 0])
-    check(st)
-    return loss
+    return _elementwise_loss(fm_absolute_error_f32, fm_absolute_error_f64, P, Y, dP)
 
 
 def huber(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
     """The Huber loss (delta 1) of P against Y, a mean over rows; its gradient into dP."""
-    cdef fm_status st
-    cdef double loss = 0
-    with nogil:
-        if real is float:
-            st = fm_huber_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
-        else:
-            st = fm_huber_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
-    check(st)
-    return loss
+    return _elementwise_loss(fm_huber_f32, fm_huber_f64, P, Y, dP)
 
 
 def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] dP):
     """sum((P - Y)**2) / (2 rows); its gradient into dP."""
-    cdef fm_status st
-    cdef double loss = 0
-    with nogil:
-        if real is float:
-            st = fm_mse_f32(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
-        else:
-            st = fm_mse_f64(P.shape[0], P.shape[1], &P[0, 0], &Y[0, 0], &loss, &dP[0, 0])
-    check(st)
-    return loss
+    return _elementwise_loss(fm_mse_f32, fm_mse_f64, P, Y, dP)
 
 
 cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1, double beta2,

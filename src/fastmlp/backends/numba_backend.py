@@ -499,23 +499,6 @@ def _sigmoid_bce_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     return total
 
 
-@_kernel
-def _sigmoid_binary_cross_entropy(Z, Y, dZ):
-    rows, cols = Z.shape
-    no_weights = Z.reshape(Z.size)[:0]
-    total = 0.0
-    E, _ = _exp_block(Z)
-    block = E.shape[0]
-    for r0 in range(0, rows, block):
-        n = min(block, rows - r0)
-        for i in range(n):
-            for j in range(cols):
-                E[i, j] = -abs(Z[r0 + i, j])
-        _exp_inplace(E[:n])
-        total = _sigmoid_bce_terms(Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
-    return total / rows
-
-
 @_inline
 def _mean_squared_error_terms(P, Y, w, inv_norm, dP):
     """sum_i w_i sum_j (p - y)^2 / 2 over P's rows; dP = w_i (p - y) inv_norm."""
@@ -530,12 +513,6 @@ def _mean_squared_error_terms(P, Y, w, inv_norm, dP):
             dP[i, j] = r * scale
         total += wi * 0.5 * row
     return total
-
-
-@_kernel
-def _mean_squared_error(P, Y, dP):
-    rows = P.shape[0]
-    return _mean_squared_error_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
 
 
 @_inline
@@ -554,12 +531,6 @@ def _absolute_error_terms(P, Y, w, inv_norm, dP):
             dP[i, j] = (one if r > 0 else (-one if r < 0 else r * type(r)(0))) * scale
         total += wi * row
     return total
-
-
-@_kernel
-def _absolute_error(P, Y, dP):
-    rows = P.shape[0]
-    return _absolute_error_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
 
 
 @_inline
@@ -582,12 +553,6 @@ def _huber_terms(P, Y, w, inv_norm, dP):
     return total
 
 
-@_kernel
-def _huber(P, Y, dP):
-    rows = P.shape[0]
-    return _huber_terms(P, Y, P.reshape(P.size)[:0], 1.0 / rows, dP) / rows
-
-
 @_inline
 def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     """Given E[i, j] = e^Z[r0 + i, j] (the mean mu): the half Poisson deviances of rows
@@ -607,21 +572,46 @@ def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     return total
 
 
+@_inline
+def _exp_loss_terms(poisson, Z, Y, E, r0, n, w, inv_norm, dZ, total):
+    """The rows r0 .. r0 + n - 1 of sigmoid BCE (E = e^-|z|) or of the Poisson deviance
+    (E = e^z, the mean): E filled and exponentiated here, then the loss's terms."""
+    for i in range(n):
+        for j in range(Z.shape[1]):
+            E[i, j] = Z[r0 + i, j] if poisson else -abs(Z[r0 + i, j])
+    _exp_inplace(E[:n])
+    if poisson:
+        return _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total)
+    return _sigmoid_bce_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total)
+
+
 @_kernel
-def _poisson(Z, Y, dZ):
-    rows, cols = Z.shape
+def _exp_loss_mean(poisson, Z, Y, dZ):
+    """The public sigmoid BCE or Poisson kernel: the mean over rows, a block of rows at a
+    time through the scratch E (dZ may be Z)."""
+    rows = Z.shape[0]
     no_weights = Z.reshape(Z.size)[:0]
     total = 0.0
     E, _ = _exp_block(Z)
-    block = E.shape[0]
-    for r0 in range(0, rows, block):
-        n = min(block, rows - r0)
-        for i in range(n):
-            for j in range(cols):
-                E[i, j] = Z[r0 + i, j]
-        _exp_inplace(E[:n])
-        total = _poisson_terms(Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
+    for r0 in range(0, rows, E.shape[0]):
+        n = min(E.shape[0], rows - r0)
+        total = _exp_loss_terms(poisson, Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
     return total / rows
+
+
+@_kernel
+def _regression_mean(code, P, Y, dP):
+    """The public squared-error (2), absolute-error (4) or Huber (5) kernel: the mean over
+    rows (dP may be P)."""
+    no_weights = P.reshape(P.size)[:0]
+    inv_rows = 1.0 / P.shape[0]
+    if code == 4:
+        total = _absolute_error_terms(P, Y, no_weights, inv_rows, dP)
+    elif code == 5:
+        total = _huber_terms(P, Y, no_weights, inv_rows, dP)
+    else:
+        total = _mean_squared_error_terms(P, Y, no_weights, inv_rows, dP)
+    return total * inv_rows
 
 
 @_kernel
@@ -693,23 +683,23 @@ def softmax_cross_entropy(Z, y, sample_weight, dZ):
 
 
 def sigmoid_binary_cross_entropy(Z, Y, dZ):
-    return float(_sigmoid_binary_cross_entropy(Z, Y, dZ))
+    return float(_exp_loss_mean(False, Z, Y, dZ))
 
 
 def mean_squared_error(P, Y, dP):
-    return float(_mean_squared_error(P, Y, dP))
+    return float(_regression_mean(2, P, Y, dP))
 
 
 def poisson(Z, Y, dZ):
-    return float(_poisson(Z, Y, dZ))
+    return float(_exp_loss_mean(True, Z, Y, dZ))
 
 
 def absolute_error(P, Y, dP):
-    return float(_absolute_error(P, Y, dP))
+    return float(_regression_mean(4, P, Y, dP))
 
 
 def huber(P, Y, dP):
-    return float(_huber(P, Y, dP))
+    return float(_regression_mean(5, P, Y, dP))
 
 
 @_kernel
@@ -1055,60 +1045,19 @@ def _softmax_cross_entropy_rows(Z, y, w, inv_norm, dZ):
 
 
 @_kernel
-def _sigmoid_binary_cross_entropy_rows(Z, Y, w, inv_norm, dZ):
-    """_sigmoid_binary_cross_entropy's weighted sum over some rows of a batch, and their
-    dZ. dZ (C-contiguous) is not Z: it takes the exps first."""
-    rows, cols = Z.shape
-    for i in range(rows):
-        for j in range(cols):
-            dZ[i, j] = -abs(Z[i, j])
-    _exp_inplace(dZ)
-    return _sigmoid_bce_terms(Z, Y, dZ, 0, rows, w, inv_norm, dZ, 0.0)
-
-
-@_kernel
-def _mean_squared_error_rows(P, Y, w, inv_norm, dP):
-    return _mean_squared_error_terms(P, Y, w, inv_norm, dP)
-
-
-@_kernel
-def _poisson_rows(Z, Y, w, inv_norm, dZ):
-    """_poisson's weighted sum over some rows of a batch, and their dZ. dZ (C-contiguous)
-    is not Z: it takes the means e^z first."""
-    rows, cols = Z.shape
-    for i in range(rows):
-        for j in range(cols):
-            dZ[i, j] = Z[i, j]
-    _exp_inplace(dZ)
-    return _poisson_terms(Z, Y, dZ, 0, rows, w, inv_norm, dZ, 0.0)
-
-
-@_kernel
-def _absolute_error_rows(P, Y, w, inv_norm, dP):
-    return _absolute_error_terms(P, Y, w, inv_norm, dP)
-
-
-@_kernel
-def _huber_rows(P, Y, w, inv_norm, dP):
-    return _huber_terms(P, Y, w, inv_norm, dP)
-
-
-@_kernel
 def _loss_rows(code, Z, labels, targets, w, inv_norm, dZ):
     """The loss of Z's rows, sum_i w_i loss_i (w empty: every w_i = 1), and their gradient
     dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
     sum, 1 / inv_norm (network.inc's fm_output_loss)."""
     if code == 0:
         return _softmax_cross_entropy_rows(Z, labels, w, inv_norm, dZ)
-    if code == 1:
-        return _sigmoid_binary_cross_entropy_rows(Z, targets, w, inv_norm, dZ)
-    if code == 3:
-        return _poisson_rows(Z, targets, w, inv_norm, dZ)
+    if code == 1 or code == 3:  # dZ (C-contiguous, not Z) is their exps' scratch first
+        return _exp_loss_terms(code == 3, Z, targets, dZ, 0, Z.shape[0], w, inv_norm, dZ, 0.0)
     if code == 4:
-        return _absolute_error_rows(Z, targets, w, inv_norm, dZ)
+        return _absolute_error_terms(Z, targets, w, inv_norm, dZ)
     if code == 5:
-        return _huber_rows(Z, targets, w, inv_norm, dZ)
-    return _mean_squared_error_rows(Z, targets, w, inv_norm, dZ)
+        return _huber_terms(Z, targets, w, inv_norm, dZ)
+    return _mean_squared_error_terms(Z, targets, w, inv_norm, dZ)
 
 
 @_kernel
