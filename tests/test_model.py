@@ -18,13 +18,13 @@ import time
 
 import numpy as np
 import pytest
+from helpers import outlier_regression
 
 import fastmlp
 import fastmlp.model
 from fastmlp.datasets import load_mnist_sample, make_spiral
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import Adam, Nesterov
-from helpers import outlier_regression
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
 LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}

@@ -271,3 +271,14 @@ def test_weighted_training_is_the_same_on_every_backend(backend, dtype, rng, los
     np.testing.assert_allclose(got_grad, ref_grad, rtol=rtol, atol=rtol)
     np.testing.assert_allclose(plan.parameters, ref_plan.parameters, rtol=rtol, atol=rtol)
     assert plan.step == ref_plan.step == 20 + 4
+
+
+def test_penalty_and_alpha_are_checked():
+    with pytest.raises(ValueError, match="penalty: unknown 'per_batch'"):
+        fastmlp.NetworkPlan([2, 3, 2], penalty="per_batch")
+    from fastmlp import training
+
+    plan = fastmlp.NetworkPlan([2, 3, 2], batch_size=4)  # penalty="per_step"
+    X, y = np.zeros((4, 2)), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="penalty='per_sample'"):
+        training.EpochRunner(plan, X, y, 4, alpha=0.1)
