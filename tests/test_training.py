@@ -84,18 +84,22 @@ class _Runner:
 
     def __init__(self):
         self.orders = []
+        self.rows, self.loss_total = 0, 0.0
 
-    def run(self, order=None):
+    def run(self, order=None, start=None, stop=None):
         self.orders.append(order)
         return float(len(self.orders) - 1)
+
+    def consistent(self):
+        return True
 
 
 def test_the_loop_asks_for_each_order_before_its_epoch_and_stops_when_asked():
     runner, events = _Runner(), []
     orders = iter(range(100))
 
-    def epoch_order():
-        events.append(("order", len(runner.orders)))
+    def epoch_order(epoch):
+        events.append(("order", epoch))
         return next(orders)
 
     def after_epoch(epoch, loss):
@@ -118,13 +122,13 @@ def test_ctrl_c_ends_the_loop_and_is_reported(where):
             raise KeyboardInterrupt
 
     class Interrupted(_Runner):
-        def run(self, order=None):
+        def run(self, order=None, start=None, stop=None):
             maybe_interrupt("run", len(self.orders))
             return super().run(order)
 
     runner = Interrupted()
     outcome = training.train(
         runner, 10, lambda epoch, loss: maybe_interrupt("after_epoch", epoch),
-        epoch_order=lambda: maybe_interrupt("epoch_order", len(runner.orders)),
+        epoch_order=lambda epoch: maybe_interrupt("epoch_order", epoch),
         before_epoch=lambda epoch: maybe_interrupt("before_epoch", epoch))
     assert outcome == training.Outcome(2, interrupted=True)  # epochs 0 and 1 completed

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastmlp import _backend, ops
 from fastmlp import _validation as check
-from fastmlp.plan import NetworkPlan
+from fastmlp.plan import NetworkPlan, _set_generator_state
 
 _BN_EPS = 1e-5
 _BN_MOMENTUM = 0.9  # running = momentum * running + (1 - momentum) * batch statistic
@@ -78,6 +78,29 @@ class LayeredNetwork:
             self.beta[i][...] = state[f"beta{i}"]
             self.running_mean[i][...] = state[f"mean{i}"]
             self.running_var[i][...] = state[f"var{i}"]
+
+    def training_state(self):
+        """As NetworkPlan.training_state: ({"step", "rng"}, {name: optimizer array}); the
+        dropout masks come from the generator, so its state is the masks to come."""
+        scalars = {"step": int(self.step), "rng": self._rng.bit_generator.state}
+        arrays = {f"state{k}_{j}": a for j, states in enumerate(self._states)
+                  for k, a in enumerate(states)}
+        return scalars, arrays
+
+    def set_training_state(self, scalars, arrays):
+        expected = {f"state{k}_{j}": a for j, states in enumerate(self._states)
+                    for k, a in enumerate(states)}
+        if set(arrays) != set(expected):
+            raise ValueError(f"state: optimizer arrays {sorted(arrays)} do not fit this "
+                             f"network's optimizer ({sorted(expected)})")
+        for name, dst in expected.items():
+            src = check.float_array(arrays[name], f"state[{name!r}]")
+            check.shape(src, f"state[{name!r}]", dst.shape)
+        step = check.positive_int(scalars.get("step"), "state['step']", low=0, high=1 << 62)
+        _set_generator_state(self._rng, scalars.get("rng"))
+        for name, dst in expected.items():
+            dst[...] = arrays[name]
+        self.step = step
 
     def _alpha(self, layer):
         name = self.activations[layer]

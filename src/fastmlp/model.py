@@ -9,8 +9,11 @@ model that uses them trains through fastmlp.layers, the same kernels called laye
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
+import os
 import re
 import time
 import warnings
@@ -22,7 +25,7 @@ from fastmlp import _backend, _files, _threads, training
 from fastmlp import _validation as check
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
-from fastmlp.plan import NetworkPlan
+from fastmlp.plan import NetworkPlan, _set_generator_state
 from fastmlp.progress import Progress
 
 _TASKS = ("auto", "classification", "binary", "multilabel", "regression")
@@ -120,6 +123,7 @@ class MLP:
         self.backend = backend
         self.net_ = None
         self.history = {}
+        self._checkpoint = None  # a checkpointed fit MLP.load read, for fit(resume=True)
 
     # -- data --------------------------------------------------------------------------
 
@@ -217,11 +221,11 @@ class MLP:
             return len(self.classes_)
         return Y.shape[1]
 
-    def _build(self, n_features, n_outputs, optimizer, batch_size, l2, l1):
+    def _build(self, n_features, n_outputs, optimizer, batch_size, l2, l1, backend=None):
         sizes = [n_features, *self.hidden_layer_sizes, n_outputs]
         options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
                        dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
-                       backend=self.backend)
+                       backend=backend or self.backend)
         if self.batch_norm:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
                                        batch_norm=True, **options)
@@ -241,8 +245,9 @@ class MLP:
             learning_rate=None, schedule="constant", step_size=10, gamma=0.1,
             min_learning_rate=0.0, l2=0.0, l1=0.0, validation_data=None, validation_split=0.0,
             early_stopping=False, patience=5, min_delta=0.0, restore_best_weights=True,
-            shuffle=True, verbose=1, **optimizer_options):
-        """Train from scratch (new weights) and return self.
+            shuffle=True, verbose=1, checkpoint=None, checkpoint_every=1, resume=False,
+            **optimizer_options):
+        """Train from scratch (new weights), or resume a checkpointed fit, and return self.
 
         Parameters
         ----------
@@ -264,7 +269,23 @@ class MLP:
         early_stopping : bool; stop when the monitored loss (validation if any, else
             training) has not improved by min_delta for `patience` epochs
         restore_best_weights : bool; with early stopping, go back to the best epoch
+        shuffle : bool; visit the rows in a fresh order each epoch (from the seed)
         verbose : 0 silent, 1 a progress bar (tqdm when installed)
+        checkpoint : path, optional
+            Save the whole training state there, atomically, after every
+            checkpoint_every-th epoch, at the end and when Ctrl-C stops the fit: the model
+            (MLP.load reads it as one), the optimizer's state and step, the epoch and the
+            rows of it done, early stopping's best and patience, the history and the random
+            streams. With "lbfgs": the weights after every checkpoint_every iterations.
+        resume : bool, default False
+            Continue a checkpointed fit: this model's, if MLP.load read it from a
+            checkpoint, else the one at `checkpoint` (if there is none yet, the fit
+            starts, so a script can be rerun after a crash as it is). X, y and every
+            setting must be the checkpointed fit's (epochs may be raised); the final
+            weights, history and best epoch are then those of an uninterrupted fit, bit for
+            bit, on the same backend (for any n_threads). "lbfgs" resumes from the saved
+            weights only: SciPy's optimizer state cannot be saved, so the continuation is
+            a fresh L-BFGS run from there for the iterations left.
         **optimizer_options : momentum, beta1, beta2, eps, weight_decay (lbfgs: max_fun,
             tol)
 
@@ -292,6 +313,21 @@ class MLP:
         step_size = check.positive_int(step_size, "step_size")
         gamma = check.real_scalar(gamma, "gamma", low=0)
         min_learning_rate = check.real_scalar(min_learning_rate, "min_learning_rate", low=0)
+        checkpoint_every = check.positive_int(checkpoint_every, "checkpoint_every")
+        if checkpoint is not None:
+            checkpoint = os.fspath(checkpoint)
+        # what shapes the training besides the data and epochs: a resumed fit must match it
+        settings = {
+            "batch_size": batch_size,
+            "optimizer": {"name": "lbfgs", **lbfgs_options} if lbfgs else
+            {"name": opt.name, **dataclasses.asdict(opt)},
+            "schedule": schedule if isinstance(schedule, str) else "callable",
+            "step_size": step_size, "gamma": gamma, "min_learning_rate": min_learning_rate,
+            "l2": float(l2), "l1": float(l1), "validation_split": validation_split,
+            "early_stopping": bool(early_stopping), "patience": patience,
+            "min_delta": float(min_delta), "restore_best_weights": bool(restore_best_weights),
+            "shuffle": bool(shuffle)}
+        saved = self._saved_fit(checkpoint) if resume else None
         previous, self.net_ = self.net_, None
         try:
             X = self._features(X, fitting=True)
@@ -312,8 +348,13 @@ class MLP:
             validation_data = (X[-n_val:], y_raw[-n_val:])
             X, Y = X[:-n_val], Y[:-n_val]
             w = None if w is None else w[:-n_val]
+        # a resumed fit stays on its backend, unless this model names one or lacks it
+        backend = None
+        if saved is not None and self.backend is None and \
+                saved["record"]["backend"] in _backend.available_backends():
+            backend = saved["record"]["backend"]
         self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
-                    l2, l1)
+                    l2, l1, backend=backend)
         if validation_data is not None:
             X_val = self._features(validation_data[0])
             Y_val = self._encode_targets(validation_data[1], first=False)
@@ -322,8 +363,13 @@ class MLP:
         else:
             X_val = Y_val = None
         metric = "r2" if self.task_ == "regression" else "accuracy"
+        fit_record = None
+        if checkpoint is not None or saved is not None:
+            fit_record = {"settings": settings, "epochs": epochs,
+                          "data": _digest(X, Y, w, X_val, Y_val), "backend": self.net_.backend}
         if lbfgs:
-            return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options)
+            return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options,
+                                   fit_record, saved, checkpoint, checkpoint_every)
         lr_at = _lr_schedule(schedule, opt.learning_rate, epochs, step_size, gamma,
                              min_learning_rate)
         self.history = {"loss": [], metric: [], "lr": []}
@@ -332,12 +378,17 @@ class MLP:
         best = (np.inf, None, -1, {})
         waited = 0
         shuffler = _Shuffler(len(X), np.random.default_rng(self.seed)) if shuffle else None
+        start = training.Position()
+        if saved is not None:
+            start, best, waited = self._resume(saved, fit_record, shuffler)
         if len(X) > _METRIC_ROWS:
             rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
             X_metric, Y_metric = X[rows], Y[rows]
         else:
             X_metric, Y_metric = X, Y
-        progress = Progress(epochs * (-(-len(X) // batch_size)), verbose)
+        batches = -(-len(X) // batch_size)
+        progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
+                            verbose)
         runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
                                       batches_per_call=_BATCHES_PER_CALL,
                                       on_chunk=progress.update)
@@ -374,12 +425,19 @@ class MLP:
             waited += 1
             return early_stopping and waited >= patience
 
+        def save_checkpoint(position):
+            self._write_checkpoint(checkpoint, position, fit_record, (best, waited), shuffler)
+
         self.stopped_early_ = self.interrupted_ = False
         try:
-            outcome = training.train(runner, epochs, after_epoch, before_epoch=before_epoch,
-                                     epoch_order=None if shuffler is None else shuffler.order)
+            outcome = training.train(
+                runner, epochs, after_epoch, before_epoch=before_epoch, start=start,
+                epoch_order=None if shuffler is None else shuffler.order,
+                checkpoint=None if checkpoint is None else save_checkpoint,
+                checkpoint_every=checkpoint_every)
         finally:
             progress.close()
+            self._checkpoint = None  # consumed: a later resume reads the file
         self.stopped_early_ = outcome.stopped
         if outcome.interrupted:
             # The interrupted call finished its batch; the weights are consistent. An
@@ -395,18 +453,106 @@ class MLP:
             self.best_epoch_ = best[2]
         return self
 
-    def _fit_lbfgs(self, X, Y, w, X_val, Y_val, metric, max_iter, options):
-        """fit's full-batch solver (the training core's minimize_lbfgs)."""
-        result = training.minimize_lbfgs(self.net_, X, Y, w, max_iter=max_iter, **options)
-        self.n_iter_ = int(result.nit)
-        if result.status != 0:
+    # -- checkpoints -------------------------------------------------------------------
+
+    def _saved_fit(self, path):
+        """The checkpointed fit to resume: this model's (from MLP.load), else the file at
+        path; None when there is no file yet (the fit starts)."""
+        saved = getattr(self, "_checkpoint", None)
+        if saved is not None:
+            return saved
+        if path is None:
+            raise ValueError("resume: this model holds no checkpointed fit (MLP.load one) "
+                             "and no checkpoint= path was given")
+        if not os.path.exists(path):
+            return None
+        loaded = MLP.load(path)
+        if loaded._checkpoint is None:
+            raise ValueError(f"resume: {path} is a saved model, not a checkpoint")
+        mine, theirs = self._architecture(), loaded._architecture()
+        for key in mine:
+            if mine[key] != theirs[key]:
+                raise ValueError(f"resume: {key}={mine[key]!r}, but the checkpoint {path} "
+                                 f"was made with {key}={theirs[key]!r}")
+        return loaded._checkpoint
+
+    def _resume(self, saved, fit_record, shuffler):
+        """Put the checkpointed fit back: the network, the history and the random streams;
+        returns train()'s start position and early stopping's (best, waited)."""
+        record = saved["record"]
+        for key, value in fit_record["settings"].items():
+            if record["settings"].get(key) != value:
+                raise ValueError(f"resume: {key}={value!r} differs from the checkpointed "
+                                 f"fit's {record['settings'].get(key)!r}")
+        if record["data"] != fit_record["data"]:
+            raise ValueError("resume: X, y, sample_weight or the validation data differ "
+                             "from the checkpointed fit's")
+        if record["backend"] != fit_record["backend"]:
+            warnings.warn(f"resume: the fit was checkpointed on backend "
+                          f"{record['backend']!r} and continues on {fit_record['backend']!r}: "
+                          "not bit for bit the uninterrupted fit", RuntimeWarning, stacklevel=4)
+        self.net_.set_weights(saved["weights"])
+        if saved["extra"]:
+            self.net_.set_extra_state(saved["extra"])
+        self.net_.set_training_state(record["network"], saved["network"])
+        if shuffler is not None:
+            shuffler.set_state(record["shuffle"])
+        position = training.Position(**record["position"])
+        self.history = {k: list(v) for k, v in saved["history"].items()}
+        stopping = record["early_stopping"]
+        best = (stopping["best_loss"], saved["best"], stopping["best_epoch"], saved["best_extra"])
+        return position, best, stopping["waited"]
+
+    def _write_checkpoint(self, path, position, fit_record, stopping, shuffler):
+        """The model and everything its fit needs to go on from `position`, atomically."""
+        (best_loss, best_weights, best_epoch, best_extra), waited = stopping
+        scalars, arrays = self.net_.training_state()
+        record = {**fit_record, "position": dataclasses.asdict(position), "network": scalars,
+                  "shuffle": None if shuffler is None else shuffler.state_at(position.epoch),
+                  "early_stopping": {"best_loss": float(best_loss), "best_epoch": best_epoch,
+                                     "waited": waited}}
+        # an epoch cut short in its record: its row of the history is redone on resume
+        history = {k: v[:position.epoch] for k, v in self.history.items()}
+        members = self._members(history, record)
+        members.update({f"fit_{k}": v for k, v in arrays.items()})
+        for i, (W, b) in enumerate(best_weights or ()):
+            members[f"best_W{i}"], members[f"best_b{i}"] = W, b
+        members.update({f"best_extra_{k}": v for k, v in best_extra.items()})
+        _files.atomic_write(path, lambda f: np.savez(f, **members))
+
+    def _fit_lbfgs(self, X, Y, w, X_val, Y_val, metric, max_iter, options, fit_record,
+                   saved, checkpoint, checkpoint_every):
+        """fit's full-batch solver (the training core's minimize_lbfgs). A checkpoint's
+        position counts iterations; a resumed fit restarts L-BFGS from its weights."""
+        done, self.stopped_early_ = 0, False
+        if saved is not None:
+            position = self._resume(saved, fit_record, None)[0]
+            if position.finished:
+                self._checkpoint = None
+                return self
+            done = position.epoch
+
+        def save_checkpoint(n_iter, finished=False):
+            self._write_checkpoint(checkpoint, training.Position(done + n_iter,
+                                                                finished=finished),
+                                   fit_record, ((np.inf, None, -1, {}), 0), None)
+
+        result = training.minimize_lbfgs(
+            self.net_, X, Y, w, max_iter=max(1, max_iter - done), **options,
+            checkpoint=None if checkpoint is None else save_checkpoint,
+            checkpoint_every=checkpoint_every)
+        self._checkpoint = None
+        self.n_iter_ = done + int(result.nit)
+        self.interrupted_ = result.status == -1
+        if result.status not in (0, -1):
             warnings.warn(f"fit: lbfgs stopped after {self.n_iter_} iteration(s) without "
                           f"converging: {result.message}", RuntimeWarning, stacklevel=3)
         self.history = {"loss": [float(result.fun)], metric: [self._metric(X, Y)]}
         if X_val is not None:
             val = self._evaluate_encoded(X_val, Y_val)
             self.history.update({"val_loss": [val["loss"]], f"val_{metric}": [val[metric]]})
-        self.stopped_early_ = self.interrupted_ = False
+        if checkpoint is not None:
+            save_checkpoint(int(result.nit), finished=result.status == 0)
         return self
 
     def partial_fit(self, X, y, *, sample_weight=None, classes=None, optimizer="adam",
@@ -549,13 +695,17 @@ class MLP:
 
     # -- persistence -------------------------------------------------------------------
 
+    def _architecture(self):
+        """The constructor's settings that make the model what it is."""
+        return {"hidden_layer_sizes": list(self.hidden_layer_sizes),
+                "activation": self.activation, "task": self.task, "loss": self.loss,
+                "dropout": self.dropout, "batch_norm": self.batch_norm, "init": self.init,
+                "dtype": self.dtype.name, "seed": self.seed}
+
     def _config(self):
         return {
-            "format": _FORMAT, "version": _FORMAT_VERSION,
-            "hidden_layer_sizes": list(self.hidden_layer_sizes), "activation": self.activation,
-            "task": self.task, "task_": self.task_, "loss": self.loss, "dropout": self.dropout,
-            "batch_norm": self.batch_norm, "init": self.init, "dtype": self.dtype.name,
-            "seed": self.seed, "n_features_in_": self.n_features_in_,
+            "format": _FORMAT, "version": _FORMAT_VERSION, **self._architecture(),
+            "task_": self.task_, "n_features_in_": self.n_features_in_,
             "n_outputs_": self.n_outputs_, "history": self.history,
             # forward() rounds by chunks of batch_size rows: the same size, the same bits
             "batch_size": self.net_.batch_size,
@@ -565,15 +715,23 @@ class MLP:
         """Architecture, classes and weights in one .npz file (no pickled code), written
         atomically: at every instant `path` holds the old file or the complete new one."""
         self._check_fitted()
-        arrays = {"config": np.array(json.dumps(self._config()))}
-        for i, (W, b) in enumerate(self.net_.weights):
-            arrays[f"W{i}"], arrays[f"b{i}"] = W, b
-        for name, value in getattr(self.net_, "extra_state", dict)().items():
-            arrays[f"extra_{name}"] = value
-        if hasattr(self, "classes_"):
-            arrays["classes"] = self.classes_
+        members = self._members(self.history)
         # atomically: a crash, Ctrl-C or full disk leaves the old file or the new one
-        _files.atomic_write(path, lambda f: np.savez(f, **arrays))
+        _files.atomic_write(path, lambda f: np.savez(f, **members))
+
+    def _members(self, history, training_record=None):
+        """The archive's members for save (and a checkpoint, with its training record)."""
+        config = {**self._config(), "history": history}
+        if training_record is not None:
+            config["training"] = training_record
+        members = {"config": np.array(json.dumps(config))}
+        for i, (W, b) in enumerate(self.net_.weights):
+            members[f"W{i}"], members[f"b{i}"] = W, b
+        for name, value in getattr(self.net_, "extra_state", dict)().items():
+            members[f"extra_{name}"] = value
+        if hasattr(self, "classes_"):
+            members["classes"] = self.classes_
+        return members
 
     @classmethod
     def load(cls, path, *, max_bytes=1 << 30):
@@ -610,6 +768,8 @@ class MLP:
             if extra:
                 model.net_.set_extra_state(extra)
             model.history = config.get("history", {})
+            model._checkpoint = None if "training" not in config else \
+                _checkpointed_fit(model, config["training"], arrays)
             return model
         except (OSError, KeyError, ValueError, TypeError, AttributeError, EOFError,
                 OverflowError, zipfile.BadZipFile) as exc:
@@ -625,17 +785,38 @@ class MLP:
 
 class _Shuffler:
     """A fresh row order per epoch in a buffer made once per fit (rng.shuffle of 0..n-1
-    draws what rng.permutation(n) would)."""
+    draws what rng.permutation(n) would). It keeps the generator's state from before the
+    last draw: a checkpoint within that epoch resumes by drawing its order again."""
 
     def __init__(self, n, rng):
         self._rng = rng
         self._identity = np.arange(n, dtype=np.int64)
         self._order = np.empty_like(self._identity)
+        self._epoch, self._state_before = None, None
 
-    def order(self):
+    def order(self, epoch):
+        self._epoch, self._state_before = epoch, self._rng.bit_generator.state
         np.copyto(self._order, self._identity)
         self._rng.shuffle(self._order)
         return self._order
+
+    def state_at(self, epoch):
+        """The generator's state before epoch's order is drawn."""
+        return self._state_before if self._epoch == epoch else self._rng.bit_generator.state
+
+    def set_state(self, state):
+        _set_generator_state(self._rng, state)
+
+
+def _digest(*arrays):
+    """A fingerprint of a fit's data (None entries included), to refuse a resume on other
+    data: blake2b of dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(b"none" if a is None else f"{a.dtype.str}{a.shape}".encode())
+        if a is not None:
+            h.update(np.ascontiguousarray(a).data)
+    return h.hexdigest()
 
 
 def _accuracy(correct, z):
@@ -676,9 +857,47 @@ def _lbfgs_options(options, learning_rate):
 
 
 def _model_member(name):
-    """Whether an archive member name is one MLP.save writes."""
-    return (name in ("config", "classes")
-            or re.fullmatch(r"[Wb][0-9]{1,2}|extra_[A-Za-z0-9_]{1,64}", name) is not None)
+    """Whether an archive member name is one MLP.save (or a checkpoint) writes."""
+    return (name in ("config", "classes") or re.fullmatch(
+        r"(best_)?([Wb][0-9]{1,2}|extra_[A-Za-z0-9_]{1,64})|fit_[A-Za-z0-9_]{1,64}", name)
+        is not None)
+
+
+def _checkpointed_fit(model, record, arrays):
+    """What fit(resume=True) needs of a checkpoint MLP.load read, its record checked."""
+    def entry(mapping, key, kind, name):
+        value = mapping.get(key) if isinstance(mapping, dict) else None
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise ValueError(f"header: training.{name} is missing or malformed")
+        return value
+
+    for key, kind in (("settings", dict), ("data", str), ("backend", str), ("epochs", int),
+                      ("network", dict), ("early_stopping", dict), ("position", dict)):
+        entry(record, key, kind, key)
+    position = record["position"]
+    for key, kind in (("epoch", int), ("rows", int), ("loss_total", float),
+                      ("finished", bool)):
+        entry(position, key, kind, f"position.{key}")
+    if set(position) != {"epoch", "rows", "loss_total", "finished"} or \
+            position["epoch"] < 0 or position["rows"] < 0:
+        raise ValueError("header: training.position is malformed")
+    stopping = record["early_stopping"]
+    entry(stopping, "best_loss", float, "early_stopping.best_loss")
+    entry(stopping, "best_epoch", int, "early_stopping.best_epoch")
+    entry(stopping, "waited", int, "early_stopping.waited")
+    n_layers = len(model.hidden_layer_sizes) + 1
+    best = None
+    if "best_W0" in arrays:
+        best = [(arrays.pop(f"best_W{i}"), arrays.pop(f"best_b{i}")) for i in range(n_layers)]
+        for i, (W, b) in enumerate(best):  # the shapes of the model's own weights
+            check.shape(W, f"best_W{i}", model.net_.weights[i][0].shape)
+            check.shape(b, f"best_b{i}", model.net_.weights[i][1].shape)
+    return {"record": record, "weights": model.net_.weights, "history": model.history,
+            "extra": getattr(model.net_, "extra_state", dict)(), "best": best,
+            "best_extra": {k[len("best_extra_"):]: arrays.pop(k) for k in list(arrays)
+                           if k.startswith("best_extra_")},
+            "network": {k[len("fit_"):]: arrays.pop(k) for k in list(arrays)
+                        if k.startswith("fit_")}}
 
 
 def _check_model_shapes(config, members, max_bytes):

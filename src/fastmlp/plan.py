@@ -331,8 +331,36 @@ class NetworkPlan:
                     src = check.float_array(src, f"state[{key!r}][{i}]")
                     check.shape(src, f"state[{key!r}][{i}]", dst.shape)
                     dst[...] = src
-        self.step = check.positive_int(state["step"], "state['step']", low=0)
+        self.step = check.positive_int(state["step"], "state['step']", low=0, high=1 << 62)
         self._reconfigure()
+
+    def training_state(self):
+        """What a resumed fit needs beyond the weights, to train on bit for bit:
+        ({"step", "dropout_key", "rng"}: JSON values, {name: optimizer state array}).
+        The arrays are the plan's own (copy them to keep them past the next step)."""
+        scalars = {"step": int(self.step), "dropout_key": int(self._dropout_key),
+                   "rng": self._rng.bit_generator.state}
+        arrays = {f"{key}_{i}": a for key in self._STATE_KEYS
+                  for i, a in enumerate(self._buffers[key]) if a is not None}
+        return scalars, arrays
+
+    def set_training_state(self, scalars, arrays):
+        """Restore what training_state() returned (same architecture and optimizer);
+        ValueError for anything else."""
+        state = {"step": scalars.get("step")}
+        for key in self._STATE_KEYS:
+            state[key] = [arrays.get(f"{key}_{i}") for i in range(len(self._buffers[key]))]
+        expected = {f"{key}_{i}" for key in self._STATE_KEYS
+                    for i, a in enumerate(self._buffers[key]) if a is not None}
+        if set(arrays) != expected:
+            raise ValueError(f"state: optimizer arrays {sorted(arrays)} do not fit this "
+                             f"plan's optimizer ({sorted(expected)})")
+        key = scalars.get("dropout_key")
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < 1 << 32:
+            raise ValueError(f"state: dropout_key must be a 32-bit integer, got {key!r}")
+        _set_generator_state(self._rng, scalars.get("rng"))
+        self._dropout_key = key
+        self.set_optimizer_state(state)  # reconfigures the engine: the key too
 
     @property
     def workspace_bytes(self):
@@ -562,3 +590,14 @@ class NetworkPlan:
         work_b = np.empty(slots * chunk * width, self.dtype)
         self._engine.forward(X, out, work_a, work_b, chunk)
         return out
+
+
+def _set_generator_state(rng, state):
+    """rng continues from state, a bit_generator.state of its kind; ValueError otherwise."""
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != \
+                type(rng.bit_generator).__name__:
+            raise ValueError(f"not a {type(rng.bit_generator).__name__} state")
+        rng.bit_generator.state = state
+    except (TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ValueError(f"state: the random generator's state is invalid ({exc})") from exc

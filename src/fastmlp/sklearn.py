@@ -386,7 +386,11 @@ class _BaseMLP(BaseEstimator):
             plan, X, T, w, max_iter=self.max_iter, max_fun=self.max_fun, tol=self.tol,
             verbose=self.verbose is True or self.verbose >= 1,
             loss_per_output=not is_classifier(self) and self.loss == "squared_error")
-        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        if result.status == -1:  # Ctrl-C: the last iterate, as the stochastic solvers
+            warnings.warn("Training interrupted by user.", stacklevel=5)
+            self.n_iter_ = int(result.nit)
+        else:
+            self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = np.float64(result.fun)
 
     def _fit_stochastic(self, X, y, sample_weight, incremental):
@@ -437,7 +441,7 @@ class _BaseMLP(BaseEstimator):
             loss_per_output=not is_classifier(self) and self.loss == "squared_error")
         sample_idx = np.arange(n_samples, dtype=int)
 
-        def next_order():  # scikit-learn's stream: this epoch shuffles the last one's order
+        def next_order(epoch):  # scikit-learn's stream: each epoch shuffles the last order
             nonlocal sample_idx
             sample_idx = shuffle(sample_idx, random_state=self._random_state)
             return sample_idx

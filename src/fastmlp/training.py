@@ -6,8 +6,10 @@ train_step.
   it is given, a chunk of whole batches per backend call; scikit-learn's penalty (alpha
   over each batch's weight sum) is an option of it.
 - train() runs epochs: the front end gives each epoch's row order (from its own random
-  stream) and, after each epoch, records, schedules and decides whether to stop; Ctrl-C
-  ends the loop and is reported, not raised.
+  stream) and, after each epoch, records, schedules and decides whether to stop. Ctrl-C
+  ends the loop at the end of a backend call and is reported, not raised; the loop's
+  Position (epochs done, rows of the next one done) goes to the front end's checkpoint
+  callback every k epochs, at the end and at Ctrl-C, and a fit resumes from one.
 - minimize_lbfgs() is the full-batch solver: SciPy's L-BFGS-B over the network's flat
   parameters, one loss_and_gradient call per evaluation.
 
@@ -17,7 +19,9 @@ tol and adaptive learning rate) stays with it, in the callbacks it passes to tra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import signal
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy
@@ -79,41 +83,59 @@ class EpochRunner:
         self._by_batch = self._n_outputs > 1 and bool(self._alpha)
         self._on_chunk = on_chunk
 
-    def run(self, order=None):
-        """One epoch; returns the mean over the rows visited of their batch's loss.
+    def run(self, order=None, *, start=None, stop=None):
+        """One epoch; returns the mean over the rows visited of their batch's loss, or
+        None when stop() ended it early (self.rows and self.loss_total say how far).
 
         order : 1-D int array, optional
             The rows to visit, in this order, batch after batch (default: all of them, as
             stored).
+        start : (rows, loss_total), optional
+            Resume an epoch that was stopped after `rows` rows (the runner's rows and
+            loss_total then): the same calls follow, so the same bits.
+        stop : callable() -> bool, optional
+            Asked after each backend call whether to stop here.
         """
         n_visit = self._n if order is None else len(order)
-        total = 0.0
-        for arrays, rows in self._chunks(order):
+        self.rows, self.loss_total = (0, 0.0) if start is None else start
+        # the network's step when this epoch began: a consistency check of self.rows
+        self._first_step = self.net.step - -(-self.rows // self.batch_size)
+        for arrays, rows in self._chunks(order, self.rows):
             m = len(arrays[0]) if rows is None else len(rows)
             chunk_total = self._train_chunk(arrays, rows, m)
-            total += chunk_total
+            self.rows += m
+            self.loss_total += chunk_total
             if self._on_chunk is not None:
                 self._on_chunk(-(-m // self.batch_size), chunk_total / m)
-        return total / n_visit
+            if stop is not None and self.rows < n_visit and stop():
+                return None
+        return self.loss_total / n_visit
+
+    def consistent(self):
+        """Whether the network has trained exactly self.rows rows of the epoch: not so
+        when an exception cut a chunk between its training and its bookkeeping."""
+        return self.net.step == self._first_step + -(-self.rows // self.batch_size)
 
     # -- which rows (the one place they are chosen) -------------------------------------
 
-    def _chunks(self, order):
-        """(arrays, rows) per chunk of whole batches: the chunk's rows are `rows` of the
-        arrays, in that order, or all of them (rows None)."""
+    def _chunks(self, order, first=0):
+        """(arrays, rows) per chunk of whole batches from row `first` on (a chunk's first
+        row): the chunk's rows are `rows` of the arrays, in that order, or all of them
+        (rows None). The chunks start at fixed rows, so a resumed epoch makes the calls
+        the uninterrupted one makes."""
         if order is None:  # contiguous slices: nothing to gather
             step = self._call_rows or self._n
-            for start in range(0, self._n, step):
+            for start in range(first, self._n, step):
                 yield tuple([a[start:start + step] for a in self._data]), None
         elif self._gather_rows is None:  # the network gathers each batch
             step = self._call_rows or len(order)
-            for start in range(0, len(order), step):
+            for start in range(first, len(order), step):
                 yield self._data, order[start:start + step]
         else:
             if self._buffers is None:
                 self._buffers = tuple(np.empty((self._gather_rows,) + a.shape[1:], a.dtype)
                                       for a in self._data)
-            for start in range(0, len(order), self._gather_rows):
+            for start in range(first, len(order), self._gather_rows):
                 rows = order[start:start + self._gather_rows]
                 # mode="clip": the rows are valid, and "raise" would gather via a temporary
                 yield tuple([np.take(a, rows, axis=0, out=buf[:len(rows)], mode="clip")
@@ -169,66 +191,155 @@ def _n_weights(net):
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where a fit is: `epoch` epochs complete and, of the next one, `rows` rows trained,
+    `loss_total` the sum over them of their batch's loss (all its rows may be trained with
+    its bookkeeping, after_epoch, still to do). finished: the fit stopped (after_epoch
+    asked) and goes no further."""
+
+    epoch: int = 0
+    rows: int = 0
+    loss_total: float = 0.0
+    finished: bool = False
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How train() ended.
 
-    epochs : int, the epochs completed (after_epoch returned)
+    epochs : int, the epochs completed (after_epoch returned), resumed ones included
     stopped : bool, after_epoch asked to stop
     interrupted : bool, Ctrl-C (KeyboardInterrupt) ended the loop
+    position : Position where it ended (None: unknown, see train)
     """
 
     epochs: int
     stopped: bool = False
     interrupted: bool = False
+    position: Position = field(default=None, compare=False)
 
 
-def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=None):
-    """Run up to max_epochs epochs of runner.
+class _CtrlC:
+    """Ctrl-C during train(), noted rather than raised: the loop stops when the backend
+    call under way returns, with the weights, the optimizer and the bookkeeping at one
+    point (a KeyboardInterrupt raised between a call and its bookkeeping could not say
+    which rows had trained). A second Ctrl-C raises at once. Only in the main thread and
+    over Python's default handler: a handler of the caller's stays in charge."""
+
+    def __enter__(self):
+        self._pressed = self._installed = False
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._note)
+            self._installed = True
+        return self
+
+    def _note(self, signum, frame):
+        self._pressed = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def pressed(self):
+        return self._pressed
+
+    def __exit__(self, *exc):
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        return False
+
+
+def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=None,
+          start=Position(), checkpoint=None, checkpoint_every=1):
+    """Run epochs of runner until max_epochs are complete.
 
     Parameters
     ----------
     runner : EpochRunner
-    max_epochs : int
+    max_epochs : int, counting those done before `start`
     after_epoch : callable(epoch, loss) -> bool
         Called after each epoch with its index and mean loss: the front end records it,
         checks it, changes the learning rate; True stops the loop.
-    epoch_order : callable() -> 1-D int array or None, optional
+    epoch_order : callable(epoch) -> 1-D int array or None, optional
         Called before each epoch for the order of its rows (the front end's own random
-        stream). Default: the rows as stored, every epoch.
+        stream). Default: the rows as stored, every epoch. A resumed epoch must get the
+        order it had.
     before_epoch : callable(epoch), optional
         Called first in each epoch (a learning-rate schedule, a clock).
+    start : Position, optional
+        Where a resumed fit was saved (default: the beginning).
+    checkpoint : callable(Position), optional
+        Saves the fit at a position: after every checkpoint_every-th epoch, at the end and
+        at Ctrl-C. The network and the front end's record of every complete epoch are
+        then at that position.
 
     Returns
     -------
-    Outcome. A KeyboardInterrupt anywhere in an epoch ends the loop and is reported there:
-    the interrupted backend call has finished its batch, so the weights are consistent,
-    but the epoch (and its after_epoch) may be cut short.
+    Outcome. Ctrl-C (or a KeyboardInterrupt raised in a callback) ends the loop and is
+    reported there with the weights consistent; the epoch (and its after_epoch) may be
+    cut short. Its position is None only when a KeyboardInterrupt raised by a callback
+    cut a chunk between its training and its bookkeeping: nothing is saved then.
     """
-    epochs = 0
-    try:
-        for epoch in range(max_epochs):
-            if before_epoch is not None:
-                before_epoch(epoch)
-            order = None if epoch_order is None else epoch_order()
-            loss = runner.run(order)
-            stop = after_epoch(epoch, loss)
-            epochs += 1
-            if stop:
-                return Outcome(epochs, stopped=True)
-    except KeyboardInterrupt:
-        return Outcome(epochs, interrupted=True)
-    return Outcome(epochs)
+    if start.finished:
+        return Outcome(start.epoch, stopped=True, position=start)
+    position, epoch, stage = start, start.epoch, None
+    with _CtrlC() as ctrl_c:
+        try:
+            for epoch in range(start.epoch, max_epochs):
+                if before_epoch is not None:
+                    before_epoch(epoch)
+                order = None if epoch_order is None else epoch_order(epoch)
+                resume = (position.rows, position.loss_total) if position.rows else None
+                stage = "run"
+                loss = runner.run(order, start=resume, stop=ctrl_c.pressed)
+                position = Position(epoch, runner.rows, runner.loss_total)
+                if loss is None:
+                    return _ended(position, checkpoint, interrupted=True)
+                stage = "record"
+                stop = bool(after_epoch(epoch, loss))
+                position, stage = Position(epoch + 1, finished=stop), None
+                if stop:
+                    return _ended(position, checkpoint)
+                if ctrl_c.pressed():
+                    return _ended(position, checkpoint, interrupted=True)
+                if checkpoint is not None and (epoch + 1) % checkpoint_every == 0 and \
+                        epoch + 1 < max_epochs:
+                    checkpoint(position)
+        except KeyboardInterrupt:
+            # raised by a callback. Cut short in after_epoch, the epoch's rows are trained
+            # (position says so) and its record is redone on resume.
+            if stage == "run":
+                position = Position(epoch, runner.rows, runner.loss_total) \
+                    if runner.consistent() else None
+            return _ended(position, checkpoint, interrupted=True)
+    return _ended(position, checkpoint)
+
+
+def _ended(position, checkpoint, interrupted=False):
+    """train()'s Outcome, after its last checkpoint (none at an unknown position)."""
+    if checkpoint is not None and position is not None:
+        checkpoint(position)
+    return Outcome(0 if position is None else position.epoch,
+                   stopped=position is not None and position.finished,
+                   interrupted=interrupted, position=position)
+
+
+class _Stop(Exception):
+    """Ctrl-C inside SciPy's minimizer: unwinds it to the last iterate."""
 
 
 def minimize_lbfgs(net, X, T, sample_weight=None, *, max_iter, max_fun, tol, verbose=False,
-                   loss_per_output=False):
+                   loss_per_output=False, checkpoint=None, checkpoint_every=1):
     """Minimise the network's full-batch loss over ``net.parameters`` with SciPy's
     L-BFGS-B, as scikit-learn's lbfgs solver does (gtol = tol). An evaluation is one copy
     of SciPy's point into the parameters and one ``loss_and_gradient`` call; nothing else
     is allocated. ``loss_per_output``: the value SciPy sees has its data term divided by
     T's columns, as scikit-learn's multi-output squared error (its gradient is not).
 
-    Returns SciPy's OptimizeResult; the network holds its point.
+    checkpoint : callable(n_iter), optional
+        Called with the network at an iterate: after every checkpoint_every-th iteration.
+        (SciPy's own state, its curvature pairs, is not the caller's to save.)
+
+    Returns SciPy's OptimizeResult; the network holds its point. Ctrl-C stops at the
+    last iterate: the result then has status -1 ("interrupted") and its loss there.
     """
     params = net.parameters
     grad = np.empty(params.shape, np.float64)  # SciPy's dtype, reused by every evaluation
@@ -240,6 +351,11 @@ def minimize_lbfgs(net, X, T, sample_weight=None, *, max_iter, max_fun, tol, ver
         l2 = net.l2 / weight_sum if net.penalty == "per_sample" else net.l2
 
     def loss_and_gradient(x):
+        if ctrl_c.pressed():
+            raise _Stop
+        return evaluate(x)
+
+    def evaluate(x):
         params[...] = x
         loss, g = net.loss_and_gradient(X, T, sample_weight)
         np.copyto(grad, g)
@@ -251,7 +367,26 @@ def minimize_lbfgs(net, X, T, sample_weight=None, *, max_iter, max_fun, tol, ver
     options = {"maxfun": max_fun, "maxiter": max_iter, "gtol": tol}
     if tuple(int(v) for v in scipy.__version__.split(".")[:2]) < (1, 15):
         options["iprint"] = 1 if verbose else -1  # SciPy 1.15 dropped it (and prints nothing)
-    result = scipy.optimize.minimize(loss_and_gradient, params.astype(np.float64),
-                                     method="L-BFGS-B", jac=True, options=options)
+    iterate = params.astype(np.float64)  # SciPy's start, then its last iterate
+    n_iter = 0
+
+    def after_iteration(x):
+        nonlocal n_iter
+        n_iter += 1
+        iterate[...] = x
+        if checkpoint is not None and n_iter % checkpoint_every == 0:
+            params[...] = x  # the next evaluation sets them again
+            checkpoint(n_iter)
+
+    with _CtrlC() as ctrl_c:
+        try:
+            result = scipy.optimize.minimize(loss_and_gradient, iterate.copy(),
+                                             method="L-BFGS-B", jac=True, options=options,
+                                             callback=after_iteration)
+        except (_Stop, KeyboardInterrupt):
+            loss = evaluate(iterate)[0]  # sets the parameters to it
+            return scipy.optimize.OptimizeResult(
+                x=iterate, fun=loss, nit=n_iter, status=-1, success=False,
+                message="interrupted")
     params[...] = result.x
     return result

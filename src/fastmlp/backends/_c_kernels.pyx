@@ -420,7 +420,6 @@ cdef class Network:
         self.net.w_batch = <void *>_address(buffers["w_batch"])
         self.net.blas = &BLAS
         self.net.dropout = plan.dropout
-        self.net.dropout_key = plan._dropout_key
         self.net.D = NULL if not plan.dropout else <void **><uintptr_t>table(buffers["D"])
         blocks = buffers.get("block_dW")
         self.net.max_blocks = 0 if blocks is None else blocks[0].shape[0]
@@ -432,7 +431,8 @@ cdef class Network:
         self.configure(plan)
 
     def configure(self, plan):
-        """Copy the plan's scalar settings (learning rate, penalties, step) into the engine."""
+        """Copy the plan's scalar settings (learning rate, penalties, step, dropout key) into
+        the engine."""
         opt = plan.optimizer
         self.net.opt = _optimizer(opt.code, opt.learning_rate, opt.momentum, opt.beta1,
                                   opt.beta2, opt.eps, opt.weight_decay)
@@ -440,6 +440,7 @@ cdef class Network:
         self.net.l1 = plan.l1
         self.net.penalty_over_weight = plan.penalty == "per_sample"
         self.net.step = plan.step
+        self.net.dropout_key = plan._dropout_key
 
     def set_threads(self, int n):
         """Threads for the next steps (the results are the same for any)."""

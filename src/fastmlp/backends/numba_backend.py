@@ -1472,6 +1472,7 @@ class Network:
         self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1)]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
+        self._ints[_I_DROP_KEY] = plan._dropout_key
         self._ints[_I_PER_SAMPLE] = plan.penalty == "per_sample"
 
     @property
