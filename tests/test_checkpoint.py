@@ -298,3 +298,70 @@ def test_a_process_stopped_by_sigint_mid_epoch_resumes_in_a_new_process(options,
     assert expected.wait(timeout=300) == 0
     _assert_same_fit(fastmlp.MLP.load(tmp_path / "expected.npz"),
                      fastmlp.MLP.load(f"{path}.final.npz"))
+
+
+def _edited(source, target, edit):
+    """A copy of the checkpoint at source with edit(config, arrays) applied."""
+    import json
+
+    with np.load(source) as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays.pop("config")))
+    edit(config, arrays)
+    np.savez(target, config=np.array(json.dumps(config)), **arrays)
+    return target
+
+
+def _set(path, value):
+    def edit(config, arrays):
+        *keys, last = path
+        node = config
+        for key in keys:
+            node = node[key]
+        node[last] = value
+    return edit
+
+
+def _array(name, value):
+    def edit(config, arrays):
+        arrays[name] = value
+    return edit
+
+
+_HOSTILE_CHECKPOINTS = {
+    "negative rows": _set(("training", "position", "rows"), -1),
+    "position not a dict": _set(("training", "position"), [0, 0]),
+    "step not an integer": _set(("training", "network", "step"), "12"),
+    "step too large": _set(("training", "network", "step"), 1 << 70),
+    "dropout key too large": _set(("training", "network", "dropout_key"), 1 << 40),
+    "generator state garbage": _set(("training", "network", "rng"),
+                                    {"bit_generator": "PCG64", "state": {"state": "x"}}),
+    "shuffle state of another generator": _set(("training", "shuffle"),
+                                               {"bit_generator": "MT19937", "state": {}}),
+    "history not lists": _set(("history",), {"loss": "abc"}),
+    "optimizer state resized": _array("fit_state1_W_0", np.zeros((2, 2), np.float32)),
+    "optimizer state of object dtype": _array("fit_state1_W_0", np.array(["x"])),
+    "foreign optimizer state": _array("fit_state9_W_0", np.zeros(3, np.float32)),
+    "best weights resized": _array("best_W0", np.zeros((1, 1), np.float32)),
+    "batch-norm statistics that would broadcast": _array("extra_gamma0",
+                                                         np.ones(1, np.float32)),
+    "best batch-norm statistics resized": _array("best_extra_var0", np.ones(3, np.float32)),
+}
+
+
+@pytest.mark.parametrize("name", list(_HOSTILE_CHECKPOINTS))
+@pytest.mark.parametrize("variant", ["dropout", "batch_norm"])
+def test_a_malformed_checkpoint_is_refused_at_load_or_resume(name, variant, tmp_path):
+    X, y = _data()
+    path = tmp_path / "run.npz"
+    fastmlp.MLP((16,), seed=8, **_VARIANTS[variant]).fit(X, y, **{**_FIT, "epochs": 2},
+                                                         checkpoint=path)
+    bad = _edited(path, tmp_path / "bad.npz", _HOSTILE_CHECKPOINTS[name])
+    try:
+        model = fastmlp.MLP.load(bad)
+    except ValueError:
+        return
+    before = model.predict(X)
+    with pytest.raises(ValueError, match="resume"):
+        model.fit(X, y, **_FIT, resume=True)
+    np.testing.assert_array_equal(model.predict(X), before)  # the model as it was

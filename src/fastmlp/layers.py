@@ -73,11 +73,17 @@ class LayeredNetwork:
         return state
 
     def set_extra_state(self, state):
-        for i in range(len(self.gamma)):
-            self.gamma[i][...] = state[f"gamma{i}"]
-            self.beta[i][...] = state[f"beta{i}"]
-            self.running_mean[i][...] = state[f"mean{i}"]
-            self.running_var[i][...] = state[f"var{i}"]
+        """Restore what extra_state() returned; ValueError for other names or shapes (a
+        model file may come from a stranger, and a broadcast would pass silently)."""
+        own = self.extra_state()
+        if set(state) != set(own):
+            raise ValueError(f"state: batch-norm arrays {sorted(state)}, expected "
+                             f"{sorted(own)}")
+        for name, dst in own.items():
+            src = check.float_array(state[name], f"state[{name!r}]")
+            check.shape(src, f"state[{name!r}]", dst.shape)
+        for name, dst in own.items():
+            dst[...] = state[name]
 
     def training_state(self):
         """As NetworkPlan.training_state: ({"step", "rng"}, {name: optimizer array}); the
@@ -96,7 +102,9 @@ class LayeredNetwork:
         for name, dst in expected.items():
             src = check.float_array(arrays[name], f"state[{name!r}]")
             check.shape(src, f"state[{name!r}]", dst.shape)
-        step = check.positive_int(scalars.get("step"), "state['step']", low=0, high=1 << 62)
+        if set(scalars) != {"step", "rng"}:
+            raise ValueError(f"state: expected step and rng, got {sorted(scalars)}")
+        step = check.positive_int(scalars["step"], "state['step']", low=0, high=1 << 62)
         _set_generator_state(self._rng, scalars.get("rng"))
         for name, dst in expected.items():
             dst[...] = arrays[name]

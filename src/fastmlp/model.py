@@ -369,7 +369,7 @@ class MLP:
                           "data": _digest(X, Y, w, X_val, Y_val), "backend": self.net_.backend}
         if lbfgs:
             return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options,
-                                   fit_record, saved, checkpoint, checkpoint_every)
+                                   fit_record, saved, checkpoint, checkpoint_every, previous)
         lr_at = _lr_schedule(schedule, opt.learning_rate, epochs, step_size, gamma,
                              min_learning_rate)
         self.history = {"loss": [], metric: [], "lr": []}
@@ -380,7 +380,11 @@ class MLP:
         shuffler = _Shuffler(len(X), np.random.default_rng(self.seed)) if shuffle else None
         start = training.Position()
         if saved is not None:
-            start, best, waited = self._resume(saved, fit_record, shuffler)
+            try:
+                start, best, waited = self._resume(saved, fit_record, shuffler)
+            except ValueError:
+                self.net_ = previous  # a refused resume leaves the model as it was
+                raise
         if len(X) > _METRIC_ROWS:
             rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
             X_metric, Y_metric = X[rows], Y[rows]
@@ -491,12 +495,16 @@ class MLP:
             warnings.warn(f"resume: the fit was checkpointed on backend "
                           f"{record['backend']!r} and continues on {fit_record['backend']!r}: "
                           "not bit for bit the uninterrupted fit", RuntimeWarning, stacklevel=4)
-        self.net_.set_weights(saved["weights"])
-        if saved["extra"]:
-            self.net_.set_extra_state(saved["extra"])
-        self.net_.set_training_state(record["network"], saved["network"])
-        if shuffler is not None:
-            shuffler.set_state(record["shuffle"])
+        try:
+            self.net_.set_weights(saved["weights"])
+            if saved["extra"]:
+                self.net_.set_extra_state(saved["extra"])
+            self.net_.set_training_state(record["network"], saved["network"])
+            if shuffler is not None:
+                shuffler.set_state(record["shuffle"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"resume: the checkpoint's training state does not fit this "
+                             f"fit ({exc})") from exc
         position = training.Position(**record["position"])
         self.history = {k: list(v) for k, v in saved["history"].items()}
         stopping = record["early_stopping"]
@@ -521,12 +529,16 @@ class MLP:
         _files.atomic_write(path, lambda f: np.savez(f, **members))
 
     def _fit_lbfgs(self, X, Y, w, X_val, Y_val, metric, max_iter, options, fit_record,
-                   saved, checkpoint, checkpoint_every):
+                   saved, checkpoint, checkpoint_every, previous):
         """fit's full-batch solver (the training core's minimize_lbfgs). A checkpoint's
         position counts iterations; a resumed fit restarts L-BFGS from its weights."""
         done, self.stopped_early_ = 0, False
         if saved is not None:
-            position = self._resume(saved, fit_record, None)[0]
+            try:
+                position = self._resume(saved, fit_record, None)[0]
+            except ValueError:
+                self.net_ = previous
+                raise
             if position.finished:
                 self._checkpoint = None
                 return self
@@ -881,6 +893,16 @@ def _checkpointed_fit(model, record, arrays):
     if set(position) != {"epoch", "rows", "loss_total", "finished"} or \
             position["epoch"] < 0 or position["rows"] < 0:
         raise ValueError("header: training.position is malformed")
+    history = model.history
+    if not isinstance(history, dict) or not all(
+            isinstance(v, list) and all(x is None or isinstance(x, (int, float)) for x in v)
+            for v in history.values()):
+        raise ValueError("header: history must map names to lists of numbers")
+    history = model.history
+    if not isinstance(history, dict) or not all(
+            isinstance(v, list) and all(x is None or isinstance(x, (int, float)) for x in v)
+            for v in history.values()):
+        raise ValueError("header: history must map names to lists of numbers")
     stopping = record["early_stopping"]
     entry(stopping, "best_loss", float, "early_stopping.best_loss")
     entry(stopping, "best_epoch", int, "early_stopping.best_epoch")
@@ -892,10 +914,14 @@ def _checkpointed_fit(model, record, arrays):
         for i, (W, b) in enumerate(best):  # the shapes of the model's own weights
             check.shape(W, f"best_W{i}", model.net_.weights[i][0].shape)
             check.shape(b, f"best_b{i}", model.net_.weights[i][1].shape)
+    extra = getattr(model.net_, "extra_state", dict)()
+    best_extra = {k[len("best_extra_"):]: arrays.pop(k) for k in list(arrays)
+                  if k.startswith("best_extra_")}
+    if best_extra and (best is None or set(best_extra) != set(extra) or any(
+            v.shape != extra[k].shape for k, v in best_extra.items())):
+        raise ValueError("the best epoch's batch-norm arrays do not fit the model")
     return {"record": record, "weights": model.net_.weights, "history": model.history,
-            "extra": getattr(model.net_, "extra_state", dict)(), "best": best,
-            "best_extra": {k[len("best_extra_"):]: arrays.pop(k) for k in list(arrays)
-                           if k.startswith("best_extra_")},
+            "extra": extra, "best": best, "best_extra": best_extra,
             "network": {k[len("fit_"):]: arrays.pop(k) for k in list(arrays)
                         if k.startswith("fit_")}}
 

@@ -347,7 +347,9 @@ class NetworkPlan:
     def set_training_state(self, scalars, arrays):
         """Restore what training_state() returned (same architecture and optimizer);
         ValueError for anything else."""
-        state = {"step": scalars.get("step")}
+        if set(scalars) != {"step", "dropout_key", "rng"}:
+            raise ValueError(f"state: expected step, dropout_key and rng, got {sorted(scalars)}")
+        state = {"step": scalars["step"]}
         for key in self._STATE_KEYS:
             state[key] = [arrays.get(f"{key}_{i}") for i in range(len(self._buffers[key]))]
         expected = {f"{key}_{i}" for key in self._STATE_KEYS
