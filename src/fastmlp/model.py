@@ -293,7 +293,10 @@ class MLP:
         -------
         self, with ``history`` {"loss", "accuracy" or "r2", "val_loss", "val_...", "lr"};
         "loss" is the epoch's mean batch loss, "accuracy"/"r2" are measured after the epoch
-        on the training rows (at most 2048 of them, evenly spaced, the same every epoch)
+        on the training rows (at most 2048 of them, evenly spaced, the same every epoch).
+        Ctrl-C stops the fit when the running backend call returns (at most 32 batches;
+        a second Ctrl-C raises at once): ``interrupted_`` is then True, the model usable,
+        and the checkpoint, if any, at that row.
         """
         epochs = check.positive_int(epochs, "epochs")
         batch_size = check.positive_int(batch_size, "batch_size")
