@@ -543,18 +543,63 @@ def test_history_has_r2_for_regression():
     model.fit(X, y, epochs=5, learning_rate=1e-2, validation_split=0.25, verbose=0)
     assert set(model.history) == {"loss", "r2", "lr", "val_loss", "val_r2"}
     assert all(n == 5 for n in _history_lengths(model).values())
-    assert model.history["val_r2"][-1] == pytest.approx(model.score(X[150:], y[150:]), rel=1e-6)
+    held_out = fastmlp.model._validation_rows(200, 0.25, None, 0)[1]
+    assert model.history["val_r2"][-1] == pytest.approx(
+        model.score(X[held_out], y[held_out]), rel=1e-6)
 
 
-def test_validation_split_holds_out_the_last_fraction():
+def test_validation_split_holds_out_a_stratified_random_fraction():
     X, y = _blobs(400, 4)
     model = fastmlp.MLP((16,), seed=0)
     model.fit(X, y, epochs=3, batch_size=25, validation_split=0.25, verbose=0)
     assert model.net_.step == 3 * (300 // 25)  # trained on 300 rows only
-    assert model.history["val_accuracy"][-1] == model.score(X[300:], y[300:])
-    assert model.history["accuracy"][-1] == model.score(X[:300], y[:300])
+    train, held_out = fastmlp.model._validation_rows(400, 0.25, y, 0)
+    assert len(held_out) == 100 and len(np.intersect1d(train, held_out)) == 0
+    # each class keeps its share on both sides, and the rows come from all over X
+    assert np.all(np.abs(np.bincount(y[held_out]) - np.bincount(y) / 4) < 1)
+    assert held_out.min() < 100 and held_out.max() >= 300
+    assert model.history["val_accuracy"][-1] == model.score(X[held_out], y[held_out])
+    assert model.history["accuracy"][-1] == model.score(X[train], y[train])
     assert model.history["val_loss"][-1] == pytest.approx(
-        model.evaluate(X[300:], y[300:])["loss"], rel=1e-12)
+        model.evaluate(X[held_out], y[held_out])["loss"], rel=1e-12)
+    # the seed picks the rows: another seed, other rows
+    other = fastmlp.model._validation_rows(400, 0.25, y, 1)[1]
+    assert not np.array_equal(held_out, other)
+
+
+def test_validation_split_of_sorted_labels_validates_every_class():
+    # make_spiral's labels are sorted: the last third of the rows is one class
+    X, y = make_spiral(100, 3, seed=0)
+    model = fastmlp.MLP((100,), seed=0).fit(X, y, epochs=300, batch_size=300,
+                                            optimizer="sgd", learning_rate=1.0,
+                                            validation_split=0.34, verbose=0)
+    assert model.history["val_accuracy"][-1] > 0.9
+
+
+def test_one_hot_targets_train_a_classifier_of_their_columns():
+    X, y = _blobs(300)
+    one_hot = fastmlp.MLP((16,), seed=0).fit(X, np.eye(3)[y], epochs=20, verbose=0)
+    labels = fastmlp.MLP((16,), seed=0).fit(X, y, epochs=20, verbose=0)
+    assert one_hot.task_ == "classification"
+    for (W1, b1), (W2, b2) in zip(one_hot.weights, labels.weights):  # the same training
+        np.testing.assert_array_equal(W1, W2)
+        np.testing.assert_array_equal(b1, b2)
+    assert one_hot.score(X, np.eye(3)[y]) == one_hot.score(X, y) > 0.8
+    assert one_hot.evaluate(X, np.eye(3)[y]) == one_hot.evaluate(X, y)
+    # every column is a class, hot in this y or not
+    model = fastmlp.MLP((16,), seed=0).fit(X, np.eye(4)[y], epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.classes_, np.arange(4))
+    assert model.predict_proba(X).shape == (300, 4)
+    # two one-hot columns: a binary classifier
+    assert fastmlp.MLP((4,), seed=0).fit(X, np.eye(2)[y % 2], epochs=1,
+                                         verbose=0).task_ == "binary"
+    # several labels in a row, or task="multilabel": independent labels
+    both = np.eye(3)[y % 3] + np.eye(3)[(y + 1) % 3]
+    assert fastmlp.MLP((4,), seed=0).fit(X, both, epochs=1, verbose=0).task_ == "multilabel"
+    assert fastmlp.MLP((4,), task="multilabel", seed=0).fit(
+        X, np.eye(3)[y % 3], epochs=1, verbose=0).task_ == "multilabel"
+    with pytest.raises(ValueError, match="one-hot rows of 4 columns"):
+        model.score(X, np.eye(5)[y])
 
 
 @pytest.mark.parametrize(

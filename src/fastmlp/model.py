@@ -65,9 +65,13 @@ class MLP:
         Hidden-layer activation(s): identity, relu, leaky_relu, sigmoid, tanh, elu, softplus.
     task : {"auto", "classification", "binary", "multilabel", "regression"}
         "auto" decides from y at the first fit: integer or string labels give
-        classification (a sigmoid head for two classes, softmax otherwise), a 2-D 0/1
-        indicator matrix gives multilabel, other floats give regression (identity head,
-        mean squared error).
+        classification (a sigmoid head for two classes, softmax otherwise); a 2-D 0/1
+        matrix with exactly one 1 in every row is one-hot classes (``classes_`` are its
+        column indices, ``predict`` returns them; evaluate and score take labels or
+        one-hot rows); any other 2-D 0/1 matrix gives multilabel (task="multilabel" makes
+        one-hot rows multilabel too); other floats give regression (identity head, mean
+        squared error). The scikit-learn drop-ins keep scikit-learn's reading: an
+        indicator matrix is multilabel there.
     loss : {None, "poisson", "absolute_error", "huber"}, default None
         None: the task's loss. For regression only: "poisson", the half Poisson deviance
         with the log link, for counts or rates y >= 0 (predict returns the mean,
@@ -160,7 +164,9 @@ class MLP:
         if self.loss is not None:  # integer counts are targets, not classes
             return "regression"
         if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and y.shape[1] > 1:
-            return "multilabel"
+            # one 1 per row is far more often one-hot classes (Keras' to_categorical) than
+            # a multilabel set whose rows each happen to hold one label
+            return "classification" if _one_hot(y) else "multilabel"
         if y.dtype.kind == "f" and not np.all(np.mod(y, 1) == 0):
             return "regression"
         if y.ndim == 2 and y.shape[1] > 1:
@@ -175,11 +181,14 @@ class MLP:
         if first:
             self.task_ = self._resolve_task(y)
             if self.task_ in ("classification", "binary"):
-                if y.ndim != 1:
+                if y.ndim == 2 and y.shape[1] > 1 and _one_hot(y):
+                    self.classes_ = np.arange(y.shape[1])  # every column, hot here or not
+                else:
                     y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
                     if y.ndim != 1:
-                        raise ValueError(f"y: class labels must be 1-D, got shape {y.shape}")
-                self.classes_ = np.unique(y)
+                        raise ValueError(f"y: class labels must be 1-D or one-hot rows, got "
+                                         f"shape {y.shape}")
+                    self.classes_ = np.unique(y)
                 if len(self.classes_) < 2:
                     raise ValueError(f"y: expected at least two classes, got {self.classes_}")
                 if self.task_ == "binary" and len(self.classes_) != 2:
@@ -187,6 +196,11 @@ class MLP:
                 if len(self.classes_) == 2:
                     self.task_ = "binary"
         if self.task_ in ("classification", "binary"):
+            if y.ndim == 2 and y.shape[1] > 1:
+                if y.shape[1] != len(self.classes_) or not _one_hot(y):
+                    raise ValueError(f"y: expected labels or one-hot rows of "
+                                     f"{len(self.classes_)} columns, got shape {y.shape}")
+                y = self.classes_[np.argmax(y, axis=1)]
             y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
             index = np.searchsorted(self.classes_, y)
             index = np.clip(index, 0, len(self.classes_) - 1)
@@ -265,7 +279,11 @@ class MLP:
             (down to min_learning_rate at the last epoch) or f(epoch, lr0) -> lr
         l2, l1 : float, penalties on the weights per step
         validation_data : (X_val, y_val), optional
-        validation_split : float in [0, 1): the last fraction of X, y held out instead
+        validation_split : float in [0, 1)
+            Hold out this fraction of the rows, drawn at random from the model's seed and,
+            for classes, stratified (each class keeps its share on both sides, as
+            scikit-learn's early stopping), instead of validation_data. To hold out the
+            last rows (a time series), pass them as validation_data.
         early_stopping : bool; stop when the monitored loss (validation if any, else
             training) has not improved by min_delta for `patience` epochs
         restore_best_weights : bool; with early stopping, go back to the best epoch
@@ -344,13 +362,16 @@ class MLP:
         except (TypeError, ValueError):
             self.net_ = previous  # bad input leaves a fitted model as it was
             raise
+        split_seed = None
         if validation_data is None and validation_split:
-            n_val = max(1, int(round(len(X) * validation_split)))
-            if n_val >= len(X):
-                raise ValueError("validation_split: leaves no training data")
-            validation_data = (X[-n_val:], y_raw[-n_val:])
-            X, Y = X[:-n_val], Y[:-n_val]
-            w = None if w is None else w[:-n_val]
+            # the model's seed (a resumed fit: its own draw) picks the rows held out
+            split_seed = saved["record"].get("split_seed") if saved is not None else \
+                np.random.SeedSequence(self.seed).entropy
+            labels = Y if self.task_ in ("classification", "binary") else None
+            train, held_out = _validation_rows(len(X), validation_split, labels, split_seed)
+            validation_data = (X[held_out], y_raw[held_out])
+            X, Y = X[train], Y[train]
+            w = None if w is None else w[train]
         # a resumed fit stays on its backend, unless this model names one or lacks it
         backend = None
         if saved is not None and self.backend is None and \
@@ -368,7 +389,7 @@ class MLP:
         metric = "r2" if self.task_ == "regression" else "accuracy"
         fit_record = None
         if checkpoint is not None or saved is not None:
-            fit_record = {"settings": settings, "epochs": epochs,
+            fit_record = {"settings": settings, "epochs": epochs, "split_seed": split_seed,
                           "data": _digest(X, Y, w, X_val, Y_val), "backend": self.net_.backend}
         if lbfgs:
             return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options,
@@ -835,6 +856,40 @@ def _digest(*arrays):
     return h.hexdigest()
 
 
+def _validation_rows(n, fraction, labels, seed):
+    """(training rows, validation rows), each sorted: round(n * fraction) rows drawn at
+    random from seed, stratified by labels when given (largest remainders; a class keeps
+    at least one training row)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0x5A,)))
+    n_val = max(1, int(round(n * fraction)))
+    if n_val >= n:
+        raise ValueError("validation_split: leaves no training data")
+    order = rng.permutation(n)
+    if labels is None:
+        held_out = order[:n_val]
+    else:
+        labels = labels.reshape(-1)
+        by_class = order[np.argsort(labels[order], kind="stable")]  # shuffled within each
+        counts = np.unique(labels, return_counts=True)[1]
+        share = counts * (n_val / n)
+        take = np.floor(share).astype(np.intp)
+        take[np.argsort(take - share, kind="stable")[:n_val - take.sum()]] += 1
+        take = np.minimum(take, counts - 1)
+        starts = np.cumsum(counts) - counts
+        held_out = np.concatenate([by_class[s:s + k] for s, k in zip(starts, take)])
+        if not len(held_out):
+            raise ValueError("validation_split: no class has rows to spare for validation")
+    mask = np.ones(n, bool)
+    mask[held_out] = False
+    return np.flatnonzero(mask), np.sort(held_out)
+
+
+def _one_hot(y):
+    """Whether a 2-D y holds one-hot rows: 0/1 entries, exactly one 1 per row."""
+    return y.dtype.kind in "biuf" and bool(np.isin(y, (0, 1)).all()) and \
+        bool((np.count_nonzero(y, axis=1) == 1).all())
+
+
 def _accuracy(correct, z):
     # a NaN output has no class: NaN accuracy, not a count of lucky argmaxes
     return math.nan if np.isnan(z).any() else float(np.mean(correct))
@@ -890,6 +945,10 @@ def _checkpointed_fit(model, record, arrays):
     for key, kind in (("settings", dict), ("data", str), ("backend", str), ("epochs", int),
                       ("network", dict), ("early_stopping", dict), ("position", dict)):
         entry(record, key, kind, key)
+    split_seed = record.get("split_seed")
+    if split_seed is not None and (isinstance(split_seed, bool) or not isinstance(
+            split_seed, int) or not 0 <= split_seed < 1 << 128):
+        raise ValueError("header: training.split_seed is malformed")
     position = record["position"]
     for key, kind in (("epoch", int), ("rows", int), ("loss_total", float),
                       ("finished", bool)):
