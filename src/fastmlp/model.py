@@ -789,6 +789,7 @@ class MLP:
             if config.get("version") != _FORMAT_VERSION:
                 raise ValueError(f"format version {config.get('version')} is not supported")
             _check_model_shapes(config, members, max_bytes)
+            _check_model_members(config, members)
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
                         loss=config.get("loss"), dropout=config["dropout"],
                         batch_norm=config["batch_norm"], init=config["init"],
@@ -987,6 +988,38 @@ def _checkpointed_fit(model, record, arrays):
             "extra": extra, "best": best, "best_extra": best_extra,
             "network": {k[len("fit_"):]: arrays.pop(k) for k in list(arrays)
                         if k.startswith("fit_")}}
+
+
+def _check_model_members(config, members):
+    """The rest of what makes the arrays the model the header describes, so that load
+    uses every member as it is and invents none: the classes against the task and the
+    outputs (a classifier has one class per output, a binary one two for its one output),
+    the batch-norm state against the architecture, every array of the header's dtype."""
+    task_, n_outputs = config.get("task_"), config.get("n_outputs_")
+    if not isinstance(task_, str) or task_ not in _TASKS[1:]:
+        raise ValueError(f"header: task_ must be one of {list(_TASKS[1:])}, got {task_!r}")
+    classes = members["classes"][1] if "classes" in members else None
+    if task_ in ("classification", "binary"):
+        n_classes = 2 if task_ == "binary" else n_outputs
+        if classes != (n_classes,) or task_ == "binary" and n_outputs != 1:
+            raise ValueError(f"a {task_} model with {n_outputs} output(s) needs "
+                             f"{n_classes} classes, got classes of shape {classes}")
+    elif classes is not None and len(classes) != 1:  # partial_fit(classes=) keeps them
+        raise ValueError(f"classes of shape {classes}")
+    batch_norm = config.get("batch_norm")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"header: batch_norm must be true or false, got {batch_norm!r}")
+    expected = {f"extra_{state}{i}": (size,)
+                for i, size in enumerate(config["hidden_layer_sizes"] if batch_norm else ())
+                for state in ("gamma", "beta", "mean", "var")}
+    if {k: shape for k, (_, shape) in members.items() if k.startswith("extra_")} != expected:
+        raise ValueError("the batch-norm state does not match the header's architecture")
+    if "training" not in config and any(k.startswith(("fit_", "best_")) for k in members):
+        raise ValueError("a fit's arrays without the fit's record")
+    dtype = np.dtype(config["dtype"])
+    if any(members[k][0] != dtype for k in members
+           if re.fullmatch(r"(best_)?([Wb][0-9]+|extra_.+)|fit_.+", k)):
+        raise ValueError(f"the arrays are not all of the header's dtype {dtype}")
 
 
 def _check_model_shapes(config, members, max_bytes):
