@@ -7,8 +7,9 @@
   ``HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py -p no:cacheprovider``
 - "dev": the hypothesis defaults with no deadline, random and with the database.
 
-Imported by tests/test_properties.py (the only user of hypothesis), so that loading a
-profile does not depend on editing tests/conftest.py.
+Imported by the tests that use hypothesis (tests/test_properties.py,
+tests/test_fuzz_files.py), so that loading a profile does not depend on editing
+tests/conftest.py.
 """
 
 from __future__ import annotations
