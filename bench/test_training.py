@@ -87,3 +87,34 @@ def test_train_epoch(measure, bench_config, name, dtype, impl):
             dtype=dtype, shape=f"{rows}x{'->'.join(map(str, shape.sizes))}",
             flops=flops, rounds=LARGE_EPOCH_ROUNDS if shape.large else None,
             kind="train_epoch", batch=shape.batch, rows=rows)
+
+
+FIT_EPOCHS = 200  # of the course's full-batch spiral: 300 rows, one batch an epoch
+
+
+@pytest.mark.parametrize("impl", ["plan-train_epoch", "MLP.fit"])
+def test_fit_per_epoch_overhead(measure, bench_config, impl):
+    """MLP.fit's bookkeeping per epoch (shuffling, the schedule, the checks, the training
+    accuracy, the history) beside the plan's bare epochs, on the course's spiral trained
+    full-batch for many tiny epochs: the ratio of the two is the overhead."""
+    import fastmlp
+
+    shape = mb.SHAPES["spiral"]
+    X, y = mb.make_data(shape, 300, np.float32)
+    epochs = 2 if bench_config["smoke"] else FIT_EPOCHS
+    if impl == "MLP.fit":
+        model = fastmlp.MLP((100,), seed=0)
+
+        def fn():
+            model.fit(X, y, epochs=epochs, batch_size=300, optimizer="sgd",
+                      learning_rate=1.0, verbose=0)
+    else:
+        plan = fastmlp.NetworkPlan(shape.sizes, "relu", optimizer="sgd", learning_rate=1.0,
+                                   batch_size=300, dtype=np.float32, seed=0)
+
+        def fn():
+            for _ in range(epochs):
+                plan.train_epoch(X, y)  # its own shuffle, as fit's
+    measure(fn, group=f"fit overhead spiral {epochs} epochs float32", impl=impl,
+            dtype=np.dtype(np.float32), shape=f"300x{'->'.join(map(str, shape.sizes))}",
+            kind="fit", epochs=epochs)

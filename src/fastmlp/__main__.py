@@ -1,24 +1,29 @@
-"""Command line: `python -m fastmlp demo` trains the course's networks; `config` shows
-what fastmlp runs on."""
+"""Command line: ``python -m fastmlp {demo,config} [--help]``."""
 
+import argparse
 import sys
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    command = argv[0] if argv else "demo"
-    if command == "demo":
-        from fastmlp.demo import main as demo
-
-        demo(argv[1:])
-    elif command == "config":
+    parser = argparse.ArgumentParser(
+        prog="python -m fastmlp",
+        description="fastmlp: fast multilayer perceptrons on the CPU.")
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    commands.add_parser(
+        "demo", help="train the course's networks on the embedded data and print the "
+        "accuracy and the speed against NumPy (the default command)")
+    commands.add_parser(
+        "config", help="show the backend, the SIMD kernels, the threads, the BLAS library "
+        "fastmlp's gemm calls and the environment variables that change them")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "config":
         from fastmlp import show_config
 
         show_config()
     else:
-        print(f"usage: python -m fastmlp [demo|config]  (unknown command {command!r})",
-              file=sys.stderr)
-        return 2
+        from fastmlp.demo import main as demo
+
+        demo()
     return 0
 
 

@@ -80,7 +80,7 @@ def mnist(epochs=20, seed=0, out=print):
     return results
 
 
-def main(argv=None):
+def main():
     from threadpoolctl import threadpool_limits
 
     from fastmlp._config import show_config

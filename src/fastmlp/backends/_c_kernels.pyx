@@ -39,10 +39,9 @@ ctypedef int (*_get_threads_fn)() noexcept nogil
 ctypedef void (*_set_threads_fn)(int) noexcept nogil
 
 
-def _find_blas_threads():
-    """OpenBLAS's get/set_num_threads in the library that holds SciPy's sgemm (found with
-    dladdr), so that a step running BLAS calls on fastmlp's threads can hold OpenBLAS to
-    one thread meanwhile. Another BLAS, or no dladdr (not POSIX): left alone."""
+def _library_of(address):
+    """The path of the shared library holding a function's address (dladdr); None where
+    there is no dladdr."""
     import ctypes
 
     class DlInfo(ctypes.Structure):
@@ -51,22 +50,56 @@ def _find_blas_threads():
 
     try:
         info = DlInfo()
-        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(<uintptr_t>BLAS.sgemm),
-                                        ctypes.byref(info)) or not info.fname:
+        if not ctypes.CDLL(None).dladdr(ctypes.c_void_p(address), ctypes.byref(info)):
             return None
-        library = ctypes.CDLL(info.fname.decode())
     except (OSError, AttributeError):
         return None
+    return info.fname.decode() if info.fname else None
+
+
+def _openblas_threads():
+    """(get_num_threads, set_num_threads) of the OpenBLAS behind SciPy's sgemm (looked up
+    from cython_blas, whose dependencies include it), or None for another BLAS."""
+    import ctypes
+
+    path = _library_of(<uintptr_t>BLAS.sgemm)
+    try:
+        library = ctypes.CDLL(path) if path else None
+    except OSError:
+        library = None
     for prefix in ("scipy_openblas", "openblas"):
         try:
-            get = getattr(library, prefix + "_get_num_threads")
-            set_ = getattr(library, prefix + "_set_num_threads")
+            return (getattr(library, prefix + "_get_num_threads"),
+                    getattr(library, prefix + "_set_num_threads"))
         except AttributeError:
             continue
-        BLAS.get_num_threads = <_get_threads_fn><uintptr_t>ctypes.cast(get, ctypes.c_void_p).value
-        BLAS.set_num_threads = <_set_threads_fn><uintptr_t>ctypes.cast(set_, ctypes.c_void_p).value
-        return prefix + "_set_num_threads"
     return None
+
+
+def blas_library():
+    """The path of the BLAS library whose sgemm/dgemm fastmlp calls through SciPy's
+    cython_blas: OpenBLAS's own file when found, else cython_blas's; None without dladdr."""
+    import ctypes
+
+    functions = _openblas_threads()
+    if functions is not None:
+        return _library_of(ctypes.cast(functions[0], ctypes.c_void_p).value)
+    return _library_of(<uintptr_t>BLAS.sgemm)
+
+
+def _find_blas_threads():
+    """Install OpenBLAS's get/set_num_threads, so that a step running BLAS calls on
+    fastmlp's threads can hold OpenBLAS to one thread meanwhile; returns the setter's name.
+    Another BLAS, or no dladdr (not POSIX): left alone (None)."""
+    import ctypes
+
+    functions = _openblas_threads()
+    if functions is None:
+        return None
+    get, set_ = functions
+    BLAS.get_num_threads = <_get_threads_fn><uintptr_t>ctypes.cast(get, ctypes.c_void_p).value
+    BLAS.set_num_threads = <_set_threads_fn><uintptr_t>ctypes.cast(set_, ctypes.c_void_p).value
+    return set_.__name__
 
 
 # the function that holds SciPy's BLAS to one thread in a tiled step (None: not found)
