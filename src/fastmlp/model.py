@@ -409,11 +409,7 @@ class MLP:
             except ValueError:
                 self.net_ = previous  # a refused resume leaves the model as it was
                 raise
-        if len(X) > _METRIC_ROWS:
-            rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
-            X_metric, Y_metric = X[rows], Y[rows]
-        else:
-            X_metric, Y_metric = X, Y
+        training_metric = _TrainingMetric(self, X, Y)
         batches = -(-len(X) // batch_size)
         progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
                             verbose)
@@ -436,7 +432,7 @@ class MLP:
                     "no longer finite): lower learning_rate, scale X or add l2")
             self.history["lr"].append(self.net_.learning_rate)
             self.history["loss"].append(loss)
-            self.history[metric].append(self._metric(X_metric, Y_metric))
+            self.history[metric].append(training_metric())
             monitored = loss
             if X_val is not None:
                 val = self._evaluate_encoded(X_val, Y_val)
@@ -445,9 +441,13 @@ class MLP:
                 monitored = val["loss"]
             progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - started)
             if monitored < best[0] - min_delta:
-                extra = getattr(self.net_, "extra_state", dict)()
-                best = (monitored, [(W.copy(), b.copy()) for W, b in self.net_.weights],
-                        epoch, {k: v.copy() for k, v in extra.items()})
+                if not (early_stopping and restore_best_weights):
+                    best = (monitored, None, epoch, {})  # no weights to go back to
+                else:
+                    extra = getattr(self.net_, "extra_state", dict)()
+                    kept_extra = [best[3][k] for k in extra] if best[3] else None
+                    best = (monitored, _kept(self.net_.weights, best[1]), epoch,
+                            dict(zip(extra, _kept(list(extra.values()), kept_extra))))
                 waited = 0
                 return False
             waited += 1
@@ -631,8 +631,12 @@ class MLP:
 
     def _finite(self, loss):
         # once per epoch or call: a pass over the weights is cheap beside the training
-        return math.isfinite(loss) and all(
-            np.isfinite(W).all() and np.isfinite(b).all() for W, b in self.net_.weights)
+        if not math.isfinite(loss):
+            return False
+        params = getattr(self.net_, "parameters", None)  # a plan's, all in one array
+        if params is not None:
+            return self._all_finite(params)
+        return all(self._all_finite(W) and self._all_finite(b) for W, b in self.net_.weights)
 
     # -- inference ---------------------------------------------------------------------
 
@@ -883,6 +887,50 @@ def _validation_rows(n, fraction, labels, seed):
     mask = np.ones(n, bool)
     mask[held_out] = False
     return np.flatnonzero(mask), np.sort(held_out)
+
+
+class _TrainingMetric:
+    """The training accuracy (or R²) that fit records after each epoch: on at most
+    _METRIC_ROWS rows, evenly spaced and fixed per fit, into buffers made once (a small
+    epoch is not much more work than this)."""
+
+    def __init__(self, model, X, Y):
+        if len(X) > _METRIC_ROWS:
+            rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
+            X, Y = X[rows], Y[rows]
+        self._model, self._X, self._Y = model, X, Y
+        self._z = np.empty((len(X), model.n_outputs_), model.dtype)
+        if model.task_ == "classification":
+            self._predicted = np.empty(len(X), np.intp)
+            self._hits = np.empty(len(X), bool)
+        elif model.task_ != "regression":
+            self._positive = Y > 0.5
+            self._hits = np.empty(Y.shape, bool)
+
+    def __call__(self):
+        model = self._model
+        z = model.net_.forward(self._X, out=self._z)
+        if model.task_ == "regression":
+            return float(_r2(self._Y, np.exp(z) if model._poisson else z))
+        if not model._all_finite(z) and np.isnan(z).any():
+            return math.nan  # a NaN output has no class
+        if model.task_ == "classification":
+            np.equal(np.argmax(z, axis=1, out=self._predicted), self._Y, out=self._hits)
+        else:
+            np.equal(np.greater(z, 0, out=self._hits), self._positive, out=self._hits)
+        return np.count_nonzero(self._hits) / self._hits.size
+
+
+def _kept(arrays, into):
+    """Copies of arrays ([(W, b), ...] or [a, ...]): into the copies `into` kept before
+    (no allocation per epoch), or new ones."""
+    if into is None:
+        return [tuple(a.copy() for a in pair) if isinstance(pair, tuple) else pair.copy()
+                for pair in arrays]
+    for source, target in zip(arrays, into):
+        for a, b in zip(source, target) if isinstance(source, tuple) else [(source, target)]:
+            np.copyto(b, a)
+    return into
 
 
 def _one_hot(y):
