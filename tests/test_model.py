@@ -1275,3 +1275,10 @@ def test_robust_regression_losses(loss):
     assert error[loss] < 0.5 * error[None]
     expected = getattr(fastmlp.ops, loss)(fits[loss].decision_function(X), y.reshape(-1, 1))[0]
     assert fits[loss].evaluate(X, y)["loss"] == pytest.approx(expected)
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(fastmlp.model)
+    assert result.attempted > 0 and result.failed == 0

@@ -88,7 +88,46 @@ class MLP:
     n_threads : int or None, default None
         Threads a training step and a large prediction may use (None: the process
         default, fastmlp.get_num_threads()); the results are the same for any.
-    backend : str, optional; default the active backend.
+    backend : str, optional
+        "c", "numba" or "numpy"; default: the active backend (fastmlp.get_backend()).
+
+    Attributes
+    ----------
+    task_ : str
+        The task the first fit decided: "classification", "binary", "multilabel" or
+        "regression".
+    classes_ : ndarray
+        The class labels (classification and binary), sorted; for one-hot targets, the
+        column indices.
+    n_features_in_, n_outputs_ : int
+        Input columns and network outputs.
+    history : dict of lists
+        Per epoch: "loss" (the mean batch loss), "accuracy" or "r2" (after the epoch, on
+        at most 2048 training rows), "lr", and with validation "val_loss" and
+        "val_accuracy"/"val_r2". After optimizer="lbfgs": one entry each.
+    interrupted_ : bool
+        Ctrl-C stopped the last fit (the model is usable; its checkpoint, if any, resumes).
+    stopped_early_ : bool
+        Early stopping ended the last fit.
+    best_epoch_ : int
+        With early stopping and restore_best_weights: the epoch whose weights were
+        restored (0-based).
+    n_iter_ : int
+        optimizer="lbfgs": the iterations SciPy ran.
+    weights : list of (W, b)
+        The trained arrays, W of shape (n_in, n_out), as in the course.
+
+    Examples
+    --------
+    >>> from fastmlp import MLP
+    >>> from fastmlp.datasets import make_spiral
+    >>> X, y = make_spiral(100, 3, seed=0)
+    >>> model = MLP((100,), seed=0).fit(X, y, epochs=300, batch_size=300,
+    ...                                 optimizer="sgd", learning_rate=1.0, verbose=0)
+    >>> model.score(X, y) > 0.9
+    True
+    >>> model.predict(X[:3]).shape
+    (3,)
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
