@@ -1,21 +1,28 @@
-"""The course's spiral tutorial, with fastmlp.MLP.
+"""
+The course's spiral tutorial
+============================
 
-Three arms of 100 points each in 2-D (fastmlp.datasets.make_spiral(100, 3, seed=0)),
+Three arms of 100 points each in 2-D (``fastmlp.datasets.make_spiral(100, 3, seed=0)``),
 trained as the course trains them: full-batch gradient descent with step size 1.0, L2
-strength 1e-3, weights initialised to 0.01 * randn.
+strength 1e-3, weights initialised to ``0.01 * randn`` (``init="course"``), no shuffling.
 
 1. A linear classifier (no hidden layer) cannot separate the arms: about 50% accuracy.
 2. One hidden layer of 100 ReLU units (2 -> 100 -> 3) fits the training set: >= 98%.
 
-With matplotlib installed, it saves two figures (next to this script, or into --out):
-spiral_decision_regions.png (both classifiers' decision regions and loss curves) and
-spiral_hidden_units.png (what 16 of the hidden units respond to, from
-model.hidden_activations on a grid). Without matplotlib it prints the numbers only.
+Run on its own, the script saves two figures, next to it or into ``--out``:
+``spiral_decision_regions.png`` (both classifiers' decision regions and loss curves) and
+``spiral_hidden_units.png`` (what 16 of the hidden units respond to, from
+``model.hidden_activations`` on a grid). Without matplotlib it prints the numbers only::
 
     python examples/spiral_tutorial.py [--out DIR] [--steps 3000]
 """
 
-from __future__ import annotations
+# %%
+# The command line and matplotlib
+# --------------------------------
+# ``--steps`` sets the number of full-batch steps per network, ``--out`` the folder of
+# the PNG files. matplotlib is optional: ``pyplot()`` gives a file-only (Agg) pyplot, or
+# None when matplotlib is not installed.
 
 import argparse
 import pathlib
@@ -27,6 +34,16 @@ import fastmlp
 from fastmlp.datasets import make_spiral
 
 CLASS_COLOURS = ("#d62728", "#1f77b4", "#2ca02c")
+# next to this script (the current folder where there is no script file: a notebook)
+HERE = pathlib.Path(globals().get("__file__", "example.py")).resolve().parent
+
+parser = argparse.ArgumentParser(description="The course's spiral tutorial, with "
+                                 "fastmlp.MLP.")
+parser.add_argument("--out", type=pathlib.Path, default=HERE,
+                    help="folder for the PNG files (default: next to this script)")
+parser.add_argument("--steps", type=int, default=3000,
+                    help="full-batch steps per network (default: 3000)")
+args = parser.parse_args()
 
 
 def pyplot():
@@ -41,6 +58,26 @@ def pyplot():
     return plt
 
 
+plt = pyplot()
+
+# %%
+# The data
+# --------
+# ``make_spiral`` is the course's generator: arm ``j`` has radius ``linspace(0, 1, 100)``
+# and angle ``linspace(4j, 4(j+1), 100)`` plus Gaussian noise of 0.2.
+
+X, y = make_spiral(100, 3, seed=0)
+print(f"spiral: {len(X)} points, {len(np.unique(y))} classes; backend "
+      f"{fastmlp.get_backend()!r}; {args.steps} full-batch SGD steps, step size 1.0, "
+      "L2 1e-3")
+
+# %%
+# A linear classifier
+# -------------------
+# ``MLP(())`` has no hidden layer: softmax regression. Every step is one full batch of
+# all 300 points, as in the course.
+
+
 def train(hidden, X, y, steps):
     """The course's training: full batch, SGD with step size 1.0, L2 1e-3, 0.01 * randn."""
     model = fastmlp.MLP(hidden, "relu", init="course", dtype=np.float64, seed=0)
@@ -48,6 +85,32 @@ def train(hidden, X, y, steps):
     model.fit(X, y, epochs=steps, batch_size=len(X), optimizer="sgd", learning_rate=1.0,
               l2=1e-3, shuffle=False, verbose=0)
     return model, time.perf_counter() - start
+
+
+linear, t_linear = train((), X, y, args.steps)
+print(f"linear classifier  2 -> 3        : training accuracy {linear.score(X, y):6.1%}, "
+      f"final loss {linear.history['loss'][-1]:.3f}, "
+      f"{t_linear / args.steps * 1e6:.0f} us/step")
+
+# %%
+# A network with one hidden layer
+# -------------------------------
+# 100 ReLU units between the input and the output (2 -> 100 -> 3), trained the same way.
+
+net, t_net = train((100,), X, y, args.steps)
+print(f"neural network     2 -> 100 -> 3 : training accuracy {net.score(X, y):6.1%}, "
+      f"final loss {net.history['loss'][-1]:.3f}, "
+      f"{t_net / args.steps * 1e6:.0f} us/step")
+
+H = net.hidden_activations(X)[0]
+print(f"hidden units active on some training point: {int((H > 0).any(axis=0).sum())} of "
+      f"{H.shape[1]}")
+
+# %%
+# Decision regions and loss curves
+# --------------------------------
+# Each model's predicted class over a grid of the plane, and the loss per step (with
+# step size 1.0 the spikes of the loss curves are real).
 
 
 def grid(X, n=300, margin=0.1):
@@ -84,7 +147,24 @@ def plot_decision_regions(plt, models, X, y, path):
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+if plt is None:
+    print("matplotlib is not installed: plots skipped (pip install matplotlib)")
+else:
+    args.out.mkdir(parents=True, exist_ok=True)
+    regions = args.out / "spiral_decision_regions.png"
+    plot_decision_regions(plt, {"linear": linear, "2-100-3 ReLU": net}, X, y, regions)
+    print(f"saved {regions}")
+
+# %%
+# What the hidden units see
+# -------------------------
+# ``model.hidden_activations`` gives each hidden layer's output. Over a grid, a ReLU unit
+# ``max(0, w . x + b)`` is a ramp that rises across one line of the plane; the output
+# layer adds 100 such ramps into the three spiral arms. Shown: the 16 units whose
+# response varies most over the plane, and the class each one's output weights favour.
 
 
 def plot_hidden_units(plt, model, X, y, path, n_units=16):
@@ -107,48 +187,10 @@ def plot_hidden_units(plt, model, X, y, path, n_units=16):
                  "plane;\nthe output layer adds 100 such ramps into the three spiral arms")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent,
-                        help="folder for the PNG files (default: next to this script)")
-    parser.add_argument("--steps", type=int, default=3000,
-                        help="full-batch steps per network (default: 3000)")
-    args = parser.parse_args(argv)
-
-    X, y = make_spiral(100, 3, seed=0)
-    print(f"spiral: {len(X)} points, {len(np.unique(y))} classes; backend "
-          f"{fastmlp.get_backend()!r}; {args.steps} full-batch SGD steps, step size 1.0, "
-          "L2 1e-3")
-
-    linear, t_linear = train((), X, y, args.steps)
-    print(f"linear classifier  2 -> 3        : training accuracy {linear.score(X, y):6.1%}, "
-          f"final loss {linear.history['loss'][-1]:.3f}, "
-          f"{t_linear / args.steps * 1e6:.0f} us/step")
-
-    net, t_net = train((100,), X, y, args.steps)
-    print(f"neural network     2 -> 100 -> 3 : training accuracy {net.score(X, y):6.1%}, "
-          f"final loss {net.history['loss'][-1]:.3f}, "
-          f"{t_net / args.steps * 1e6:.0f} us/step")
-
-    H = net.hidden_activations(X)[0]
-    print(f"hidden units active on some training point: {int((H > 0).any(axis=0).sum())} of "
-          f"{H.shape[1]}")
-
-    plt = pyplot()
-    if plt is None:
-        print("matplotlib is not installed: plots skipped (pip install matplotlib)")
-        return
-    args.out.mkdir(parents=True, exist_ok=True)
-    regions = args.out / "spiral_decision_regions.png"
+if plt is not None:
     units = args.out / "spiral_hidden_units.png"
-    plot_decision_regions(plt, {"linear": linear, "2-100-3 ReLU": net}, X, y, regions)
     plot_hidden_units(plt, net, X, y, units)
-    print(f"saved {regions}")
     print(f"saved {units}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1282,3 +1282,19 @@ def test_the_docstring_examples_run():
 
     result = doctest.testmod(fastmlp.model)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("loss", ["poisson", "absolute_error", "huber"])
+def test_batch_norm_trains_the_loss_asked_for(loss):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = rng.poisson(2.0, 64).astype(float) if loss == "poisson" else X[:, 0] * 3
+    model = fastmlp.MLP((8,), batch_norm=True, loss=loss, seed=0)
+    model.fit(X, y, epochs=1, batch_size=64, optimizer="sgd", learning_rate=0.0, verbose=0)
+    # one full-batch step at learning rate 0: its loss is the asked loss of the network's
+    # training-mode output (it was mean squared error whatever the loss, before)
+    from fastmlp import ops
+
+    output = model.net_._forward(np.asarray(X, model.dtype), training=True)[0]
+    expected = getattr(ops, loss)(output, np.asarray(y, model.dtype)[:, None])[0]
+    assert model.history["loss"][0] == pytest.approx(expected, rel=1e-5)

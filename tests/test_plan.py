@@ -552,3 +552,15 @@ def test_dropout_mask(backend, rng):
 def test_dropout_is_checked(backend, value, error):
     with pytest.raises(error, match="dropout"):
         fastmlp.NetworkPlan([2, 4, 2], dropout=value)
+
+
+def test_integer_inputs_are_refused_by_the_plan_and_cast_by_the_models():
+    X = np.arange(24).reshape(8, 3)
+    y = np.arange(8) % 2
+    plan = fastmlp.NetworkPlan([3, 4, 2], batch_size=8, dtype=np.float32, seed=0)
+    for call in (lambda: plan.train_step(X, y), lambda: plan.forward(X),
+                 lambda: plan.train_epoch(X, y), lambda: plan.forward(X > 4)):
+        with pytest.raises(TypeError, match=r"astype\(np.float32\)"):
+            call()
+    model = fastmlp.MLP((4,), seed=0).fit(X, y, epochs=1, verbose=0)
+    np.testing.assert_array_equal(model.predict(X), model.predict(X.astype(np.float32)))

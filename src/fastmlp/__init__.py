@@ -7,6 +7,10 @@
 - backends: "c" (compiled, default), "numba", "numpy" (the reference); see
   get_backend, set_backend, use_backend, available_backends and FASTMLP_BACKEND.
 - threads: set_num_threads / get_num_threads (FASTMLP_NUM_THREADS, OMP_NUM_THREADS).
+- show_config(): the backend, SIMD kernels, BLAS library and threads in use here.
+
+The documentation site (docs/, built by tools/build_docs.sh) has the user guide, the API
+reference and the example gallery.
 """
 
 from fastmlp import datasets, ops, optimizers

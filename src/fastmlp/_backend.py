@@ -28,7 +28,7 @@ _override = contextvars.ContextVar("fastmlp_backend", default=None)
 
 
 def load(name):
-    """The backend module called `name`, imported on first use."""
+    """The backend module called `name`, imported on first use (ImportError if it cannot)."""
     if name not in BACKEND_MODULES:
         raise ValueError(f"backend: unknown {name!r}; expected one of {list(BACKENDS)}")
     with _lock:
@@ -47,7 +47,13 @@ def load(name):
 
 
 def available_backends():
-    """Names of the backends that import on this machine, in preference order."""
+    """The backends that import on this machine.
+
+    Returns
+    -------
+    list of str
+        Their names, in preference order (``"c"``, ``"numba"``, ``"numpy"``).
+    """
     names = []
     for name in BACKENDS:
         try:
@@ -85,7 +91,18 @@ def _choose_default():
 
 
 def get_backend():
-    """The name of the backend that fastmlp.ops and new NetworkPlans use here and now."""
+    """The backend that :mod:`fastmlp.ops` and new plans use here and now.
+
+    The block's :func:`use_backend` in this thread, else the process-wide choice:
+    :func:`set_backend`'s, else ``FASTMLP_BACKEND``, else the first of ``"c"``,
+    ``"numba"``, ``"numpy"`` that imports (with a warning, once, when the compiled
+    backend does not).
+
+    Returns
+    -------
+    str
+        ``"c"``, ``"numba"`` or ``"numpy"``.
+    """
     global _default
     name = _override.get()
     if name is not None:
@@ -96,7 +113,23 @@ def get_backend():
 
 
 def set_backend(name):
-    """Make `name` the process-wide backend (it must import)."""
+    """Make `name` the process-wide backend.
+
+    It applies to :mod:`fastmlp.ops` calls and to plans and models built afterwards (a
+    plan keeps the backend it was built on).
+
+    Parameters
+    ----------
+    name : {"c", "numba", "numpy"}
+        The backend; it must import on this machine.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    ImportError
+        When that backend cannot be imported (the message says why).
+    """
     global _default
     load(name)
     _default = name
@@ -104,7 +137,25 @@ def set_backend(name):
 
 @contextlib.contextmanager
 def use_backend(name):
-    """Run a block with `name` as the backend, in this thread only."""
+    """Run a block with `name` as the backend, in this thread (or asyncio task) only.
+
+    Parameters
+    ----------
+    name : {"c", "numba", "numpy"}
+        The backend; it must import on this machine.
+
+    Yields
+    ------
+    module
+        The backend's module (rarely needed: ``with use_backend("numpy"):``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastmlp
+    >>> with fastmlp.use_backend("numpy"):
+    ...     A = fastmlp.ops.dense_forward(np.ones((2, 3)), np.ones((3, 4)), np.zeros(4))
+    """
     load(name)
     token = _override.set(name)
     try:
@@ -114,5 +165,5 @@ def use_backend(name):
 
 
 def active():
-    """The active backend module."""
+    """The active backend's module."""
     return load(get_backend())

@@ -18,9 +18,22 @@ _VARIABLES = {
 
 
 def show_config(file=None):
-    """Print the backend, the SIMD micro-kernel set in use, fastmlp's threads, the BLAS
-    behind gemm, its kernels and threads, and the environment variables that change them.
-    Returns the same facts as a dict."""
+    """Print what fastmlp runs on here, and return it.
+
+    The backend, the SIMD micro-kernel set in use, fastmlp's threads, the BLAS behind
+    gemm, its kernels and threads, and the environment variables that change them.
+    ``python -m fastmlp config`` prints the same.
+
+    Parameters
+    ----------
+    file : file-like, optional
+        Where to print (default: sys.stdout).
+
+    Returns
+    -------
+    dict of str to str
+        The same facts, by name.
+    """
     from fastmlp import _backend, _threads
 
     info = {

@@ -26,14 +26,29 @@ def _positive(value, name):
 
 
 def set_num_threads(n):
-    """Set the process default for steps whose plan does not name its own (None: back
-    to the environment variables / available CPUs, read again)."""
+    """Set the process default thread count for steps and predictions.
+
+    It applies to every plan, model and drop-in that does not name its own
+    ``n_threads``. The C backend's results are the same bits for any count.
+
+    Parameters
+    ----------
+    n : int or None
+        A positive count, or None: back to the environment variables
+        (``FASTMLP_NUM_THREADS``, ``OMP_NUM_THREADS``) or the CPUs available, read again.
+
+    Raises
+    ------
+    ValueError
+        For anything but a positive integer or None.
+    """
     global _process_default, _environment_default
     _process_default = None if n is None else _positive(n, "n_threads")
     _environment_default = None
 
 
 def available_cpus():
+    """The CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on Linux
@@ -41,7 +56,17 @@ def available_cpus():
 
 
 def get_num_threads():
-    """The process default (see the module docstring)."""
+    """The process default thread count.
+
+    What :func:`set_num_threads` set, else ``FASTMLP_NUM_THREADS``, else
+    ``OMP_NUM_THREADS``, else the CPUs this process may run on (the variables and CPUs
+    are read when first needed and again after ``set_num_threads(None)``).
+
+    Returns
+    -------
+    int
+        The count a step uses when its plan or model names none.
+    """
     global _environment_default
     if _process_default is not None:
         return _process_default

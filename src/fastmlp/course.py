@@ -12,6 +12,7 @@ import numpy as np
 
 
 def sigmoid(x):
+    """The lecture's ``1 / (1 + exp(-x))`` (it overflows for very negative x, as there)."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -20,12 +21,20 @@ class CourseNetwork:
 
     Parameters
     ----------
-    layer_sizes : [n_in, hidden..., n_classes]
-    activation : "relu" or "sigmoid" (every hidden layer)
-    step_size : float, the learning rate
-    reg : float, the L2 strength (``0.5 * reg * sum(W * W)`` per weight matrix)
-    optimizer : "sgd" or "adam"
-    dtype, seed : as for NetworkPlan (``0.01 * randn`` weights, zero biases)
+    layer_sizes : sequence of int
+        ``[n_in, hidden..., n_classes]``.
+    activation : {"relu", "sigmoid"}, default "relu"
+        Every hidden layer's activation.
+    step_size : float, default 1.0
+        The learning rate.
+    reg : float, default 1e-3
+        The L2 strength (``0.5 * reg * sum(W * W)`` per weight matrix).
+    optimizer : {"sgd", "adam"}, default "sgd"
+        The update (Adam with the lecture's 0.9, 0.999, 1e-8).
+    dtype : float32 or float64, default float64
+        The dtype of the weights.
+    seed : int or None, default None
+        Seeds the ``0.01 * randn`` weights (the biases start at zero).
     """
 
     def __init__(self, layer_sizes, activation="relu", step_size=1.0, reg=1e-3,
@@ -42,6 +51,7 @@ class CourseNetwork:
         self.t = 0
 
     def forward(self, X):
+        """The input and each hidden layer's output (a list), and the scores (logits)."""
         hidden = [X]
         for W, b in zip(self.Ws[:-1], self.bs[:-1]):
             middle = np.dot(hidden[-1], W) + b
@@ -53,6 +63,7 @@ class CourseNetwork:
         return hidden, scores
 
     def train_step(self, X, y):
+        """One step on the batch (X, y): forward, loss, backward, update; returns the loss."""
         num_examples = X.shape[0]
         hidden, scores = self.forward(X)
 
@@ -106,4 +117,5 @@ class CourseNetwork:
         return loss
 
     def predict(self, X):
+        """The predicted class of each row of X."""
         return np.argmax(self.forward(X)[1], axis=1)

@@ -17,10 +17,32 @@ def make_spiral(n_per_class=100, n_classes=3, noise=0.2, seed=None, dtype=np.flo
     Arm j has radius ``r = linspace(0, 1, n)`` and angle
     ``t = linspace(4 j, 4 (j + 1), n) + noise * randn(n)``; a point is ``(r sin t, r cos t)``.
 
+    Parameters
+    ----------
+    n_per_class : int, default 100
+        Points per arm.
+    n_classes : int, default 3
+        Arms (classes).
+    noise : float, default 0.2
+        Standard deviation of the Gaussian noise on the angle, >= 0.
+    seed : int or None, default None
+        Seeds the noise (``numpy.random.default_rng(seed)``).
+    dtype : float32 or float64, default float64
+        The dtype of X.
+
     Returns
     -------
-    X : ndarray (n_per_class * n_classes, 2) of `dtype`
-    y : ndarray (n_per_class * n_classes,) of int64 labels in [0, n_classes)
+    X : ndarray of shape (n_per_class * n_classes, 2)
+        The points, of `dtype`, arm by arm.
+    y : ndarray of shape (n_per_class * n_classes,)
+        int64 labels in [0, n_classes): the arm of each point.
+
+    Examples
+    --------
+    >>> from fastmlp.datasets import make_spiral
+    >>> X, y = make_spiral(100, 3, seed=0)
+    >>> X.shape, y.shape
+    ((300, 2), (300,))
     """
     n = check.positive_int(n_per_class, "n_per_class")
     k = check.positive_int(n_classes, "n_classes")
@@ -64,10 +86,21 @@ def load_mnist_sample(n_train=8000):
 
     Returns
     -------
-    X_train : ndarray (n_train, 784) of float32 in [0, 1]
-    y_train : ndarray (n_train,) of int64 labels 0-9
-    X_test : ndarray (10000 - n_train, 784) of float32 in [0, 1]
-    y_test : ndarray (10000 - n_train,) of int64
+    X_train : ndarray of shape (n_train, 784)
+        float32 pixels in [0, 1], one 28 x 28 image a row.
+    y_train : ndarray of shape (n_train,)
+        int64 labels 0-9.
+    X_test : ndarray of shape (10000 - n_train, 784)
+        float32 pixels in [0, 1].
+    y_test : ndarray of shape (10000 - n_train,)
+        int64 labels 0-9.
+
+    Examples
+    --------
+    >>> from fastmlp.datasets import load_mnist_sample
+    >>> X_train, y_train, X_test, y_test = load_mnist_sample()
+    >>> X_train.shape, X_test.shape
+    ((8000, 784), (2000, 784))
     """
     n_train = check.positive_int(n_train, "n_train")
     if n_train >= 10000:

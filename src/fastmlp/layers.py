@@ -23,6 +23,28 @@ _BN_MOMENTUM = 0.9  # running = momentum * running + (1 - momentum) * batch stat
 
 
 class LayeredNetwork:
+    """A network trained layer by layer through fastmlp.ops: dropout and batch norm.
+
+    What fastmlp.MLP builds for ``batch_norm=True``; it offers the part of
+    NetworkPlan's interface that MLP uses (weights, learning_rate, train_step,
+    train_epoch, forward, the training state) plus the batch-norm state.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_in, hidden_1, ..., n_out]``.
+    activations : str or sequence of str
+        The hidden layers' activations, as for NetworkPlan.
+    dropout : float, default 0
+        Inverted dropout on every hidden layer's output while training (the mask drawn
+        from the network's generator).
+    batch_norm : bool, default False
+        Batch normalisation before each hidden activation.
+    loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend
+        As for NetworkPlan (only the softmax cross-entropy, sigmoid binary cross-entropy
+        and mean squared error losses).
+    """
+
     def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
                  optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
                  backend=None):
@@ -49,13 +71,16 @@ class LayeredNetwork:
 
     @property
     def weights(self):
+        """[(W, b), ...] per layer, trained in place (as NetworkPlan.weights)."""
         return self._plan.weights
 
     def set_weights(self, weights):
+        """Copy [(W, b), ...] into the network (as NetworkPlan.set_weights)."""
         self._plan.set_weights(weights)
 
     @property
     def learning_rate(self):
+        """The optimizer's learning rate (settable between steps)."""
         return self.optimizer.learning_rate
 
     @learning_rate.setter
@@ -94,6 +119,7 @@ class LayeredNetwork:
         return scalars, arrays
 
     def set_training_state(self, scalars, arrays):
+        """Restore what training_state() returned; ValueError for other names or shapes."""
         expected = {f"state{k}_{j}": a for j, states in enumerate(self._states)
                     for k, a in enumerate(states)}
         if set(arrays) != set(expected):
@@ -148,6 +174,7 @@ class LayeredNetwork:
         return A, cache
 
     def forward(self, X, *, out=None, chunk_rows=None):
+        """The network's output for X at inference (running statistics, no dropout)."""
         result = self._forward(np.ascontiguousarray(X, dtype=self.dtype), training=False)[0]
         if out is not None:
             out[...] = result
@@ -155,17 +182,17 @@ class LayeredNetwork:
         return result.astype(self.dtype, copy=False)
 
     def hidden_outputs(self, X):
+        """Each hidden layer's output for X at inference: a list of (n, width) arrays."""
         _, cache = self._forward(np.ascontiguousarray(X, dtype=self.dtype), training=False)
         return [entry["activation"] for entry in cache[:-1]]
 
     def _loss_and_gradient(self, logits, Y):
-        if self.loss == "softmax_cross_entropy":
-            return ops.softmax_cross_entropy(logits, Y)
-        if self.loss == "sigmoid_binary_cross_entropy":
-            return ops.sigmoid_binary_cross_entropy(logits, Y)
-        return ops.mean_squared_error(logits, Y)
+        # each of the plan's losses is the fastmlp.ops kernel of its name
+        return getattr(ops, self._plan.loss)(logits, Y)
 
     def train_step(self, X, Y):
+        """Forward, loss, backward and update on one batch; returns its loss (penalties
+        included)."""
         logits, cache = self._forward(X, training=True)
         loss, dA = self._loss_and_gradient(logits, Y)
         grads = [None] * len(self.weights)
@@ -220,6 +247,8 @@ class LayeredNetwork:
 
     def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None,
                     rows=None, sample_weight=None):
+        """One pass over (X, Y) in minibatches (as NetworkPlan.train_epoch, without
+        sample weights); returns the mean over rows of the batch losses."""
         if sample_weight is not None:
             raise ValueError("sample_weight: not supported with batch normalisation")
         X = np.ascontiguousarray(X, dtype=self.dtype)

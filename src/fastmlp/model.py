@@ -304,36 +304,62 @@ class MLP:
 
         Parameters
         ----------
-        X : array (n_samples, n_features)
-        y : array (n_samples,) labels or values, or (n_samples, n_outputs)
-        sample_weight : array (n_samples,) of weights >= 0, optional
-            Each batch's loss is the weighted mean of its rows' (validation is unweighted).
-        epochs, batch_size : int
-            With optimizer="lbfgs", epochs is the most iterations and batch_size unused.
-        optimizer : "sgd", "momentum", "nesterov", "adam", "adamw", an Optimizer, or
-            "lbfgs": SciPy's L-BFGS-B on the whole batch (as scikit-learn's lbfgs solver;
-            options max_fun=15000 and tol=1e-4, its gtol)
-        learning_rate : float, optional (default: the optimizer's)
-        schedule : "constant", "step" (times gamma every step_size epochs), "cosine"
-            (down to min_learning_rate at the last epoch) or f(epoch, lr0) -> lr
-        l2, l1 : float, penalties on the weights per step
-        validation_data : (X_val, y_val), optional
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels or values; the first fit reads the task from it (see ``task``).
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights >= 0: each batch's loss is the weighted mean of its rows' (validation
+            is unweighted).
+        epochs : int, default 10
+            Epochs; with optimizer="lbfgs", the most iterations.
+        batch_size : int, default 32
+            Rows per minibatch (unused with "lbfgs").
+        optimizer : str or Optimizer, default "adam"
+            "sgd", "momentum", "nesterov", "adam", "adamw", an object from
+            fastmlp.optimizers, or "lbfgs": SciPy's L-BFGS-B on the whole batch (as
+            scikit-learn's lbfgs solver; options max_fun=15000 and tol=1e-4, its gtol).
+        learning_rate : float, optional
+            Default: the optimizer's.
+        schedule : {"constant", "step", "cosine"} or callable, default "constant"
+            "step": times `gamma` every `step_size` epochs; "cosine": down to
+            `min_learning_rate` at the last epoch; or ``f(epoch, lr0) -> lr``.
+        step_size : int, default 10
+            Epochs between the "step" schedule's reductions.
+        gamma : float, default 0.1
+            The "step" schedule's factor.
+        min_learning_rate : float, default 0
+            Where the "cosine" schedule ends.
+        l2, l1 : float, default 0
+            Penalties on the weights, per step.
+        validation_data : tuple of (X_val, y_val), optional
+            Data to measure "val_loss" and the metric on after each epoch.
         validation_split : float in [0, 1)
             Hold out this fraction of the rows, drawn at random from the model's seed and,
             for classes, stratified (each class keeps its share on both sides, as
             scikit-learn's early stopping), instead of validation_data. To hold out the
             last rows (a time series), pass them as validation_data.
-        early_stopping : bool; stop when the monitored loss (validation if any, else
-            training) has not improved by min_delta for `patience` epochs
-        restore_best_weights : bool; with early stopping, go back to the best epoch
-        shuffle : bool; visit the rows in a fresh order each epoch (from the seed)
-        verbose : 0 silent, 1 a progress bar (tqdm when installed)
-        checkpoint : path, optional
+        early_stopping : bool, default False
+            Stop when the monitored loss (validation if any, else training) has not
+            improved by `min_delta` for `patience` epochs.
+        patience : int, default 5
+            Epochs without improvement before early stopping stops.
+        min_delta : float, default 0
+            The least decrease of the monitored loss that counts as an improvement.
+        restore_best_weights : bool, default True
+            With early stopping, go back to the best epoch's weights.
+        shuffle : bool, default True
+            Visit the rows in a fresh order each epoch (from the seed).
+        verbose : int, default 1
+            0 silent, 1 a progress bar (tqdm when installed).
+        checkpoint : str or path-like, optional
             Save the whole training state there, atomically, after every
             checkpoint_every-th epoch, at the end and when Ctrl-C stops the fit: the model
             (MLP.load reads it as one), the optimizer's state and step, the epoch and the
             rows of it done, early stopping's best and patience, the history and the random
             streams. With "lbfgs": the weights after every checkpoint_every iterations.
+        checkpoint_every : int, default 1
+            Epochs (iterations with "lbfgs") between checkpoints.
         resume : bool, default False
             Continue a checkpointed fit: this model's, if MLP.load read it from a
             checkpoint, else the one at `checkpoint` (if there is none yet, the fit
@@ -343,14 +369,17 @@ class MLP:
             bit, on the same backend (for any n_threads). "lbfgs" resumes from the saved
             weights only: SciPy's optimizer state cannot be saved, so the continuation is
             a fresh L-BFGS run from there for the iterations left.
-        **optimizer_options : momentum, beta1, beta2, eps, weight_decay (lbfgs: max_fun,
-            tol)
+        **optimizer_options
+            The optimizer's momentum, beta1, beta2, eps, weight_decay ("lbfgs": max_fun,
+            tol).
 
         Returns
         -------
-        self, with ``history`` {"loss", "accuracy" or "r2", "val_loss", "val_...", "lr"};
-        "loss" is the epoch's mean batch loss, "accuracy"/"r2" are measured after the epoch
-        on the training rows (at most 2048 of them, evenly spaced, the same every epoch).
+        self : MLP
+            The fitted model, with its ``history`` (see the class's Attributes).
+
+        Notes
+        -----
         Ctrl-C stops the fit when the running backend call returns (at most 32 batches;
         a second Ctrl-C raises at once): ``interrupted_`` is then True, the model usable,
         and the checkpoint, if any, at that row.
@@ -636,6 +665,33 @@ class MLP:
 
         The first call builds the model; pass ``classes`` then if later batches may hold
         labels this one lacks. Optimizer settings apply at the first call only.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels or values.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights >= 0: each batch's loss is the weighted mean of its rows'.
+        classes : array-like, optional
+            Every class label, at the first call.
+        optimizer : str or Optimizer, default "adam"
+            As for fit (not "lbfgs"); first call only.
+        learning_rate : float, optional
+            Default: the optimizer's; first call only.
+        batch_size : int, optional
+            Rows per minibatch. The first call sets the most (default: its rows); later
+            calls default to that.
+        l2, l1 : float, default 0
+            Penalties on the weights, per step; first call only.
+        **optimizer_options
+            The optimizer's momentum, beta1, beta2, eps, weight_decay; first call only.
+
+        Returns
+        -------
+        self : MLP
+            The updated model; ``history["loss"]`` gains this pass's mean loss.
         """
         first = self.net_ is None
         X = self._features(X, fitting=True)
@@ -680,12 +736,35 @@ class MLP:
     # -- inference ---------------------------------------------------------------------
 
     def decision_function(self, X):
-        """The network's raw output: logits for classification, values for regression."""
+        """The network's raw output: logits for classification, values for regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_outputs)
+            Of the model's dtype; log(mean) for loss="poisson".
+        """
         X = self._features(X)
         return self.net_.forward(X)
 
     def predict_proba(self, X):
-        """Class probabilities (n_samples, n_classes); multilabel: (n_samples, n_labels)."""
+        """Class probabilities (classification, binary and multilabel models).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes) or (n_samples, n_labels)
+            Each class's probability, in the order of ``classes_`` (binary: two columns);
+            multilabel: each label's.
+        """
         self._check_fitted()
         if self.task_ == "regression":
             raise AttributeError("predict_proba: a regression model has no probabilities")
@@ -701,7 +780,19 @@ class MLP:
         return np.hstack([1 - p, p]) if self.task_ == "binary" else p
 
     def predict(self, X):
-        """Class labels, 0/1 indicators (multilabel) or values (regression)."""
+        """Class labels, 0/1 indicators (multilabel) or values (regression).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Labels from ``classes_``, 0/1 indicators, or values (the mean for
+            loss="poisson").
+        """
         self._check_fitted()
         z = self.decision_function(X)
         return self._decode(z)
@@ -748,7 +839,20 @@ class MLP:
         return {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
 
     def evaluate(self, X, y):
-        """{"loss": ..., "accuracy": ...} (classification) or {"loss", "r2"} (regression)."""
+        """The loss and the metric on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels or values, as at fit.
+
+        Returns
+        -------
+        dict
+            {"loss", "accuracy"} (classification) or {"loss", "r2"} (regression).
+        """
         X = self._features(X)
         Y = self._encode_targets(y, first=False)
         if len(X) != len(Y):
@@ -756,12 +860,36 @@ class MLP:
         return self._evaluate_encoded(X, Y)
 
     def score(self, X, y):
-        """Accuracy for classification, R² for regression."""
+        """Accuracy for classification, R² for regression.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Labels or values, as at fit.
+
+        Returns
+        -------
+        float
+            The accuracy, or R² averaged over the outputs.
+        """
         result = self.evaluate(X, y)
         return result["r2" if self.task_ == "regression" else "accuracy"]
 
     def hidden_activations(self, X):
-        """Each hidden layer's output for X: a list of (n_samples, width) arrays."""
+        """Each hidden layer's output for X: what the hidden units see.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values (NaN or infinity: ValueError).
+
+        Returns
+        -------
+        list of ndarray
+            One (n_samples, width) array per hidden layer.
+        """
         X = self._features(X)
         return self.net_.hidden_outputs(X) if hasattr(self.net_, "hidden_outputs") else \
             _hidden_outputs(self.net_, X)
@@ -791,8 +919,16 @@ class MLP:
         }
 
     def save(self, path):
-        """Architecture, classes and weights in one .npz file (no pickled code), written
-        atomically: at every instant `path` holds the old file or the complete new one."""
+        """Save the architecture, classes and weights in one .npz file (no pickled code).
+
+        Written atomically: at every instant `path` holds the old file or the complete new
+        one.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file to write (MLP.load reads it).
+        """
         self._check_fitted()
         members = self._members(self.history)
         # atomically: a crash, Ctrl-C or full disk leaves the old file or the new one
@@ -814,11 +950,29 @@ class MLP:
 
     @classmethod
     def load(cls, path, *, max_bytes=1 << 30):
-        """A model saved by save(); ValueError for a file that is not one.
+        """A model saved by save() (or a checkpoint of fit).
 
         The file may come from a stranger: its members, dtypes, declared sizes and header
         are checked before anything is read, and nothing larger than max_bytes (arrays,
-        and the workspace the model would allocate) is allocated."""
+        and the workspace the model would allocate) is allocated.
+
+        Parameters
+        ----------
+        path : str or path-like
+            The file.
+        max_bytes : int, default 1 GiB
+            The most memory the file may make the model allocate.
+
+        Returns
+        -------
+        MLP
+            The model.
+
+        Raises
+        ------
+        ValueError
+            For a file that is not a fastmlp model (FileNotFoundError: no file).
+        """
         try:
             members = _files.check_npz(path, _model_member, max_bytes)
             if members.get("config", (None, None))[1] != () or \

@@ -50,7 +50,9 @@ def activation_forward(name, Z, *, alpha=None, out=None):
     Parameters
     ----------
     name : {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus"}
-    Z : ndarray of float32 or float64, any shape
+        The activation.
+    Z : ndarray of float32 or float64
+        Any shape.
     alpha : float, optional
         Slope of leaky_relu for z < 0 (default 0.01) or scale of elu (default 1.0).
     out : ndarray, optional
@@ -58,7 +60,13 @@ def activation_forward(name, Z, *, alpha=None, out=None):
 
     Returns
     -------
-    A : ndarray, the shape and dtype of Z
+    A : ndarray
+        The shape and dtype of Z.
+
+    See Also
+    --------
+    activation_backward : Its gradient, from the saved output.
+    dense_forward : A dense layer with its activation fused.
     """
     code, alpha = check.activation(name, alpha)
     Z = check.float_array(Z, "Z")
@@ -75,15 +83,21 @@ def activation_backward(name, dA, A, *, alpha=None, out=None):
 
     Parameters
     ----------
-    name : str, as for activation_forward
-    dA : ndarray, the gradient of the loss with respect to A
-    A : ndarray, the activation output, same shape and dtype as dA
+    name : str
+        The activation, as for :func:`activation_forward`.
+    dA : ndarray
+        The gradient of the loss with respect to A.
+    A : ndarray
+        The activation's output, the shape and dtype of dA.
     alpha : float, optional
-    out : ndarray, optional (may be dA itself)
+        The leaky_relu slope / elu scale used in the forward pass.
+    out : ndarray, optional
+        Where to write dZ (may be dA itself).
 
     Returns
     -------
-    dZ : ndarray, the shape and dtype of A
+    dZ : ndarray
+        The shape and dtype of A.
     """
     code, alpha = check.activation(name, alpha)
     dA = check.float_array(dA, "dA")
@@ -115,16 +129,36 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None):
 
     Parameters
     ----------
-    X : ndarray (n, n_in)
-    W : ndarray (n_in, n_out)
-    b : ndarray (n_out,) or (1, n_out)
+    X : ndarray of shape (n, n_in)
+        The layer's input, float32 or float64.
+    W : ndarray of shape (n_in, n_out)
+        The weights, X's dtype.
+    b : ndarray of shape (n_out,) or (1, n_out)
+        The biases, X's dtype.
     activation : str, default "relu"
-    alpha : float, optional (leaky_relu slope, elu scale)
-    out : ndarray (n, n_out), optional; must not overlap X, W or b
+        As for :func:`activation_forward`.
+    alpha : float, optional
+        The leaky_relu slope / elu scale.
+    out : ndarray of shape (n, n_out), optional
+        Where to write A; must not overlap X, W or b.
 
     Returns
     -------
-    A : ndarray (n, n_out), the dtype of X
+    A : ndarray of shape (n, n_out)
+        The dtype of X.
+
+    See Also
+    --------
+    dense_backward : Its backward pass.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> X = np.array([[1.0, -2.0]])
+    >>> W = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0]])
+    >>> ops.dense_forward(X, W, np.zeros(3), activation="relu")
+    array([[1., 0., 0.]])
     """
     code, alpha = check.activation(activation, alpha)
     X, W, b = _dense_arrays(X, W, b)
@@ -144,12 +178,18 @@ def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_
 
     Parameters
     ----------
-    dA : ndarray (n, n_out), gradient of the loss with respect to A
-    X : ndarray (n, n_in), the layer's input
-    W : ndarray (n_in, n_out)
-    A : ndarray (n, n_out), the layer's saved output
+    dA : ndarray of shape (n, n_out)
+        The gradient of the loss with respect to A.
+    X : ndarray of shape (n, n_in)
+        The layer's input.
+    W : ndarray of shape (n_in, n_out)
+        The layer's weights.
+    A : ndarray of shape (n, n_out)
+        The layer's saved output.
     activation : str
+        The layer's activation, as for :func:`activation_forward`.
     alpha : float, optional
+        The leaky_relu slope / elu scale.
     l2, l1 : float, default 0
         Penalty strengths; their gradient is added to dW (never to db).
     need_dX : bool, default True
@@ -157,9 +197,16 @@ def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_
 
     Returns
     -------
-    dX : ndarray (n, n_in) or None
-    dW : ndarray (n_in, n_out)
-    db : ndarray (n_out,)
+    dX : ndarray of shape (n, n_in) or None
+        The gradient with respect to X.
+    dW : ndarray of shape (n_in, n_out)
+        The gradient with respect to W, penalties included.
+    db : ndarray of shape (n_out,)
+        The gradient with respect to b.
+
+    See Also
+    --------
+    dense_forward : The forward pass.
     """
     code, alpha = check.activation(activation, alpha)
     l2 = check.real_scalar(l2, "l2", low=0)
@@ -192,7 +239,22 @@ def _logits(Z, name="logits"):
 
 
 def softmax(Z, *, out=None):
-    """Row-wise softmax, stable for any finite input. Z: (n, k) -> (n, k)."""
+    """Row-wise softmax, stable for any finite input.
+
+    ``softmax(z)_j = exp(z_j - max z) / sum_l exp(z_l - max z)``.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, k)
+        Logits, float32 or float64; at least one row and one column.
+    out : ndarray of shape (n, k), optional
+        Where to write the result.
+
+    Returns
+    -------
+    P : ndarray of shape (n, k)
+        Each row sums to 1; the dtype of Z.
+    """
     Z = _logits(Z, "Z")
     out = check.out_array(out, "out", Z.shape, Z.dtype)
     _kernels(Z).softmax(Z, False, out)
@@ -200,7 +262,20 @@ def softmax(Z, *, out=None):
 
 
 def log_softmax(Z, *, out=None):
-    """Row-wise log-softmax, ``z - logsumexp(z)``, stable for any finite input."""
+    """Row-wise log-softmax, ``z - logsumexp(z)``, stable for any finite input.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, k)
+        Logits, float32 or float64; at least one row and one column.
+    out : ndarray of shape (n, k), optional
+        Where to write the result.
+
+    Returns
+    -------
+    log_P : ndarray of shape (n, k)
+        The dtype of Z.
+    """
     Z = _logits(Z, "Z")
     out = check.out_array(out, "out", Z.shape, Z.dtype)
     _kernels(Z).softmax(Z, True, out)
@@ -215,15 +290,32 @@ def softmax_cross_entropy(logits, y, *, sample_weight=None, out=None):
 
     Parameters
     ----------
-    logits : ndarray (n, k)
-    y : ndarray of int (n,), each in [0, k)
-    sample_weight : ndarray (n,), optional, non-negative with a positive sum
-    out : ndarray (n, k), optional, for dlogits
+    logits : ndarray of shape (n, k)
+        float32 or float64.
+    y : ndarray of int of shape (n,)
+        Class labels, each in [0, k).
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dlogits.
 
     Returns
     -------
     loss : float
-    dlogits : ndarray (n, k), the dtype of logits
+        The (weighted) mean cross-entropy.
+    dlogits : ndarray of shape (n, k)
+        Its gradient with respect to the logits, the dtype of logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> loss, dlogits = ops.softmax_cross_entropy(np.zeros((2, 4)), np.array([0, 3]))
+    >>> print(f"{loss:.6f}")  # log(4): four equally likely classes
+    1.386294
+    >>> dlogits
+    array([[-0.375,  0.125,  0.125,  0.125],
+           [ 0.125,  0.125,  0.125, -0.375]])
     """
     Z = _logits(logits)
     y = check.labels(y, "y", Z.shape[0], Z.shape[1])
@@ -255,14 +347,19 @@ def sigmoid_binary_cross_entropy(logits, targets, *, out=None):
 
     Parameters
     ----------
-    logits : ndarray (n, k)
-    targets : ndarray (n, k) (or (n,) when k == 1), values in [0, 1]
-    out : ndarray (n, k), optional
+    logits : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        Values in [0, 1], the dtype of logits ((n,) when k == 1).
+    out : ndarray of shape (n, k), optional
+        Where to write dlogits.
 
     Returns
     -------
     loss : float
-    dlogits : ndarray (n, k)
+        The loss, summed over the outputs and averaged over the rows.
+    dlogits : ndarray of shape (n, k)
+        Its gradient with respect to the logits.
     """
     Z = _logits(logits)
     Y = _targets(targets, Z, "targets")
@@ -283,14 +380,19 @@ def mean_squared_error(predictions, targets, *, out=None):
 
     Parameters
     ----------
-    predictions : ndarray (n, k)
-    targets : ndarray (n, k) (or (n,) when k == 1)
-    out : ndarray (n, k), optional
+    predictions : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        The dtype of predictions ((n,) when k == 1).
+    out : ndarray of shape (n, k), optional
+        Where to write dpredictions.
 
     Returns
     -------
     loss : float
-    dpredictions : ndarray (n, k)
+        The loss, summed over the outputs and averaged over the rows.
+    dpredictions : ndarray of shape (n, k)
+        Its gradient with respect to the predictions.
     """
     return _regression_loss("mean_squared_error", predictions, targets, out)
 
@@ -302,57 +404,72 @@ def absolute_error(predictions, targets, *, out=None):
 
     Parameters
     ----------
-    predictions : ndarray (n, k)
-    targets : ndarray (n, k) (or (n,) when k == 1)
-    out : ndarray (n, k), optional
+    predictions : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        The dtype of predictions ((n,) when k == 1).
+    out : ndarray of shape (n, k), optional
+        Where to write dpredictions.
 
     Returns
     -------
     loss : float
-    dpredictions : ndarray (n, k)
+        The loss, summed over the outputs and averaged over the rows.
+    dpredictions : ndarray of shape (n, k)
+        Its gradient with respect to the predictions.
     """
     return _regression_loss("absolute_error", predictions, targets, out)
 
 
 def huber(predictions, targets, *, out=None):
-    """The Huber loss with delta 1, summed over outputs, averaged over rows, and its
-    gradient.
+    """The Huber loss with delta 1 and its gradient.
 
-    With ``r = p - y``: ``loss = sum(r^2 / 2 if |r| <= 1 else |r| - 1/2) / n``,
+    Summed over the outputs, averaged over the rows. With ``r = p - y``:
+    ``loss = sum(r^2 / 2 if |r| <= 1 else |r| - 1/2) / n``,
     ``dpredictions = clip(r, -1, 1) / n`` (NaN where ``r`` is NaN).
 
     Parameters
     ----------
-    predictions : ndarray (n, k)
-    targets : ndarray (n, k) (or (n,) when k == 1)
-    out : ndarray (n, k), optional
+    predictions : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        The dtype of predictions ((n,) when k == 1).
+    out : ndarray of shape (n, k), optional
+        Where to write dpredictions.
 
     Returns
     -------
     loss : float
-    dpredictions : ndarray (n, k)
+        The loss, summed over the outputs and averaged over the rows.
+    dpredictions : ndarray of shape (n, k)
+        Its gradient with respect to the predictions.
     """
     return _regression_loss("huber", predictions, targets, out)
 
 
 def poisson(log_means, targets, *, out=None):
-    """Half Poisson deviance with the log link (scikit-learn's ``loss="poisson"``), summed
-    over outputs, averaged over rows, and its gradient.
+    """Half Poisson deviance with the log link and its gradient.
 
+    scikit-learn's ``loss="poisson"``, summed over the outputs, averaged over the rows.
     The input is ``z = log(mu)``:
     ``loss = sum(y log(y) - y z - y + exp(z)) / n`` (``y log(y) = 0`` at ``y = 0``),
     ``dlog_means = (exp(z) - y) / n``.
 
     Parameters
     ----------
-    log_means : ndarray (n, k)
-    targets : ndarray (n, k) (or (n,) when k == 1), counts >= 0
-    out : ndarray (n, k), optional
+    log_means : ndarray of shape (n, k)
+        ``z = log(mu)``, float32 or float64.
+    targets : ndarray of shape (n, k)
+        Counts >= 0, the dtype of log_means ((n,) when k == 1).
+    out : ndarray of shape (n, k), optional
+        Where to write dlog_means.
 
     Returns
     -------
     loss : float
-    dlog_means : ndarray (n, k)
+        The half deviance, summed over the outputs and averaged over the rows.
+    dlog_means : ndarray of shape (n, k)
+        Its gradient with respect to the log means.
     """
     Z = _logits(log_means, "log_means")
     Y = _targets(targets, Z, "targets")
@@ -387,14 +504,53 @@ def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=
 
 
 def sgd_update(param, grad, lr):
-    """In place: ``param -= lr * grad``. Returns param."""
+    """Plain gradient descent, in place: ``param -= lr * grad``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param.
+    lr : float
+        The learning rate, >= 0.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
     return _update(OPTIMIZERS["sgd"], param, grad, {}, 1, lr)
 
 
 def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
-    """In place: ``v = momentum v - lr g; param += v`` (Nesterov: ``param += momentum v - lr g``).
+    """Gradient descent with momentum (or Nesterov's), in place.
 
-    Returns param; velocity is updated in place too.
+    ``v = momentum * v - lr * g; param += v`` (Nesterov:
+    ``param += momentum * v - lr * g`` with the new ``v``).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param.
+    velocity : ndarray
+        The velocity ``v``, the shape and dtype of param, C-contiguous and writeable;
+        updated in place (start from zeros).
+    lr : float
+        The learning rate, >= 0.
+    momentum : float, default 0.9
+        In [0, 1).
+    nesterov : bool, default False
+        Nesterov's momentum.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
     """
     momentum = check.real_scalar(momentum, "momentum", low=0, high=1, high_open=True)
     kind = OPTIMIZERS["nesterov" if nesterov else "momentum"]
@@ -403,11 +559,37 @@ def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
 
 def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                 weight_decay=0.0):
-    """In place Adam (AdamW when weight_decay > 0) with bias correction.
+    """Adam with bias correction (AdamW when weight_decay > 0), in place.
 
-    ``m = b1 m + (1-b1) g``, ``v = b2 v + (1-b2) g^2``,
-    ``param -= lr (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)``; with weight_decay
-    ``param *= 1 - lr weight_decay`` first (decoupled decay). ``step`` is t, from 1.
+    ``m = b1 * m + (1 - b1) * g``, ``v = b2 * v + (1 - b2) * g**2``,
+    ``param -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``; with
+    weight_decay, ``param *= 1 - lr * weight_decay`` first (decoupled decay).
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param.
+    m, v : ndarray
+        The first and second moment estimates, the shape and dtype of param,
+        C-contiguous and writeable; updated in place (start from zeros).
+    step : int
+        ``t``, the number of this update, from 1.
+    lr : float, default 1e-3
+        The learning rate, >= 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        The moments' decay rates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default 0
+        AdamW's decoupled weight decay, >= 0.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
     """
     step = check.positive_int(step, "step", high=2**63 - 1)  # the kernels take an int64
     beta1 = check.real_scalar(beta1, "beta1", low=0, high=1, high_open=True)

@@ -14,6 +14,33 @@ from fastmlp._registry import OPTIMIZERS
 
 @dataclass
 class Optimizer:
+    """The hyper-parameters every optimizer accepts; the base of the optimizer classes.
+
+    Use a subclass (:class:`SGD`, :class:`Momentum`, :class:`Nesterov`, :class:`Adam`,
+    :class:`AdamW`) or a name (:func:`get_optimizer`); each reads the hyper-parameters
+    its update uses and accepts the others. Every value is checked when the object is
+    made (``ValueError`` for a negative or non-finite one).
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+        The step size, >= 0.
+    momentum : float, default 0
+        Momentum and Nesterov's velocity decay, in [0, 1).
+    beta1, beta2 : float, default 0.9, 0.999
+        Adam's decay rates of the first and second moments, in [0, 1).
+    eps : float, default 1e-8
+        Adam's term added to the denominator, > 0.
+    weight_decay : float, default 0
+        AdamW's decoupled weight decay, >= 0.
+
+    Attributes
+    ----------
+    name : str
+        The optimizer's name: ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"`` or
+        ``"adamw"``.
+    """
+
     learning_rate: float = 0.01
     momentum: float = 0.0
     beta1: float = 0.9
@@ -33,24 +60,46 @@ class Optimizer:
 
     @property
     def code(self):
+        """The number that selects this update in the backends' kernels (int)."""
         return OPTIMIZERS[self.name]
 
     @property
     def n_states(self):
-        """Arrays of state per parameter: velocity (1) or Adam's m and v (2)."""
+        """Arrays of state per parameter array (int).
+
+        None (0, SGD), the velocity (1, momentum and Nesterov) or Adam's m and v (2).
+        """
         return {"sgd": 0, "momentum": 1, "nesterov": 1, "adam": 2, "adamw": 2}[self.name]
 
 
 @dataclass
 class SGD(Optimizer):
-    """``w -= lr g``."""
+    """Plain gradient descent: ``w -= lr * g``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+        The step size, >= 0.
+    momentum, beta1, beta2, eps, weight_decay : float
+        Accepted, as by every :class:`Optimizer`, and not used by this update.
+    """
 
     name = "sgd"
 
 
 @dataclass
 class Momentum(Optimizer):
-    """``v = momentum v - lr g; w += v``."""
+    """Gradient descent with momentum: ``v = momentum * v - lr * g; w += v``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+        The step size, >= 0.
+    momentum : float, default 0.9
+        The velocity's decay, in [0, 1).
+    beta1, beta2, eps, weight_decay : float
+        Accepted, as by every :class:`Optimizer`, and not used by this update.
+    """
 
     momentum: float = 0.9
     name = "momentum"
@@ -58,7 +107,17 @@ class Momentum(Optimizer):
 
 @dataclass
 class Nesterov(Optimizer):
-    """``v = momentum v - lr g; w += momentum v - lr g``."""
+    """Nesterov's momentum: ``v = momentum * v - lr * g; w += momentum * v - lr * g``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 0.01
+        The step size, >= 0.
+    momentum : float, default 0.9
+        The velocity's decay, in [0, 1).
+    beta1, beta2, eps, weight_decay : float
+        Accepted, as by every :class:`Optimizer`, and not used by this update.
+    """
 
     momentum: float = 0.9
     name = "nesterov"
@@ -66,7 +125,24 @@ class Nesterov(Optimizer):
 
 @dataclass
 class Adam(Optimizer):
-    """Adam with bias correction (Kingma and Ba)."""
+    """Adam with bias correction (Kingma and Ba).
+
+    ``m = beta1 * m + (1 - beta1) * g``, ``v = beta2 * v + (1 - beta2) * g**2``,
+    ``w -= lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - beta1**t)`` and
+    ``v_hat = v / (1 - beta2**t)``.
+
+    Parameters
+    ----------
+    learning_rate : float, default 1e-3
+        The step size, >= 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        The decay rates of the first and second moments, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    momentum, weight_decay : float
+        Accepted, as by every :class:`Optimizer`, and not used by this update (use
+        :class:`AdamW` for weight decay).
+    """
 
     learning_rate: float = 1e-3
     name = "adam"
@@ -74,7 +150,24 @@ class Adam(Optimizer):
 
 @dataclass
 class AdamW(Optimizer):
-    """Adam with decoupled weight decay on the weights (Loshchilov and Hutter)."""
+    """Adam with decoupled weight decay on the weights (Loshchilov and Hutter).
+
+    Each step first shrinks the weights (not the biases), ``w *= 1 - lr * weight_decay``,
+    then takes Adam's step.
+
+    Parameters
+    ----------
+    learning_rate : float, default 1e-3
+        The step size, >= 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        The decay rates of the first and second moments, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    weight_decay : float, default 1e-2
+        The decoupled weight decay, >= 0.
+    momentum : float
+        Accepted, as by every :class:`Optimizer`, and not used by this update.
+    """
 
     learning_rate: float = 1e-3
     weight_decay: float = 1e-2
@@ -85,10 +178,35 @@ _BY_NAME = {cls.name: cls for cls in (SGD, Momentum, Nesterov, Adam, AdamW)}
 
 
 def get_optimizer(optimizer, **hyper_parameters):
-    """An Optimizer from a name ("sgd", "momentum", "nesterov", "adam", "adamw") or object.
+    """An Optimizer from a name or an object.
 
-    Keyword arguments (learning_rate, momentum, beta1, beta2, eps, weight_decay) set the
-    hyper-parameters of a named optimizer, or replace those of a given object (a copy).
+    Parameters
+    ----------
+    optimizer : str or Optimizer
+        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"`` or ``"adamw"`` (any case), or
+        an :class:`Optimizer`, which is copied.
+    **hyper_parameters
+        ``learning_rate``, ``momentum``, ``beta1``, ``beta2``, ``eps``, ``weight_decay``:
+        set on the named optimizer, or replacing those of the given object (in the
+        copy).
+
+    Returns
+    -------
+    Optimizer
+        A new object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name or an invalid value.
+    TypeError
+        For an unknown hyper-parameter.
+
+    Examples
+    --------
+    >>> from fastmlp.optimizers import get_optimizer
+    >>> get_optimizer("adam", learning_rate=1e-2)
+    Adam(learning_rate=0.01, momentum=0.0, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0)
     """
     if isinstance(optimizer, Optimizer):
         values = {f.name: getattr(optimizer, f.name) for f in fields(optimizer)}

@@ -40,57 +40,112 @@ def _line_aligned_zeros(blocks, stride, dtype):
 class NetworkPlan:
     """A multilayer perceptron with all of its training buffers allocated once.
 
+    One :meth:`train_step` call runs the forward pass, the loss, the backward pass and
+    the optimizer update of one batch in the backend (compiled C with the GIL released
+    for ``"c"``); one :meth:`train_epoch` call runs a whole epoch of minibatches.
+    Nothing is allocated per step: the plan owns every array the step touches.
+
     Parameters
     ----------
     layer_sizes : sequence of int
         ``[n_in, hidden_1, ..., n_out]``; at least two entries.
     activations : str or sequence of str, default "relu"
         One name for every hidden layer, or one per hidden layer (the output layer is
-        linear), or one per layer including the output (which must be "identity" for the
-        classification losses: they take logits).
+        linear), or one per layer including the output (which must be ``"identity"`` for
+        the classification losses and ``"poisson"``: they take the raw output). Names:
+        ``"identity"``, ``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``,
+        ``"elu"``, ``"softplus"``.
     loss : str, default "softmax_cross_entropy"
-        "softmax_cross_entropy" (integer labels), "sigmoid_binary_cross_entropy"
-        (targets in [0, 1]), "mean_squared_error", "absolute_error", "huber" (delta 1) or
-        "poisson" (half Poisson deviance with the log link, scikit-learn's: the output is
-        log(mean), counts >= 0).
+        ``"softmax_cross_entropy"`` (integer labels), ``"sigmoid_binary_cross_entropy"``
+        (targets in [0, 1]), ``"mean_squared_error"``, ``"absolute_error"``, ``"huber"``
+        (delta 1) or ``"poisson"`` (half Poisson deviance with the log link,
+        scikit-learn's: the output is log(mean), counts >= 0).
     optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
+        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"adamw"`` (with their
+        default hyper-parameters) or an object from :mod:`fastmlp.optimizers`.
     batch_size : int, default 256
-        The largest batch train_step accepts; the workspace is sized for it.
+        The largest batch :meth:`train_step` accepts; the workspace is sized for it.
     dtype : float32 or float64, default float64
-    seed : int or None
-        Seeds the weight initialisation and the epoch shuffling.
+        The dtype of the weights, the workspace and every computation.
+    seed : int or None, default None
+        Seeds the weight initialisation, the epoch shuffling and the dropout masks.
     l2, l1 : float, default 0
-        Penalties ``0.5 l2 sum W^2 + l1 sum |W|`` on the weights (not the biases), added
-        per step as in the course (not scaled by the batch size).
+        Penalties ``0.5 * l2 * sum(W**2) + l1 * sum(abs(W))`` on the weights (not the
+        biases), added per step as in the course (not scaled by the batch size).
     penalty : {"per_step", "per_sample"}, default "per_step"
-        "per_sample" divides l2 and l1 by each batch's weight sum (its rows without
-        sample weights): scikit-learn's ``alpha``.
+        ``"per_sample"`` divides `l2` and `l1` by each batch's weight sum (its rows
+        without sample weights): scikit-learn's ``alpha``.
     learning_rate : float, optional
         Overrides the optimizer's learning rate.
     init : {"auto", "he", "glorot", "course"}, default "auto"
-        He normal for the relu family, Glorot uniform otherwise ("auto"); "course" is the
-        course's ``0.01 * randn``. Biases start at zero.
-    alpha : float or sequence, optional
-        leaky_relu slope / elu scale, per layer or for all.
+        He normal for the relu family, Glorot uniform otherwise (``"auto"``);
+        ``"course"`` is the course's ``0.01 * randn``. Biases start at zero.
+    alpha : float or sequence of float, optional
+        The leaky_relu slope / elu scale, one per layer or one for all.
     dropout : float in [0, 1), default 0
-        Inverted dropout on every hidden layer's output in train_step/train_epoch (a
-        dropped unit passes 0, a kept one its value / (1 - dropout)); forward() is never
-        dropped. The mask is a hash of the plan's seed, the step, the layer, the row and
-        the unit: the same on every backend, for any blocking of the step, and again when
-        a step is repeated from the same state. The rate is rounded to a multiple of
-        2^-24 (the hash's resolution).
+        Inverted dropout on every hidden layer's output in :meth:`train_step` and
+        :meth:`train_epoch` (a dropped unit passes 0, a kept one its value /
+        (1 - dropout)); :meth:`forward` never drops. The mask is a hash of the plan's
+        seed, the step, the layer, the row and the unit: the same on every backend, for
+        any blocking of the step, and again when a step is repeated from the same state.
+        The rate is rounded to a multiple of 2**-24 (the hash's resolution).
     n_threads : int or None, default None
-        Threads a step may use (None: the process default, fastmlp.get_num_threads()).
-        The C backend splits a small network's batch into row blocks that run on the
-        threads and sums their gradients in block order, so the results are the same
-        bits for any thread count; the other backends use one thread.
-    backend : str, optional
-        "c", "numba" or "numpy"; default: the active backend when the plan is built.
+        Threads a step may use (None: the process default,
+        :func:`fastmlp.get_num_threads`). The C backend splits a small network's batch
+        into row blocks that run on the threads and sums their gradients in block order,
+        so the results are the same bits for any thread count; the other backends use
+        one thread.
+    backend : {"c", "numba", "numpy"}, optional
+        Default: the active backend (:func:`fastmlp.get_backend`) when the plan is built.
+
+    Attributes
+    ----------
+    layer_sizes : tuple of int
+        ``(n_in, hidden_1, ..., n_out)``.
+    activations : list of str
+        One activation per layer, the output layer's included.
+    loss : str
+        The loss's name.
+    optimizer : fastmlp.optimizers.Optimizer
+        The optimizer and its hyper-parameters (a copy of the one given).
+    batch_size : int
+        The largest batch a step accepts.
+    dtype : numpy.dtype
+        float32 or float64.
+    init : str
+        The initialisation the weights were drawn with.
+    seed : int or None
+        The seed given.
+    step : int
+        Optimizer steps taken so far (Adam's ``t``).
+    dropout : float
+        The dropout rate, rounded to a multiple of 2**-24.
+    backend : str
+        The backend the plan runs on.
+
+    See Also
+    --------
+    fastmlp.MLP : A model (fit, predict, save) that trains on a plan.
+    fastmlp.ops : The same arithmetic one kernel at a time.
 
     Notes
     -----
-    One plan trains in one thread at a time: a second thread calling train_step while a
-    step runs gets a RuntimeError. forward() may run in several threads at once.
+    One plan trains in one thread at a time: a second thread calling :meth:`train_step`
+    (or :meth:`train_epoch`, :meth:`loss_and_gradient`) while a step runs gets a
+    ``RuntimeError``. :meth:`forward` may run in several threads at once; separate plans
+    train in parallel.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastmlp
+    >>> from fastmlp.datasets import make_spiral
+    >>> X, y = make_spiral(100, 3, seed=0)
+    >>> plan = fastmlp.NetworkPlan([2, 100, 3], "relu", optimizer="sgd",
+    ...                            learning_rate=1.0, l2=1e-3, batch_size=300, seed=0)
+    >>> for step in range(1000):
+    ...     loss = plan.train_step(X, y)
+    >>> accuracy = np.mean(plan.forward(X).argmax(axis=1) == y)
     """
 
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
@@ -176,7 +231,10 @@ class NetworkPlan:
 
     @property
     def n_threads(self):
-        """Threads a step may use; None: the process default at each step."""
+        """Threads a step may use (int), or None: the process default at each step.
+
+        Settable between steps; the results are the same bits for any count.
+        """
         return self._n_threads
 
     @n_threads.setter
@@ -260,11 +318,28 @@ class NetworkPlan:
 
     @property
     def weights(self):
-        """[(W, b), ...]: the arrays the plan trains in place (edit them in place too)."""
+        """The ``[(W, b), ...]`` of each layer: the arrays the plan trains, in place.
+
+        ``W`` has shape (n_in, n_out) and ``b`` (n_out,); both are views into
+        :attr:`parameters`. Edit them in place to change the plan's weights, or use
+        :meth:`set_weights`.
+        """
         return list(zip(self._buffers["W"], self._buffers["b"]))
 
     def set_weights(self, weights):
-        """Copy [(W, b), ...] into the plan (shapes must match; dtype is converted)."""
+        """Copy weights and biases into the plan.
+
+        Parameters
+        ----------
+        weights : iterable of (W, b)
+            One pair per layer, of the shapes of :attr:`weights` (``b`` may also be
+            (1, n_out)); converted to the plan's dtype.
+
+        Raises
+        ------
+        ValueError
+            For another number of layers or another shape.
+        """
         weights = list(weights)
         if len(weights) != len(self._buffers["W"]):
             raise ValueError(f"weights: expected {len(self._buffers['W'])} (W, b) pairs")
@@ -278,17 +353,17 @@ class NetworkPlan:
 
     @property
     def learning_rate(self):
+        """The optimizer's learning rate (float >= 0); set it between steps for a schedule."""
         return self.optimizer.learning_rate
 
     @learning_rate.setter
     def learning_rate(self, value):
-        """Change the learning rate between steps (a schedule)."""
         self.optimizer.learning_rate = check.real_scalar(value, "learning_rate", low=0)
         self._reconfigure()
 
     @property
     def l2(self):
-        """Strength of the L2 penalty 0.5 l2 sum W^2 (settable between steps)."""
+        """Strength of the L2 penalty ``0.5 * l2 * sum(W**2)`` (settable between steps)."""
         return self._l2
 
     @l2.setter
@@ -298,7 +373,7 @@ class NetworkPlan:
 
     @property
     def l1(self):
-        """Strength of the L1 penalty l1 sum |W| (settable between steps)."""
+        """Strength of the L1 penalty ``l1 * sum(abs(W))`` (settable between steps)."""
         return self._l1
 
     @l1.setter
@@ -313,16 +388,39 @@ class NetworkPlan:
     _STATE_KEYS = ("state1_W", "state1_b", "state2_W", "state2_b")
 
     def optimizer_state(self):
-        """A copy of the optimizer's state: {"step": t, "state1_W": [...], ...} where state1
-        is the velocity (momentum, nesterov) or Adam's m and state2 Adam's v (None where
-        the optimizer keeps none)."""
+        """A copy of the optimizer's state.
+
+        Returns
+        -------
+        dict
+            ``{"step": t, "state1_W": [...], "state1_b": [...], "state2_W": [...],
+            "state2_b": [...]}`` with one array per layer in each list: state1 is the
+            velocity (momentum, nesterov) or Adam's m, state2 Adam's v (None where the
+            optimizer keeps none).
+
+        See Also
+        --------
+        set_optimizer_state : Restore it.
+        """
         state = {"step": int(self.step)}
         for key in self._STATE_KEYS:
             state[key] = [None if a is None else a.copy() for a in self._buffers[key]]
         return state
 
     def set_optimizer_state(self, state):
-        """Restore what optimizer_state() returned (same architecture and optimizer)."""
+        """Restore what :meth:`optimizer_state` returned.
+
+        Parameters
+        ----------
+        state : dict
+            From :meth:`optimizer_state` of a plan with the same architecture and
+            optimizer.
+
+        Raises
+        ------
+        ValueError
+            When the arrays do not fit this plan's optimizer or shapes.
+        """
         for key in self._STATE_KEYS:
             for i, (dst, src) in enumerate(zip(self._buffers[key], state[key])):
                 if (dst is None) != (src is None):
@@ -335,9 +433,21 @@ class NetworkPlan:
         self._reconfigure()
 
     def training_state(self):
-        """What a resumed fit needs beyond the weights, to train on bit for bit:
-        ({"step", "dropout_key", "rng"}: JSON values, {name: optimizer state array}).
-        The arrays are the plan's own (copy them to keep them past the next step)."""
+        """What a resumed fit needs beyond the weights, to train on bit for bit.
+
+        Returns
+        -------
+        scalars : dict
+            ``{"step", "dropout_key", "rng"}``: JSON-serialisable values (the step, the
+            dropout hash's key, the shuffling generator's state).
+        arrays : dict of str to ndarray
+            The optimizer's state arrays by name. They are the plan's own: copy them to
+            keep them past the next step.
+
+        See Also
+        --------
+        set_training_state : Restore it.
+        """
         scalars = {"step": int(self.step), "dropout_key": int(self._dropout_key),
                    "rng": self._rng.bit_generator.state}
         arrays = {f"{key}_{i}": a for key in self._STATE_KEYS
@@ -345,8 +455,21 @@ class NetworkPlan:
         return scalars, arrays
 
     def set_training_state(self, scalars, arrays):
-        """Restore what training_state() returned (same architecture and optimizer);
-        ValueError for anything else."""
+        """Restore what :meth:`training_state` returned.
+
+        Parameters
+        ----------
+        scalars : dict
+            The first value :meth:`training_state` returned.
+        arrays : dict of str to ndarray
+            The second, for a plan with the same architecture and optimizer.
+
+        Raises
+        ------
+        ValueError
+            For anything else (other names, shapes, a malformed generator state); the plan
+            is then unchanged.
+        """
         if set(scalars) != {"step", "dropout_key", "rng"}:
             raise ValueError(f"state: expected step, dropout_key and rng, got {sorted(scalars)}")
         state = {"step": scalars["step"]}
@@ -366,7 +489,7 @@ class NetworkPlan:
 
     @property
     def workspace_bytes(self):
-        """Bytes of every array the plan owns (weights, gradients, state, workspace)."""
+        """Bytes of every array the plan owns (weights, gradients, state, workspace), int."""
         total = 0
         for key, value in self._buffers.items():
             if key in ("W", "b", "dW", "db"):
@@ -377,6 +500,7 @@ class NetworkPlan:
 
     @property
     def n_classes(self):
+        """The width of the output layer, ``layer_sizes[-1]`` (int)."""
         return self.layer_sizes[-1]
 
     def __repr__(self):
@@ -392,8 +516,11 @@ class NetworkPlan:
     def _inputs(self, X, name="X"):
         X = np.asarray(X)
         if X.dtype != self.dtype:
-            if X.dtype.kind not in "fiub":
-                raise TypeError(f"{name}: expected a numeric array, got dtype {X.dtype}")
+            # as the kernels: floats only, integers are not cast silently (the models cast)
+            if X.dtype.kind != "f":
+                raise TypeError(f"{name}: expected a float array, got dtype {X.dtype}"
+                                + ("; convert it with .astype(np.float32)"
+                                   if X.dtype.kind in "biu" else ""))
             X = X.astype(self.dtype)  # a documented copy: pass the plan's dtype to avoid it
         if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
             raise ValueError(
@@ -425,15 +552,19 @@ class NetworkPlan:
             set_threads(_threads.resolve(self._n_threads))
 
     def train_step(self, X, y, sample_weight=None):
-        """Forward, loss, backward and update on one batch (at most batch_size rows).
+        """Forward, loss, backward and update on one batch (at most `batch_size` rows).
 
         Parameters
         ----------
-        X : ndarray (n, n_in); converted to the plan's dtype if it differs (a copy)
-        y : ndarray (n,) of int labels, or (n, n_out) targets for the other losses
-        sample_weight : ndarray (n,), optional
+        X : ndarray of shape (n, n_in)
+            float32 or float64; converted to the plan's dtype if it differs (a
+            copy).
+        y : ndarray of shape (n,) or (n, n_out)
+            Integer labels in [0, n_out) for softmax cross-entropy, (n, n_out) targets
+            for the other losses ((n,) when n_out is 1).
+        sample_weight : ndarray of shape (n,), optional
             Per-row weights (finite; their sum positive): the loss is the weighted mean
-            ``sum w_i loss_i / sum w_i``, and so is its gradient.
+            ``sum(w_i * loss_i) / sum(w_i)``, and so is its gradient.
 
         Returns
         -------
@@ -443,29 +574,48 @@ class NetworkPlan:
         return self._step(X, y, sample_weight, update=True)
 
     def loss_and_gradient(self, X, y, sample_weight=None):
-        """The loss of one batch (penalties included) and its gradient with respect to
-        ``parameters``, at the current parameters, without an update: what a full-batch
-        optimizer such as L-BFGS evaluates. One backend call; nothing is allocated.
+        """The loss of one batch and its gradient, without an update.
+
+        The loss (penalties included) and its gradient with respect to
+        :attr:`parameters`, at the current parameters: what a full-batch optimizer such
+        as L-BFGS evaluates. One backend call; nothing is allocated.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, n_in)
+            At most `batch_size` rows.
+        y : ndarray of shape (n,) or (n, n_out)
+            As for :meth:`train_step`.
+        sample_weight : ndarray of shape (n,), optional
+            As for :meth:`train_step`.
 
         Returns
         -------
         loss : float
-        gradient : ndarray, the plan's flat gradient buffer (the layout of ``parameters``),
+            The batch's mean loss plus the penalties.
+        gradient : ndarray
+            The plan's flat gradient buffer (the layout of :attr:`parameters`),
             overwritten by the next call: copy it to keep it.
         """
         return self._step(X, y, sample_weight, update=False), self._buffers["grads"]
 
     @property
     def parameters(self):
-        """Every weight and bias in one flat array, in scikit-learn's order (each layer's
-        W row by row, then each layer's b): ``weights`` are views into it, so writing it
-        (``plan.parameters[:] = x``) sets them all."""
+        """Every weight and bias in one flat array (ndarray).
+
+        In scikit-learn's order: each layer's W row by row, then each layer's b.
+        :attr:`weights` are views into it, so writing it (``plan.parameters[:] = x``)
+        sets them all.
+        """
         return self._buffers["params"]
 
     @property
     def penalty(self):
-        """"per_step" (l2, l1 as given) or "per_sample" (divided by each batch's weight
-        sum: scikit-learn's alpha)."""
+        """How `l2` and `l1` scale: ``"per_step"`` or ``"per_sample"`` (str).
+
+        ``"per_step"``: as given, every step; ``"per_sample"``: divided by each batch's
+        weight sum (scikit-learn's ``alpha``).
+        """
         return self._penalty
 
     def _step(self, X, y, sample_weight, update):
@@ -509,23 +659,29 @@ class NetworkPlan:
 
         Parameters
         ----------
-        X, y : as for train_step, any number of rows
-        batch_size : int, optional (default and maximum: the plan's batch_size)
+        X : ndarray of shape (n, n_in)
+            Any number of rows, float32 or float64; converted to the plan's dtype if
+            it differs (a copy).
+        y : ndarray of shape (n,) or (n, n_out)
+            As for :meth:`train_step`.
+        batch_size : int, optional
+            Rows per step; default and maximum: the plan's `batch_size`.
         shuffle : bool, default True
             Visit the rows in a fresh random order (the plan's seeded generator).
         batch_losses : ndarray of float64, optional
-            Receives each batch's loss (length ceil(n / batch_size), n the rows visited).
-        rows : 1-D integer array, optional
+            Receives each batch's loss (length ``ceil(n_visited / batch_size)``).
+        rows : 1-D array of int, optional
             The rows of X and y to visit, in this order (an own shuffle, a subset; repeats
-            allowed), instead of all of them: rows are gathered per batch, X is not copied.
-            Overrides shuffle.
-        sample_weight : ndarray (n,), optional
-            Per-row weights of X's rows (see train_step); each batch's must sum to more
-            than 0.
+            allowed), instead of all of them: rows are gathered per batch, X is not
+            copied. Overrides `shuffle`.
+        sample_weight : ndarray of shape (n,), optional
+            Per-row weights of X's rows (see :meth:`train_step`); each batch's must sum to
+            more than 0.
 
         Returns
         -------
-        loss : float, the mean over rows of the batch losses
+        loss : float
+            The mean over the rows visited of the batch losses.
         """
         X = self._inputs(X)
         n = X.shape[0]
@@ -564,19 +720,26 @@ class NetworkPlan:
         return loss
 
     def forward(self, X, *, out=None, chunk_rows=None):
-        """The network's output for X: logits for the classification losses, log(mean)
-        for poisson.
+        """The network's output for X, without dropout.
+
+        Logits for the classification losses, log(mean) for poisson, the prediction for
+        the other regression losses. Large inputs run in groups of chunks on the plan's
+        threads.
 
         Parameters
         ----------
-        X : ndarray (n, n_in)
-        out : ndarray (n, n_out), optional
+        X : ndarray of shape (n, n_in)
+            Any number of rows, float32 or float64; converted to the plan's dtype if
+            it differs (a copy).
+        out : ndarray of shape (n, n_out), optional
+            Where to write the output (C-contiguous, the plan's dtype).
         chunk_rows : int, optional
-            Rows per pass through the network (default: the plan's batch_size).
+            Rows per pass through the network (default: the plan's `batch_size`).
 
         Returns
         -------
-        out : ndarray (n, n_out) of the plan's dtype
+        out : ndarray of shape (n, n_out)
+            Of the plan's dtype.
         """
         X = self._inputs(X)
         n = X.shape[0]

@@ -560,8 +560,9 @@ class _BaseMLP(BaseEstimator):
 
     def _forward_pass_fast(self, X, check_input=True):
         """The output layer's activations (probabilities, or regression values)."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        if check_input:  # integers cast here, as fit casts them: the plan takes floats
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                              dtype=(np.float64, np.float32))
         plan = self._get_plan()
         n = X.shape[0]
         if sp.issparse(X):
@@ -598,52 +599,119 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer Perceptron classifier: scikit-learn's, trained by fastmlp.
 
-    A drop-in for ``sklearn.neural_network.MLPClassifier`` (same parameters, defaults,
-    attributes and methods; see the module docstring for the few differences). Each epoch
-    is one fastmlp ``NetworkPlan.train_epoch`` call.
+    A drop-in for ``sklearn.neural_network.MLPClassifier``: the same parameters,
+    defaults, attributes and methods, and the same arithmetic (see the user guide's
+    "scikit-learn drop-ins" for the few differences). Each epoch is one fastmlp
+    ``NetworkPlan.train_epoch`` call. Multiclass (softmax), binary and multilabel
+    (logistic outputs) targets.
 
     Parameters
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
-    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
-        Also (fastmlp's extension) "sigmoid", "leaky_relu", "elu", "softplus", or a list
+        The width of each hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"} or list, default="relu"
+        The hidden layers' activation. Also (fastmlp's extension) ``"sigmoid"`` (the
+        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, or a list
         with one name per hidden layer.
     solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        ``"lbfgs"``: SciPy's L-BFGS-B on the whole batch; ``"sgd"``: minibatch gradient
+        descent (with momentum, Nesterov's by default); ``"adam"``: Adam.
     alpha : float, default=0.0001
-        L2 penalty, scaled by the batch size as scikit-learn does.
-    batch_size : int or "auto", default="auto"  (``min(200, n_samples)``)
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"  (sgd only)
+        Strength of the L2 penalty, divided by each batch's size (its weight sum with
+        sample weights), as scikit-learn does.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch of the stochastic solvers; ``"auto"`` is
+        ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The schedule of ``solver="sgd"``: constant; ``invscaling``,
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch; ``adaptive``,
+        divided by 5 each time the stopping rule fires (training stops once it is 1e-6
+        or less).
     learning_rate_init : float, default=0.001
+        The initial learning rate of ``"sgd"`` and ``"adam"``.
     power_t : float, default=0.5
+        The exponent of ``"invscaling"``.
     max_iter : int, default=200
+        The most epochs (stochastic solvers) or iterations (``"lbfgs"``).
     shuffle : bool, default=True
+        Shuffle the rows before each epoch (stochastic solvers).
     random_state : int, RandomState instance or None, default=None
+        Draws the initial weights and intercepts, the early-stopping split and the
+        shuffling, in scikit-learn's order: one seed gives both libraries the same
+        start and the same batches.
     tol : float, default=1e-4
+        Training stops when the loss (or the validation score, with early stopping) has
+        not improved by at least `tol` for `n_iter_no_change` epochs (``"lbfgs"``: its
+        gradient tolerance).
     verbose : bool, default=False
+        Print the loss after each epoch.
     warm_start : bool, default=False
+        ``fit`` starts from the current weights instead of new ones.
     momentum : float, default=0.9
+        Momentum of ``solver="sgd"``, in [0, 1] (1 runs as ``1 - 2**-53``).
     nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` with momentum > 0.
     early_stopping : bool, default=False
+        Hold out `validation_fraction` of the rows and stop when their score has not
+        improved by `tol` for `n_iter_no_change` epochs (stochastic solvers); the best
+        weights are kept.
     validation_fraction : float, default=0.1
-    beta_1, beta_2, epsilon : float, default=0.9, 0.999, 1e-8
+        The share of the rows held out by early stopping, in [0, 1).
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's decay rates of the first and second moments, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's term added to the denominator.
     n_iter_no_change : int, default=10
+        Epochs without improvement before training stops (stochastic solvers).
     max_fun : int, default=15000
-        lbfgs: the most loss evaluations.
+        The most loss evaluations of ``"lbfgs"``.
     n_threads : int or None, default=None
         fastmlp's extension: threads a training step may use (None: the process default,
-        fastmlp.get_num_threads()). The results are the same for any.
+        :func:`fastmlp.get_num_threads`). The results are the same for any.
     dropout : float in [0, 1), default=0.0
         fastmlp's extension: inverted dropout on every hidden layer while training
         (stochastic solvers), its mask a hash of the step, layer, row and unit.
     dtype : None, "float32" or "float64", default=None
-        fastmlp's extension: train and predict in this dtype (None: X's, as scikit-learn).
+        fastmlp's extension: train and predict in this dtype (None: X's, as
+        scikit-learn).
 
     Attributes
     ----------
-    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
-    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
-    n_outputs_, out_activation_ : as scikit-learn's. ``coefs_`` and ``intercepts_`` are the
-    arrays the fastmlp plan trains in place.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels.
+    loss_ : float
+        The loss at the end of training (the loss function's value, penalty included).
+    best_loss_ : float or None
+        The least loss reached (stochastic solvers); None with early stopping.
+    loss_curve_ : list of float
+        The loss at the end of each epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        The held-out score after each epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        The best of them, or None without early stopping.
+    t_ : int
+        Training rows seen so far (the rows of every epoch, summed).
+    coefs_ : list of ndarray of shape (n_in, n_out)
+        Each layer's weights: the arrays the fastmlp plan trains in place.
+    intercepts_ : list of ndarray of shape (n_out,)
+        Each layer's biases, also the plan's own arrays.
+    n_features_in_ : int
+        The number of features seen by ``fit``.
+    feature_names_in_ : ndarray of shape (n_features,)
+        The feature names seen by ``fit``, when X had string column names.
+    n_iter_ : int
+        Epochs (stochastic solvers) or iterations (``"lbfgs"``) run.
+    n_layers_ : int
+        Layers, the input and the output included.
+    n_outputs_ : int
+        Outputs of the network.
+    out_activation_ : str
+        The output function: ``"softmax"`` (multiclass) or ``"logistic"`` (binary, multilabel).
+
+    See Also
+    --------
+    MLPRegressor : The regressor.
+    fastmlp.MLP : fastmlp's own model API.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
@@ -699,9 +767,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict(self, X):
         """Predict using the multi-layer perceptron classifier.
 
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (sparse input is densified 1024 rows at a time).
+
         Returns
         -------
-        y : ndarray, shape (n_samples,) or (n_samples, n_classes)
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
             The predicted classes.
         """
         check_is_fitted(self)
@@ -724,14 +797,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+            The input data.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            The target values (class labels, or a label indicator matrix).
         sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights: each batch's loss is their weighted mean.
         classes : array of shape (n_classes,), default=None
             Classes across all calls to partial_fit; required on the first call.
 
         Returns
         -------
         self : object
+            The trained model.
         """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
@@ -742,12 +819,34 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
-        """The log of predict_proba(X), classes ordered as in classes_."""
+        """The logarithm of the class probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        log_y_prob : ndarray of shape (n_samples, n_classes)
+            The log of :meth:`predict_proba`, classes ordered as in ``classes_``.
+        """
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
     def predict_proba(self, X):
-        """Probability estimates, shape (n_samples, n_classes), classes as in classes_."""
+        """Probability estimates.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
+
+        Returns
+        -------
+        y_prob : ndarray of shape (n_samples, n_classes)
+            Each class's probability, classes ordered as in ``classes_``.
+        """
         check_is_fitted(self)
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
@@ -765,12 +864,121 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer Perceptron regressor: scikit-learn's, trained by fastmlp.
 
-    A drop-in for ``sklearn.neural_network.MLPRegressor`` (same parameters, defaults,
-    attributes and methods; see the module docstring for the few differences). Parameters
-    as MLPClassifier's, plus ``loss`` (first, as in scikit-learn 1.9): "squared_error"
-    (the default) or "poisson" (half Poisson deviance, log link: ``out_activation_`` is
-    "exp"; y must be >= 0); fastmlp's extensions "absolute_error" and "huber" (delta 1),
-    whose ``loss_`` is the loss summed over the outputs, averaged over the rows.
+    A drop-in for ``sklearn.neural_network.MLPRegressor``: the same parameters,
+    defaults, attributes and methods, and the same arithmetic (see the user guide's
+    "scikit-learn drop-ins" for the few differences). One or several outputs.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson", "absolute_error", "huber"}, default="squared_error"
+        The first parameter, as in scikit-learn 1.9. ``"poisson"``: the half Poisson
+        deviance with the log link (``out_activation_`` is ``"exp"``; y must be >= 0).
+        fastmlp's extensions ``"absolute_error"`` and ``"huber"`` (delta 1), robust to
+        outliers: their ``loss_`` is the loss summed over the outputs, averaged over the
+        rows.
+    hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The width of each hidden layer.
+    activation : {"identity", "logistic", "tanh", "relu"} or list, default="relu"
+        The hidden layers' activation. Also (fastmlp's extension) ``"sigmoid"`` (the
+        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, or a list
+        with one name per hidden layer.
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        ``"lbfgs"``: SciPy's L-BFGS-B on the whole batch; ``"sgd"``: minibatch gradient
+        descent (with momentum, Nesterov's by default); ``"adam"``: Adam.
+    alpha : float, default=0.0001
+        Strength of the L2 penalty, divided by each batch's size (its weight sum with
+        sample weights), as scikit-learn does.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch of the stochastic solvers; ``"auto"`` is
+        ``min(200, n_samples)``.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The schedule of ``solver="sgd"``: constant; ``invscaling``,
+        ``learning_rate_init / (t_ + 1) ** power_t`` after each epoch; ``adaptive``,
+        divided by 5 each time the stopping rule fires (training stops once it is 1e-6
+        or less).
+    learning_rate_init : float, default=0.001
+        The initial learning rate of ``"sgd"`` and ``"adam"``.
+    power_t : float, default=0.5
+        The exponent of ``"invscaling"``.
+    max_iter : int, default=200
+        The most epochs (stochastic solvers) or iterations (``"lbfgs"``).
+    shuffle : bool, default=True
+        Shuffle the rows before each epoch (stochastic solvers).
+    random_state : int, RandomState instance or None, default=None
+        Draws the initial weights and intercepts, the early-stopping split and the
+        shuffling, in scikit-learn's order: one seed gives both libraries the same
+        start and the same batches.
+    tol : float, default=1e-4
+        Training stops when the loss (or the validation score, with early stopping) has
+        not improved by at least `tol` for `n_iter_no_change` epochs (``"lbfgs"``: its
+        gradient tolerance).
+    verbose : bool, default=False
+        Print the loss after each epoch.
+    warm_start : bool, default=False
+        ``fit`` starts from the current weights instead of new ones.
+    momentum : float, default=0.9
+        Momentum of ``solver="sgd"``, in [0, 1] (1 runs as ``1 - 2**-53``).
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for ``solver="sgd"`` with momentum > 0.
+    early_stopping : bool, default=False
+        Hold out `validation_fraction` of the rows and stop when their score has not
+        improved by `tol` for `n_iter_no_change` epochs (stochastic solvers); the best
+        weights are kept.
+    validation_fraction : float, default=0.1
+        The share of the rows held out by early stopping, in [0, 1).
+    beta_1, beta_2 : float, default=0.9, 0.999
+        Adam's decay rates of the first and second moments, in [0, 1).
+    epsilon : float, default=1e-8
+        Adam's term added to the denominator.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before training stops (stochastic solvers).
+    max_fun : int, default=15000
+        The most loss evaluations of ``"lbfgs"``.
+    n_threads : int or None, default=None
+        fastmlp's extension: threads a training step may use (None: the process default,
+        :func:`fastmlp.get_num_threads`). The results are the same for any.
+    dropout : float in [0, 1), default=0.0
+        fastmlp's extension: inverted dropout on every hidden layer while training
+        (stochastic solvers), its mask a hash of the step, layer, row and unit.
+    dtype : None, "float32" or "float64", default=None
+        fastmlp's extension: train and predict in this dtype (None: X's, as
+        scikit-learn).
+
+    Attributes
+    ----------
+    loss_ : float
+        The loss at the end of training (the loss function's value, penalty included).
+    best_loss_ : float or None
+        The least loss reached (stochastic solvers); None with early stopping.
+    loss_curve_ : list of float
+        The loss at the end of each epoch (stochastic solvers).
+    validation_scores_ : list of float or None
+        The held-out score after each epoch with early stopping, else None.
+    best_validation_score_ : float or None
+        The best of them, or None without early stopping.
+    t_ : int
+        Training rows seen so far (the rows of every epoch, summed).
+    coefs_ : list of ndarray of shape (n_in, n_out)
+        Each layer's weights: the arrays the fastmlp plan trains in place.
+    intercepts_ : list of ndarray of shape (n_out,)
+        Each layer's biases, also the plan's own arrays.
+    n_features_in_ : int
+        The number of features seen by ``fit``.
+    feature_names_in_ : ndarray of shape (n_features,)
+        The feature names seen by ``fit``, when X had string column names.
+    n_iter_ : int
+        Epochs (stochastic solvers) or iterations (``"lbfgs"``) run.
+    n_layers_ : int
+        Layers, the input and the output included.
+    n_outputs_ : int
+        Outputs of the network.
+    out_activation_ : str
+        The output function: ``"identity"``, or ``"exp"`` with ``loss="poisson"``.
+
+    See Also
+    --------
+    MLPClassifier : The classifier.
+    fastmlp.MLP : fastmlp's own model API.
     """
 
     _parameter_constraints: dict = {
@@ -813,9 +1021,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X):
         """Predict using the multi-layer perceptron model.
 
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data (sparse input is densified 1024 rows at a time).
+
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values (the mean, with ``loss="poisson"``).
         """
         check_is_fitted(self)
         return self._predict(X)
@@ -839,12 +1053,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The input data.
         y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The target values.
         sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights: each batch's loss is their weighted mean.
 
         Returns
         -------
         self : object
+            The trained model.
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
