@@ -745,6 +745,9 @@ _CONFIGS = st.one_of(
 @example(name="regressor-f64", config=[ConfigEdit("task_", "classification")])
 @example(name="classifier-f32", config=[ConfigEdit("batch_norm", True)])
 @example(name="regressor-f64", config=[ConfigEdit("dtype", from_model="classifier-f32")])
+# a regressor with a classifier's checkpointed fit: the refused resume had left the task
+# and classes of the fit it refused
+@example(name="regressor-f64", config=[ConfigEdit("training", from_model="checkpoint-f32")])
 def test_an_edited_json_header_is_refused_or_what_the_archive_holds(
         saved, target, load, name, config):
     """config: [ConfigEdit] of the model's header, or the header's text."""

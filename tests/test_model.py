@@ -1298,3 +1298,17 @@ def test_batch_norm_trains_the_loss_asked_for(loss):
     output = model.net_._forward(np.asarray(X, model.dtype), training=True)[0]
     expected = getattr(ops, loss)(output, np.asarray(y, model.dtype)[:, None])[0]
     assert model.history["loss"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_refused_fit_leaves_the_fitted_model_as_it_was():
+    X, y = _blobs(120)
+    model = fastmlp.MLP((8,), seed=0).fit(X, y.astype(float) * 0.5 + X[:, 0], epochs=2,
+                                          verbose=0)
+    before = (model.task_, model.predict(X), dict(model.history))
+    for bad in (dict(y=np.zeros(120, int)),  # one class, found after the task was read
+                dict(y=y, validation_data=(X[:, :2], y))):  # found after the plan was built
+        with pytest.raises(ValueError):
+            model.fit(X, **bad, epochs=1, verbose=0)
+        assert (model.task_, model.history) == (before[0], before[2])
+        assert not hasattr(model, "classes_")
+        np.testing.assert_array_equal(model.predict(X), before[1])

@@ -288,6 +288,19 @@ class MLP:
         self.n_features_in_ = n_features
         self.n_outputs_ = n_outputs
 
+    # what a fit changes: a failed one puts them back
+    _FITTED = ("net_", "task_", "classes_", "n_features_in_", "n_outputs_", "history")
+
+    def _fitted_attributes(self):
+        return {k: getattr(self, k) for k in self._FITTED if hasattr(self, k)}
+
+    def _restore(self, attributes):
+        for key in self._FITTED:
+            if key in attributes:
+                setattr(self, key, attributes[key])
+            elif hasattr(self, key):
+                delattr(self, key)
+
     def _check_fitted(self):
         if self.net_ is None:
             raise RuntimeError("this MLP is not fitted yet: call fit() first")
@@ -417,7 +430,9 @@ class MLP:
             "min_delta": float(min_delta), "restore_best_weights": bool(restore_best_weights),
             "shuffle": bool(shuffle)}
         saved = self._saved_fit(checkpoint) if resume else None
-        previous, self.net_ = self.net_, None
+        # bad input, or a refused resume, leaves a fitted model as it was
+        previous = self._fitted_attributes()
+        self.net_ = None
         try:
             X = self._features(X, fitting=True)
             y_raw = np.asarray(y)
@@ -427,38 +442,39 @@ class MLP:
             w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
             if w is not None and self.batch_norm:
                 raise ValueError("sample_weight: not supported with batch_norm=True")
+            split_seed = None
+            if validation_data is None and validation_split:
+                # the model's seed (a resumed fit: its own draw) picks the rows held out
+                split_seed = saved["record"].get("split_seed") if saved is not None else \
+                    np.random.SeedSequence(self.seed).entropy
+                labels = Y if self.task_ in ("classification", "binary") else None
+                train, held_out = _validation_rows(len(X), validation_split, labels, split_seed)
+                validation_data = (X[held_out], y_raw[held_out])
+                X, Y = X[train], Y[train]
+                w = None if w is None else w[train]
+            # a resumed fit stays on its backend, unless this model names one or lacks it
+            backend = None
+            if saved is not None and self.backend is None and \
+                    saved["record"]["backend"] in _backend.available_backends():
+                backend = saved["record"]["backend"]
+            self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
+                        l2, l1, backend=backend)
+            if validation_data is not None:
+                X_val = self._features(validation_data[0])
+                Y_val = self._encode_targets(validation_data[1], first=False)
+                if len(X_val) != len(Y_val):
+                    raise ValueError("validation_data: X and y have different lengths")
+            else:
+                X_val = Y_val = None
+            metric = "r2" if self.task_ == "regression" else "accuracy"
+            fit_record = None
+            if checkpoint is not None or saved is not None:
+                fit_record = {"settings": settings, "epochs": epochs, "split_seed": split_seed,
+                              "data": _digest(X, Y, w, X_val, Y_val),
+                              "backend": self.net_.backend}
         except (TypeError, ValueError):
-            self.net_ = previous  # bad input leaves a fitted model as it was
+            self._restore(previous)
             raise
-        split_seed = None
-        if validation_data is None and validation_split:
-            # the model's seed (a resumed fit: its own draw) picks the rows held out
-            split_seed = saved["record"].get("split_seed") if saved is not None else \
-                np.random.SeedSequence(self.seed).entropy
-            labels = Y if self.task_ in ("classification", "binary") else None
-            train, held_out = _validation_rows(len(X), validation_split, labels, split_seed)
-            validation_data = (X[held_out], y_raw[held_out])
-            X, Y = X[train], Y[train]
-            w = None if w is None else w[train]
-        # a resumed fit stays on its backend, unless this model names one or lacks it
-        backend = None
-        if saved is not None and self.backend is None and \
-                saved["record"]["backend"] in _backend.available_backends():
-            backend = saved["record"]["backend"]
-        self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
-                    l2, l1, backend=backend)
-        if validation_data is not None:
-            X_val = self._features(validation_data[0])
-            Y_val = self._encode_targets(validation_data[1], first=False)
-            if len(X_val) != len(Y_val):
-                raise ValueError("validation_data: X and y have different lengths")
-        else:
-            X_val = Y_val = None
-        metric = "r2" if self.task_ == "regression" else "accuracy"
-        fit_record = None
-        if checkpoint is not None or saved is not None:
-            fit_record = {"settings": settings, "epochs": epochs, "split_seed": split_seed,
-                          "data": _digest(X, Y, w, X_val, Y_val), "backend": self.net_.backend}
         if lbfgs:
             return self._fit_lbfgs(X, Y, w, X_val, Y_val, metric, epochs, lbfgs_options,
                                    fit_record, saved, checkpoint, checkpoint_every, previous)
@@ -475,7 +491,7 @@ class MLP:
             try:
                 start, best, waited = self._resume(saved, fit_record, shuffler)
             except ValueError:
-                self.net_ = previous  # a refused resume leaves the model as it was
+                self._restore(previous)
                 raise
         training_metric = _TrainingMetric(self, X, Y)
         batches = -(-len(X) // batch_size)
@@ -494,7 +510,7 @@ class MLP:
         def after_epoch(epoch, loss):
             nonlocal best, waited
             if not self._finite(loss):
-                self.net_ = previous  # as for any failed fit: the model as it was
+                self._restore(previous)  # as for any failed fit: the model as it was
                 raise ValueError(
                     f"fit: training diverged in epoch {epoch + 1} (loss {loss}, weights "
                     "no longer finite): lower learning_rate, scale X or add l2")
@@ -629,7 +645,7 @@ class MLP:
             try:
                 position = self._resume(saved, fit_record, None)[0]
             except ValueError:
-                self.net_ = previous
+                self._restore(previous)
                 raise
             if position.finished:
                 self._checkpoint = None
