@@ -22,6 +22,7 @@ from helpers import outlier_regression
 
 import fastmlp
 import fastmlp.model
+import fastmlp.progress
 from fastmlp.datasets import load_mnist_sample, make_spiral
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import Adam, Nesterov
@@ -666,14 +667,28 @@ def test_verbose_1_shows_progress(capsys):
 def test_without_tqdm_a_plain_line_per_epoch(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tqdm", None)
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    monkeypatch.setattr(fastmlp.progress, "LINE_INTERVAL", 0.0)
     X, y = _blobs(100, 3)
     fastmlp.MLP((8,), seed=0).fit(X, y, epochs=3, validation_split=0.2, verbose=1)
     captured = capsys.readouterr()
     lines = (captured.out + captured.err).strip().splitlines()
     assert len(lines) == 3
     for epoch, line in enumerate(lines, 1):
-        assert line.startswith(f"epoch {epoch}:")
+        assert line.startswith(f"epoch {epoch}/3:")
         assert "loss=" in line and "val_loss=" in line and "accuracy=" in line
+
+
+def test_without_tqdm_many_tiny_epochs_print_a_few_lines_a_second(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, y = make_spiral(100, 3, seed=0)
+    start = time.monotonic()
+    fastmlp.MLP((100,), seed=0).fit(X, y, epochs=3000, batch_size=300, optimizer="sgd",
+                                    learning_rate=1.0, verbose=1)
+    seconds = time.monotonic() - start
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) <= 2 + seconds / fastmlp.progress.LINE_INTERVAL  # it printed 3000
+    assert lines[0].startswith("epoch 1/3000:") and lines[-1].startswith("epoch 3000/3000:")
 
 
 # -- Ctrl-C ------------------------------------------------------------------------------

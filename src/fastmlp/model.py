@@ -496,7 +496,7 @@ class MLP:
         training_metric = _TrainingMetric(self, X, Y)
         batches = -(-len(X) // batch_size)
         progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
-                            verbose)
+                            verbose, epochs=epochs)
         runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
                                       batches_per_call=_BATCHES_PER_CALL,
                                       on_chunk=progress.update)
