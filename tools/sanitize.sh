@@ -122,16 +122,24 @@ cd "$root"
 
 if [ "$mode" = thread ]; then
   echo "== canary: ThreadSanitizer reports a race (two threads, one unlocked counter)"
-  printf 'long counter;\nvoid bump(long n) { for (long i = 0; i < n; ++i) counter++; }\n' \
-    > "$out/race.c"
-  gcc -shared -fPIC -fsanitize=thread -O1 -g "$out/race.c" -o "$out/race.so"
+  # Two pthreads of the library's own: nothing orders them, however the machine schedules
+  # them (two Python threads would be ordered by the GIL if one ran after the other).
+  cat > "$out/race.c" <<'RACE'
+#include <pthread.h>
+long counter;
+static void *bump(void *unused) { for (long i = 0; i < 100000; ++i) counter++; return unused; }
+void race(void) {
+  pthread_t a, b;
+  pthread_create(&a, 0, bump, 0);
+  pthread_create(&b, 0, bump, 0);
+  pthread_join(a, 0);
+  pthread_join(b, 0);
+}
+RACE
+  gcc -shared -fPIC -fsanitize=thread -O1 -g "$out/race.c" -o "$out/race.so" -lpthread
   "${sanitized_env[@]}" "$venv_python" -c '
-import ctypes, sys, threading
-bump = ctypes.CDLL(sys.argv[1]).bump  # ctypes releases the GIL around the call
-bump.argtypes = [ctypes.c_long]
-threads = [threading.Thread(target=bump, args=(10**7,)) for _ in range(2)]
-for t in threads: t.start()
-for t in threads: t.join()' "$out/race.so" || true  # it exits 66 after a report
+import ctypes, sys
+ctypes.CDLL(sys.argv[1]).race()' "$out/race.so" || true  # it exits 66 after a report
   grep -qs "WARNING: ThreadSanitizer: data race" "$reports_prefix".* \
     || { echo "sanitize.sh: ThreadSanitizer did not report the canary's race" >&2; exit 2; }
   rm -f "$reports_prefix".*
