@@ -100,15 +100,7 @@ class LayeredNetwork:
     def set_extra_state(self, state):
         """Restore what extra_state() returned; ValueError for other names or shapes (a
         model file may come from a stranger, and a broadcast would pass silently)."""
-        own = self.extra_state()
-        if set(state) != set(own):
-            raise ValueError(f"state: batch-norm arrays {sorted(state)}, expected "
-                             f"{sorted(own)}")
-        for name, dst in own.items():
-            src = check.float_array(state[name], f"state[{name!r}]")
-            check.shape(src, f"state[{name!r}]", dst.shape)
-        for name, dst in own.items():
-            dst[...] = state[name]
+        _copy_checked(state, self.extra_state(), "batch-norm arrays")
 
     def training_state(self):
         """As NetworkPlan.training_state: ({"step", "rng"}, {name: optimizer array}); the
@@ -120,20 +112,12 @@ class LayeredNetwork:
 
     def set_training_state(self, scalars, arrays):
         """Restore what training_state() returned; ValueError for other names or shapes."""
-        expected = {f"state{k}_{j}": a for j, states in enumerate(self._states)
-                    for k, a in enumerate(states)}
-        if set(arrays) != set(expected):
-            raise ValueError(f"state: optimizer arrays {sorted(arrays)} do not fit this "
-                             f"network's optimizer ({sorted(expected)})")
-        for name, dst in expected.items():
-            src = check.float_array(arrays[name], f"state[{name!r}]")
-            check.shape(src, f"state[{name!r}]", dst.shape)
         if set(scalars) != {"step", "rng"}:
             raise ValueError(f"state: expected step and rng, got {sorted(scalars)}")
         step = check.positive_int(scalars["step"], "state['step']", low=0, high=1 << 62)
-        _set_generator_state(self._rng, scalars.get("rng"))
-        for name, dst in expected.items():
-            dst[...] = arrays[name]
+        _set_generator_state(self._rng, scalars["rng"])
+        _copy_checked(arrays, {f"state{k}_{j}": a for j, states in enumerate(self._states)
+                               for k, a in enumerate(states)}, "optimizer arrays")
         self.step = step
 
     def _alpha(self, layer):
@@ -266,3 +250,16 @@ class LayeredNetwork:
                     batch_losses[i] = loss
                 total += loss * len(batch)
         return total / len(order)
+
+
+def _copy_checked(given, own, what):
+    """Copy each given[name] into own[name], once all are checked: the same names, float
+    arrays of the same shapes (a file may come from a stranger, and a broadcast would
+    pass silently)."""
+    if set(given) != set(own):
+        raise ValueError(f"state: {what} {sorted(given)}, expected {sorted(own)}")
+    for name, dst in own.items():
+        src = check.float_array(given[name], f"state[{name!r}]")
+        check.shape(src, f"state[{name!r}]", dst.shape)
+    for name, dst in own.items():
+        dst[...] = given[name]
