@@ -641,6 +641,7 @@ class MLP:
         """fit's full-batch solver (the training core's minimize_lbfgs). A checkpoint's
         position counts iterations; a resumed fit restarts L-BFGS from its weights."""
         done, self.stopped_early_ = 0, False
+        self.history = {}  # a checkpoint before the end holds this fit's, not the last one's
         if saved is not None:
             try:
                 position = self._resume(saved, fit_record, None)[0]
