@@ -93,13 +93,15 @@ def test_the_soak_sees_a_leak():
     libc.free.restype, libc.free.argtypes = None, [ctypes.c_void_p]
     blocks = []
 
+    # 64 KiB a call, 128 MB in all: more than the free memory earlier tests may leave in
+    # the heap, which a smaller leak could reuse without growing the resident set
     def c_leak():
-        block = libc.malloc(4096)
-        ctypes.memset(block, 1, 4096)  # touched: resident
+        block = libc.malloc(1 << 16)
+        ctypes.memset(block, 1, 1 << 16)  # touched: resident
         blocks.append(block)
 
     try:
-        result = soak.soak("c-leak", c_leak, 2000, warmup=0, traced=0)  # 8 MB
+        result = soak.soak("c-leak", c_leak, 2000, warmup=0, traced=0)
     finally:
         for block in blocks:
             libc.free(block)
