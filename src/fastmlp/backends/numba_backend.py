@@ -11,16 +11,30 @@ fastmlp.backends.BACKEND_API): arguments are already validated, outputs prealloc
 Network, NetworkPlan's engine, is the twin of csrc/kernels/network.inc: a whole training
 step or epoch is one jitted call, with small products in vectorised loops and rows in
 cache-sized blocks for small networks (see "The training engine" below).
+
+Compilation. A kernel compiles on its first call, and only what that call runs: the
+public activation kernels one activation at a time, each loss apart; the engine once
+per dtype, with no activation, loss or optimizer in it, and each network's activations,
+loss and optimizer as small C functions the engine calls by address, compiled when a
+network first needs them (see "Per-configuration passes"). The machine code is cached
+on disk (Numba's cache: ``__pycache__`` next to this file, or NUMBA_CACHE_DIR), and later
+processes load it in milliseconds. The first compile in a process says so, once, on
+stderr, with a rough duration and the cache's directory; the environment variable
+FASTMLP_NUMBA_QUIET=1 silences it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import sys
+import threading
 
 import numba
 import numpy as np
 from llvmlite import ir
-from numba.core import types
+from numba.core import cgutils, event, types
 from numba.extending import intrinsic, overload
 
 NAME = "numba"
@@ -30,7 +44,8 @@ NAME = "numba"
 _kernel = numba.njit(nogil=True, cache=True, error_model="numpy")
 # The per-element functions and the passes that take them are inlined into their caller
 # at Numba IR level: each pass is then specialised on its function, and a jitted function
-# that receives another one as an argument could not be cached otherwise.
+# that receives another one as an argument could not be cached otherwise. (Numba compiles
+# an inlined function's body again at every call site: it is no place for whole kernels.)
 _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 
 _N_ACTIVATIONS = 7
@@ -308,53 +323,67 @@ def _backward_pass(f, alpha, dA, A, out):
             out[i, j] = f(dA[i, j], A[i, j], alpha)
 
 
-@_kernel
-def _activate(act, alpha, Z, bias, out):
-    # One loop per activation rather than a branch per element: the branch would stay
-    # in the loop and cost an order of magnitude on relu.
-    if act == 0:
-        _forward_pass(_identity, alpha, Z, bias, out)
-    elif act == 1:
-        _forward_pass(_relu, alpha, Z, bias, out)
-    elif act == 2:
-        _forward_pass(_leaky_relu, alpha, Z, bias, out)
-    elif act == 3:
-        _forward_pass(_sigmoid, alpha, Z, bias, out)
-    elif act == 4:
-        _forward_pass(_tanh, alpha, Z, bias, out)
-    elif act == 5:
-        _forward_pass(_elu, alpha, Z, bias, out)
-    else:
-        _forward_pass(_softplus, alpha, Z, bias, out)
+# A jitted function compiles whole, every branch of it. So each activation's kernels are
+# made apart, by a factory whose closures hold the activation code as a constant: Numba
+# prunes the branches of the other activations before it inlines or types anything, and
+# the first relu call compiles the relu loop alone. (Closures over plain ints are cached
+# on disk like any kernel: the cache key includes the values they hold.)
+
+
+@functools.cache
+def _activation_kernels(act):
+    """The public kernels of activation `act`: forward(alpha, Z, bias, out), out = f(Z + bias)
+    (bias None or a row), and backward(alpha, dA, A, out), out = dA * f'(from A)."""
+
+    @_kernel
+    def forward(alpha, Z, bias, out):
+        # One loop per activation rather than a branch per element: the branch would stay
+        # in the loop and cost an order of magnitude on relu.
+        if act == 0:
+            _forward_pass(_identity, alpha, Z, bias, out)
+        elif act == 1:
+            _forward_pass(_relu, alpha, Z, bias, out)
+        elif act == 2:
+            _forward_pass(_leaky_relu, alpha, Z, bias, out)
+        elif act == 3:
+            _forward_pass(_sigmoid, alpha, Z, bias, out)
+        elif act == 4:
+            _forward_pass(_tanh, alpha, Z, bias, out)
+        elif act == 5:
+            _forward_pass(_elu, alpha, Z, bias, out)
+        else:
+            _forward_pass(_softplus, alpha, Z, bias, out)
+
+    @_kernel
+    def backward(alpha, dA, A, out):
+        if act == 0:
+            _backward_pass(_identity_backward, alpha, dA, A, out)
+        elif act == 1:
+            _backward_pass(_relu_backward, alpha, dA, A, out)
+        elif act == 2:
+            _backward_pass(_leaky_relu_backward, alpha, dA, A, out)
+        elif act == 3:
+            _backward_pass(_sigmoid_backward, alpha, dA, A, out)
+        elif act == 4:
+            _backward_pass(_tanh_backward, alpha, dA, A, out)
+        elif act == 5:
+            _backward_pass(_elu_backward, alpha, dA, A, out)
+        else:
+            _backward_pass(_softplus_backward, alpha, dA, A, out)
+
+    return forward, backward
 
 
 @_kernel
-def _backpropagate(act, alpha, dA, A, out):
-    if act == 0:
-        _backward_pass(_identity_backward, alpha, dA, A, out)
-    elif act == 1:
-        _backward_pass(_relu_backward, alpha, dA, A, out)
-    elif act == 2:
-        _backward_pass(_leaky_relu_backward, alpha, dA, A, out)
-    elif act == 3:
-        _backward_pass(_sigmoid_backward, alpha, dA, A, out)
-    elif act == 4:
-        _backward_pass(_tanh_backward, alpha, dA, A, out)
-    elif act == 5:
-        _backward_pass(_elu_backward, alpha, dA, A, out)
-    else:
-        _backward_pass(_softplus_backward, alpha, dA, A, out)
-
-
-@_kernel
-def _dense_forward(X, W, b, act, alpha, out):
+def _matmul(X, W, out):
+    """out = X W (BLAS)."""
     np.dot(X, W, out)
-    _activate(act, alpha, out, b, out)
 
 
 @_kernel
-def _dense_backward(dA, X, W, A, act, alpha, l2, l1, dZ, dX, dW, db):
-    _backpropagate(act, alpha, dA, A, dZ)
+def _dense_gradients(X, W, l2, l1, dZ, dX, dW, db):
+    """dW = X^T dZ + l2 W + l1 sign(W), db = dZ's column sums, dX = dZ W^T (dX None: not
+    wanted): dense_backward once dZ is known."""
     np.dot(X.T, dZ, dW)
     if l2 != 0 or l1 != 0:  # skipped without penalties, as in the C core
         for i in range(W.shape[0]):
@@ -473,7 +502,8 @@ def _softmax_cross_entropy(Z, y, sample_weight, dZ):
 # loss_i (each row's loss summed in float64 first), and dZ_i = w_i dloss_i/dz_i inv_norm
 # with the row's scale w_i inv_norm rounded once to the dtype. w holds the rows' sample
 # weights, or is empty (no weights: w_i = 1). The public kernels are the mean over the
-# rows (inv_norm = 1 / rows), the network step the weighted mean over its batch.
+# rows (inv_norm = 1 / rows), the network step the weighted mean over its batch. One
+# kernel per loss, so that a call compiles its own loss only.
 
 
 @_inline
@@ -499,7 +529,7 @@ def _sigmoid_bce_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     return total
 
 
-@_inline
+@_kernel
 def _mean_squared_error_terms(P, Y, w, inv_norm, dP):
     """sum_i w_i sum_j (p - y)^2 / 2 over P's rows; dP = w_i (p - y) inv_norm."""
     total = 0.0
@@ -515,7 +545,7 @@ def _mean_squared_error_terms(P, Y, w, inv_norm, dP):
     return total
 
 
-@_inline
+@_kernel
 def _absolute_error_terms(P, Y, w, inv_norm, dP):
     """sum_i w_i sum_j |p - y| over P's rows; dP = w_i sign(p - y) inv_norm, where the sign
     is 0 at p = y and a NaN stays NaN (r * 0, as loss.inc writes it). dP may be P."""
@@ -533,7 +563,7 @@ def _absolute_error_terms(P, Y, w, inv_norm, dP):
     return total
 
 
-@_inline
+@_kernel
 def _huber_terms(P, Y, w, inv_norm, dP):
     """sum_i w_i sum_j huber(p - y) over P's rows with delta 1 (r^2 / 2 for |r| <= 1,
     |r| - 1/2 beyond); dP = w_i clamp(r, -1, 1) inv_norm (a NaN r stays NaN). dP may
@@ -572,46 +602,58 @@ def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     return total
 
 
-@_inline
-def _exp_loss_terms(poisson, Z, Y, E, r0, n, w, inv_norm, dZ, total):
-    """The rows r0 .. r0 + n - 1 of sigmoid BCE (E = e^-|z|) or of the Poisson deviance
-    (E = e^z, the mean): E filled and exponentiated here, then the loss's terms."""
+@_kernel
+def _sigmoid_bce_rows(Z, Y, E, r0, n, w, inv_norm, dZ, total):
+    """total plus the sigmoid BCE terms of rows r0 .. r0 + n - 1 (_sigmoid_bce_terms), E
+    their scratch (n rows; it may be dZ): E = e^-|z| first."""
     for i in range(n):
         for j in range(Z.shape[1]):
-            E[i, j] = Z[r0 + i, j] if poisson else -abs(Z[r0 + i, j])
+            E[i, j] = -abs(Z[r0 + i, j])
     _exp_inplace(E[:n])
-    if poisson:
-        return _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total)
     return _sigmoid_bce_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total)
 
 
 @_kernel
-def _exp_loss_mean(poisson, Z, Y, dZ):
-    """The public sigmoid BCE or Poisson kernel: the mean over rows, a block of rows at a
-    time through the scratch E (dZ may be Z)."""
+def _poisson_rows(Z, Y, E, r0, n, w, inv_norm, dZ, total):
+    """total plus the Poisson terms of rows r0 .. r0 + n - 1 (_poisson_terms), E their
+    scratch (n rows; it may be dZ): E = e^z, the means, first."""
+    for i in range(n):
+        for j in range(Z.shape[1]):
+            E[i, j] = Z[r0 + i, j]
+    _exp_inplace(E[:n])
+    return _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total)
+
+
+@_inline
+def _exp_loss_mean(loss_rows, Z, Y, dZ):
+    """A public exp-loss kernel (loss_rows: _sigmoid_bce_rows or _poisson_rows): the mean
+    over rows, a block of rows at a time through the scratch E (dZ may be Z)."""
     rows = Z.shape[0]
     no_weights = Z.reshape(Z.size)[:0]
     total = 0.0
     E, _ = _exp_block(Z)
     for r0 in range(0, rows, E.shape[0]):
         n = min(E.shape[0], rows - r0)
-        total = _exp_loss_terms(poisson, Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
+        total = loss_rows(Z, Y, E, r0, n, no_weights, 1.0 / rows, dZ, total)
     return total / rows
 
 
 @_kernel
-def _regression_mean(code, P, Y, dP):
-    """The public squared-error (2), absolute-error (4) or Huber (5) kernel: the mean over
-    rows (dP may be P)."""
-    no_weights = P.reshape(P.size)[:0]
+def _sigmoid_bce_mean(Z, Y, dZ):
+    return _exp_loss_mean(_sigmoid_bce_rows, Z, Y, dZ)
+
+
+@_kernel
+def _poisson_mean(Z, Y, dZ):
+    return _exp_loss_mean(_poisson_rows, Z, Y, dZ)
+
+
+def _regression_mean(loss_terms, P, Y, dP):
+    """A public regression loss (loss_terms: _mean_squared_error_terms,
+    _absolute_error_terms or _huber_terms): the mean over rows (dP may be P)."""
     inv_rows = 1.0 / P.shape[0]
-    if code == 4:
-        total = _absolute_error_terms(P, Y, no_weights, inv_rows, dP)
-    elif code == 5:
-        total = _huber_terms(P, Y, no_weights, inv_rows, dP)
-    else:
-        total = _mean_squared_error_terms(P, Y, no_weights, inv_rows, dP)
-    return total * inv_rows
+    no_weights = P.reshape(-1)[:0]
+    return float(loss_terms(P, Y, no_weights, inv_rows, dP) * inv_rows)
 
 
 @_kernel
@@ -655,23 +697,29 @@ def _check_activation(act):
 
 def activation_forward(act, alpha, Z, out):
     _check_activation(act)
-    _activate(act, Z.dtype.type(alpha), _matrix(Z), None, _matrix(out))
+    forward, _ = _activation_kernels(int(act))
+    forward(Z.dtype.type(alpha), _matrix(Z), None, _matrix(out))
 
 
 def activation_backward(act, alpha, dA, A, out):
     _check_activation(act)
-    _backpropagate(act, A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(out))
+    _, backward = _activation_kernels(int(act))
+    backward(A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(out))
 
 
 def dense_forward(X, W, b, act, alpha, out):
     _check_activation(act)
-    _dense_forward(X, W, b.reshape(-1), act, X.dtype.type(alpha), out)
+    forward, _ = _activation_kernels(int(act))
+    _matmul(X, W, out)
+    forward(X.dtype.type(alpha), out, b.reshape(-1), out)
 
 
 def dense_backward(dA, X, W, A, act, alpha, l2, l1, dZ, dX, dW, db):
     _check_activation(act)
+    _, backward = _activation_kernels(int(act))
     t = X.dtype.type
-    _dense_backward(dA, X, W, A, act, t(alpha), t(l2), t(l1), dZ, dX, dW, db.reshape(-1))
+    backward(t(alpha), dA, A, dZ)
+    _dense_gradients(X, W, t(l2), t(l1), dZ, dX, dW, db.reshape(-1))
 
 
 def softmax(Z, log, out):
@@ -683,23 +731,23 @@ def softmax_cross_entropy(Z, y, sample_weight, dZ):
 
 
 def sigmoid_binary_cross_entropy(Z, Y, dZ):
-    return float(_exp_loss_mean(False, Z, Y, dZ))
+    return float(_sigmoid_bce_mean(Z, Y, dZ))
 
 
 def mean_squared_error(P, Y, dP):
-    return float(_regression_mean(2, P, Y, dP))
+    return _regression_mean(_mean_squared_error_terms, P, Y, dP)
 
 
 def poisson(Z, Y, dZ):
-    return float(_exp_loss_mean(True, Z, Y, dZ))
+    return float(_poisson_mean(Z, Y, dZ))
 
 
 def absolute_error(P, Y, dP):
-    return float(_regression_mean(4, P, Y, dP))
+    return _regression_mean(_absolute_error_terms, P, Y, dP)
 
 
 def huber(P, Y, dP):
-    return float(_regression_mean(5, P, Y, dP))
+    return _regression_mean(_huber_terms, P, Y, dP)
 
 
 @_kernel
@@ -749,16 +797,19 @@ def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, 
 # than the arithmetic. Small products run as loops that vectorise (gemm.inc's forms);
 # large ones go to BLAS through np.dot.
 #
-# The buffers reach the jitted code as one numba.typed.List of 2-D arrays (vectors as
-# 1 x n views), built once per plan: one argument to unbox per call, and one compiled
-# specialisation per dtype whatever the number of layers. The labels (int64) and the
-# targets (float) are separate arguments, the unused one empty, so that both kinds of
-# loss share that specialisation. Per layer, _SLOTS arrays:
+# A step is an epoch of one batch: one kernel, _train, for both (a second one would
+# compile all of it again). The buffers reach the jitted code as one numba.typed.List of
+# 2-D arrays (vectors as 1 x n views), built once per plan: one argument to unbox per
+# call, and one compiled specialisation per dtype whatever the number of layers. The
+# labels (int64) and the targets (float) are separate arguments, the unused one empty, so
+# that both kinds of loss share that specialisation. Per layer, _SLOTS arrays:
 
 _W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT, _D = range(12)
 _SLOTS = 12
-# then three more: the hyper-parameters in the plan's dtype (_H_* below), the activation
-# alphas in the plan's dtype, and a scratch row as long as the widest layer input.
+# then six more: the hyper-parameters in the plan's dtype (_H_* below), the activation
+# alphas in the plan's dtype, a scratch row as long as the widest layer input, and the
+# batch buffers of a shuffled epoch: X's gathered rows, the targets' (an empty matrix
+# with labels, which are int64 and an argument apart) and the weights' (a row).
 _H_LR, _H_MU, _H_B1, _H_1MB1, _H_B2, _H_1MB2, _H_EPS, _H_SHRINK, _H_L2, _H_L1 = range(10)
 _H_DROP_SCALE = 10  # 1 / (1 - dropout)
 _N_HYPER = 11
@@ -766,10 +817,11 @@ _N_HYPER = 11
 _F_B1, _F_B2, _F_L2, _F_L1 = range(4)
 # int64 settings and state: optimizer code, loss code, step count, layers, the dropout
 # hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), whether
-# l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), then one
-# activation code per layer
+# l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), the addresses
+# of the loss's and the optimizer's C functions, then those of each layer's forward
+# activation pass and of each layer's backward pass (see "Per-configuration passes")
 (_I_OPT, _I_LOSS, _I_STEP, _I_LAYERS, _I_DROP_KEY, _I_DROP_THRESHOLD, _I_PER_SAMPLE,
- _I_ACT) = range(8)
+ _I_LOSS_CALL, _I_UPDATE_CALL, _I_CALLS) = range(10)
 
 # The fused step: networks whose every weight matrix has at most _FUSED_MAX_WEIGHTS
 # entries run forward, loss and backward through every layer a block of rows at a time,
@@ -807,44 +859,6 @@ def _backward_pass_inplace(f, alpha, dZ, A):
     for i in range(A.shape[0]):
         for j in range(A.shape[1]):
             dZ[i, j] = f(dZ[i, j], A[i, j], alpha)
-
-
-@_kernel
-def _activate_inplace(act, alpha, Z, bias):
-    """Z = f(Z + bias), in place (_activate)."""
-    if act == 0:
-        _forward_pass_inplace(_identity, alpha, Z, bias)
-    elif act == 1:
-        _forward_pass_inplace(_relu, alpha, Z, bias)
-    elif act == 2:
-        _forward_pass_inplace(_leaky_relu, alpha, Z, bias)
-    elif act == 3:
-        _forward_pass_inplace(_sigmoid, alpha, Z, bias)
-    elif act == 4:
-        _forward_pass_inplace(_tanh, alpha, Z, bias)
-    elif act == 5:
-        _forward_pass_inplace(_elu, alpha, Z, bias)
-    else:
-        _forward_pass_inplace(_softplus, alpha, Z, bias)
-
-
-@_kernel
-def _backpropagate_inplace(act, alpha, dZ, A):
-    """dZ = dZ * f'(from A), in place (_backpropagate)."""
-    if act == 0:
-        _backward_pass_inplace(_identity_backward, alpha, dZ, A)
-    elif act == 1:
-        _backward_pass_inplace(_relu_backward_inplace, alpha, dZ, A)
-    elif act == 2:
-        _backward_pass_inplace(_leaky_relu_backward, alpha, dZ, A)
-    elif act == 3:
-        _backward_pass_inplace(_sigmoid_backward, alpha, dZ, A)
-    elif act == 4:
-        _backward_pass_inplace(_tanh_backward, alpha, dZ, A)
-    elif act == 5:
-        _backward_pass_inplace(_elu_backward, alpha, dZ, A)
-    else:
-        _backward_pass_inplace(_softplus_backward, alpha, dZ, A)
 
 
 @_inline
@@ -987,19 +1001,23 @@ def _transpose(W, Wt):
             Wt[j, i] = W[i, j]
 
 
-@_kernel
-def _small_forward(X, W, Wt, Z):
-    """Z = X W without BLAS; Wt = W^T for a narrow Z."""
-    if W.shape[1] >= _WIDE or X.shape[0] < _WIDE:
-        _mm_axpy(X, W, Z)
+@_inline
+def _layer_product(inp, W, Wt, Z, small):
+    """Z = inp W: in loops when small (Wt = W^T, for a narrow Z), else by BLAS."""
+    if not small:
+        np.dot(inp, W, Z)
+    elif W.shape[1] >= _WIDE or inp.shape[0] < _WIDE:
+        _mm_axpy(inp, W, Z)
     else:
-        _mm_dot(X, Wt, Z)
+        _mm_dot(inp, Wt, Z)
 
 
-@_kernel
-def _small_input_gradient(dZ, W, Wt, dX):
-    """dX = dZ W^T without BLAS; Wt = W^T."""
-    if W.shape[0] >= _WIDE or dZ.shape[0] < _WIDE:
+@_inline
+def _layer_input_gradient(dZ, W, Wt, dX, small):
+    """dX = dZ W^T: in loops when small (Wt = W^T), else by BLAS."""
+    if not small:
+        np.dot(dZ, W.T, dX)
+    elif W.shape[0] >= _WIDE or dZ.shape[0] < _WIDE:
         _mm_axpy(dZ, Wt, dX)
     else:
         _mm_dot(dZ, W, dX)
@@ -1045,22 +1063,6 @@ def _softmax_cross_entropy_rows(Z, y, w, inv_norm, dZ):
 
 
 @_kernel
-def _loss_rows(code, Z, labels, targets, w, inv_norm, dZ):
-    """The loss of Z's rows, sum_i w_i loss_i (w empty: every w_i = 1), and their gradient
-    dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
-    sum, 1 / inv_norm (network.inc's fm_output_loss)."""
-    if code == 0:
-        return _softmax_cross_entropy_rows(Z, labels, w, inv_norm, dZ)
-    if code == 1 or code == 3:  # dZ (C-contiguous, not Z) is their exps' scratch first
-        return _exp_loss_terms(code == 3, Z, targets, dZ, 0, Z.shape[0], w, inv_norm, dZ, 0.0)
-    if code == 4:
-        return _absolute_error_terms(Z, targets, w, inv_norm, dZ)
-    if code == 5:
-        return _huber_terms(Z, targets, w, inv_norm, dZ)
-    return _mean_squared_error_terms(Z, targets, w, inv_norm, dZ)
-
-
-@_kernel
 def _add_penalty(W, dW, l2, l1, l2_64, l1_64):
     """dW += l2 W + l1 sign(W); returns 0.5 l2 sum W^2 + l1 sum |W| (in float64). The
     branches test the float64 strengths, as dense.inc's fm_add_penalty."""
@@ -1085,34 +1087,7 @@ def _add_penalty(W, dW, l2, l1, l2_64, l1_64):
     return 0.5 * l2_64 * sq + l1_64 * ab
 
 
-@_kernel
-def _update(kind, t, hyper, hyper64, param, grad, state1, state2, decay):
-    """optimizer_update with the scalars already rounded to the dtype in `hyper`."""
-    lr = hyper[_H_LR]
-    if kind == 0:
-        _sgd(lr, param, grad)
-    elif kind == 1 or kind == 2:
-        _momentum(lr, hyper[_H_MU], kind == 2, param, grad, state1)
-    else:
-        one = hyper.dtype.type(1)
-        shrink = hyper[_H_SHRINK] if decay else one
-        c1 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B1] ** np.float64(t)))
-        c2 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t)))
-        _adam(lr, shrink, hyper[_H_B1], hyper[_H_1MB1], hyper[_H_B2], hyper[_H_1MB2], c1, c2,
-              hyper[_H_EPS], param, grad, state1, state2)
-
-
-@_kernel
-def _layer_forward(inp, W, Wt, b, act, alpha, Z, small):
-    """Z = f(inp W + b), the product in loops when small, else by BLAS."""
-    if small:
-        _small_forward(inp, W, Wt, Z)
-    else:
-        np.dot(inp, W, Z)
-    _activate_inplace(act, alpha, Z, b)
-
-
-@_kernel
+@_inline
 def _layer_weight_gradient(inp, dZ, dW, Wt, acc, small, accumulate):
     """dW (+)= inp^T dZ: in loops (always adding) when small, else by BLAS."""
     if small:
@@ -1158,23 +1133,41 @@ def _dropout(ints, scale, step, layer, row0, values, out):
 
 
 @_kernel
-def _gradients(bufs, X, labels, targets, w, weight_sum, ints):
-    """dW, db of every layer for the batch (X, labels or targets, sample weights w or
-    empty, whose sum is weight_sum); returns the data loss, a weighted mean.
+def _labels_in_range(labels, n_classes):
+    for i in range(labels.shape[0]):
+        if labels[i] < 0 or labels[i] >= n_classes:
+            return False
+    return True
 
-    Small networks (every W at most _FUSED_MAX_WEIGHTS entries) go a block of rows at a
-    time through the whole network, adding into dW and db; others one layer at a time
-    (network.inc's two paths). Products of at most _SMALL_GEMM_FLOPS multiply-adds run
-    in loops, larger ones in BLAS.
-    """
-    n_layers = ints[_I_LAYERS]
-    rows = X.shape[0]
-    g = n_layers * _SLOTS
-    alphas = bufs[g + 1][0]
-    acc = bufs[g + 2]
+
+@_kernel
+def _gather_rows(X, labels, targets, w, order, start, rows, labelled, X_batch, labels_batch,
+                 targets_batch, w_batch):
+    """Rows order[start:start + rows] of X, of the labels (labelled) or else the targets,
+    and of the weights w (unless empty), into the batch buffers' first rows."""
+    weighted = w.shape[0] > 0
+    for r in range(rows):
+        src = order[start + r]
+        for j in range(X.shape[1]):
+            X_batch[r, j] = X[src, j]
+        if labelled:
+            labels_batch[r] = labels[src]
+        else:
+            for j in range(targets.shape[1]):
+                targets_batch[r, j] = targets[src, j]
+        if weighted:
+            w_batch[r] = w[src]
+
+
+@_kernel
+def _gradient_blocks(bufs, n_layers, rows, itemsize):
+    """A step's rows per block, and whether the blocks add into dW and db (the fused
+    path: small networks go a block of rows at a time through the whole network, so that
+    a block's activations stay in cache; others one layer at a time, network.inc's two
+    paths). Writes W^T where the products run in loops, and zeroes what blocks add into."""
     per_row = 0
     for layer in range(n_layers):
-        per_row += 2 * bufs[layer * _SLOTS + _W].shape[1] * X.itemsize
+        per_row += 2 * bufs[layer * _SLOTS + _W].shape[1] * itemsize
     fused_rows = min(max(_FUSED_BYTES // per_row, 8), 512) // 8 * 8
     fused = rows > fused_rows
     for layer in range(n_layers):
@@ -1190,162 +1183,12 @@ def _gradients(bufs, X, labels, targets, w, weight_sum, ints):
         if small or fused:
             bufs[s + _DW][:] = 0  # added into block by block
         bufs[s + _DB][:] = 0
-    total = 0.0
-    last = (n_layers - 1) * _SLOTS
-    # with dropout, a layer reads the dropped outputs _D of the one below
-    dropping = ints[_I_DROP_THRESHOLD] > 0
-    below = _D if dropping else _A
-    scale = bufs[g][0][_H_DROP_SCALE]
-    t = ints[_I_STEP] + 1
-    inv_norm = 1.0 / weight_sum
-    for r0 in range(0, rows, block):
-        n = min(block, rows - r0)
-        # X stays apart from the buffers (a read-only X is another type): layer 0 apart
-        for layer in range(n_layers):
-            s = layer * _SLOTS
-            W = bufs[s + _W]
-            small = block * W.size <= _SMALL_GEMM_FLOPS
-            act, alpha = ints[_I_ACT + layer], alphas[layer]
-            b, Z = bufs[s + _B][0], bufs[s + _A][:n]
-            if layer == 0:
-                _layer_forward(X[r0 : r0 + n], W, bufs[s + _WT], b, act, alpha, Z, small)
-            else:
-                _layer_forward(bufs[s - _SLOTS + below][:n], W, bufs[s + _WT], b, act, alpha,
-                               Z, small)
-            if dropping and layer < n_layers - 1:
-                _dropout(ints, scale, t, layer, r0, Z, bufs[s + _D][:n])
-        total += _loss_rows(ints[_I_LOSS], bufs[last + _A][:n], labels[r0 : r0 + n],
-                            targets[r0 : r0 + n], w[r0 : r0 + n], inv_norm,
-                            bufs[last + _DA][:n])
-        for layer in range(n_layers - 1, -1, -1):
-            s = layer * _SLOTS
-            W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
-            small = block * W.size <= _SMALL_GEMM_FLOPS
-            dZ = bufs[s + _DA][:n]
-            if dropping and layer < n_layers - 1:  # the forward pass's mask, again
-                _dropout(ints, scale, t, layer, r0, dZ, dZ)
-            _backpropagate_inplace(ints[_I_ACT + layer], alphas[layer], dZ, bufs[s + _A][:n])
-            if layer == 0:
-                _layer_weight_gradient(X[r0 : r0 + n], dZ, dW, Wt, acc, small, fused)
-            else:
-                _layer_weight_gradient(bufs[s - _SLOTS + below][:n], dZ, dW, Wt, acc, small,
-                                       fused)
-            _add_column_sums(dZ, bufs[s + _DB][0])
-            if layer > 0:
-                dX = bufs[s - _SLOTS + _DA][:n]
-                if small:
-                    _small_input_gradient(dZ, W, Wt, dX)
-                else:
-                    np.dot(dZ, W.T, dX)
-    return total / weight_sum
+    return block, fused
 
 
-@_kernel
-def _labels_in_range(labels, n_classes):
-    for i in range(labels.shape[0]):
-        if labels[i] < 0 or labels[i] >= n_classes:
-            return False
-    return True
-
-
-@_kernel
-def _train_step(bufs, X, labels, targets, w, ints, hyper64, update):
-    """One training step, or (update False) the batch's gradients alone, the weights and
-    the step count untouched; the loss before any update (penalties included). w: the
-    rows' sample weights, or empty. A batch whose weights sum to 0 or less, or labels out
-    of range, raise ValueError before anything changes (the C core's FM_EINVAL and
-    FM_ELABEL)."""
-    n_layers = ints[_I_LAYERS]
-    weight_sum = np.float64(X.shape[0])
-    if w.shape[0] > 0:
-        weight_sum = 0.0
-        for i in range(w.shape[0]):
-            weight_sum += np.float64(w[i])
-    if not weight_sum > 0:
-        raise ValueError("sample_weight: the batch's weights must sum to more than 0")
-    n_classes = bufs[(n_layers - 1) * _SLOTS + _W].shape[1]
-    if ints[_I_LOSS] == 0 and not _labels_in_range(labels, n_classes):
-        raise ValueError("y: class labels out of range")
-    data_loss = _gradients(bufs, X, labels, targets, w, weight_sum, ints)
-    hyper = bufs[n_layers * _SLOTS][0]
-    # the penalties, per step or (per_sample) over the batch's weight sum, rounded to the
-    # dtype for the gradient as fm_add_penalty does
-    l2, l1 = hyper[_H_L2], hyper[_H_L1]
-    l2_64, l1_64 = hyper64[_F_L2], hyper64[_F_L1]
-    if ints[_I_PER_SAMPLE] != 0:
-        l2_64, l1_64 = l2_64 / weight_sum, l1_64 / weight_sum
-        l2, l1 = hyper.dtype.type(l2_64), hyper.dtype.type(l1_64)
-    kind = ints[_I_OPT]
-    t = ints[_I_STEP] + 1
-    penalty = 0.0
-    for layer in range(n_layers - 1, -1, -1):
-        s = layer * _SLOTS
-        W, dW = bufs[s + _W], bufs[s + _DW]
-        size = W.size
-        W, dW = W.reshape(size), dW.reshape(size)
-        penalty += _add_penalty(W, dW, l2, l1, l2_64, l1_64)
-        if update:
-            s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
-            _update(kind, t, hyper, hyper64, W, dW, s1.reshape(s1.size), s2.reshape(s2.size),
-                    True)
-            _update(kind, t, hyper, hyper64, bufs[s + _B][0], bufs[s + _DB][0],
-                    bufs[s + _S1B][0], bufs[s + _S2B][0], False)
-    if update:
-        ints[_I_STEP] = t
-    return data_loss + penalty
-
-
-@_kernel
-def _train_epoch(bufs, X, labels, targets, w, order, batch_size, batch_losses, X_batch,
-                 labels_batch, targets_batch, w_batch, ints, hyper64):
-    """Minibatches of batch_size rows over X, or over the rows `order` selects (gathered,
-    in that order) when it is not empty, with their sample weights w (empty: none); each
-    batch's loss into batch_losses (unless empty); returns the mean loss per row."""
-    shuffled = order.shape[0] > 0
-    n = order.shape[0] if shuffled else X.shape[0]
-    if shuffled:
-        for i in range(n):
-            if order[i] < 0 or order[i] >= X.shape[0]:
-                raise ValueError("order: row index out of range")
-    labelled = ints[_I_LOSS] == 0
-    weighted = w.shape[0] > 0
-    # True typed as a run-time bool, as train_step passes it: a literal True would compile
-    # another specialisation of _train_step
-    update = np.bool_(True)
-    total = 0.0
-    batch = 0
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
-        rows = stop - start
-        if shuffled:
-            for r in range(rows):
-                src = order[start + r]
-                for j in range(X.shape[1]):
-                    X_batch[r, j] = X[src, j]
-                if labelled:
-                    labels_batch[r] = labels[src]
-                else:
-                    for j in range(targets.shape[1]):
-                        targets_batch[r, j] = targets[src, j]
-                if weighted:
-                    w_batch[r] = w[src]
-            # without weights, an empty slice of w_batch
-            loss = _train_step(bufs, X_batch[:rows], labels_batch[:rows],
-                               targets_batch[:rows], w_batch[: rows if weighted else 0], ints,
-                               hyper64, update)
-        else:
-            loss = _train_step(bufs, X[start:stop], labels[start:stop], targets[start:stop],
-                               w[start:stop], ints, hyper64, update)
-        if batch_losses.shape[0] > 0:
-            batch_losses[batch] = loss
-        total += loss * rows
-        batch += 1
-    return total / n
-
-
-@_kernel
-def _dense_rows(X, W, b, act, alpha, out):
-    """out = f(X W + b), without BLAS for a small product."""
+@_inline
+def _forward_product(X, W, out):
+    """out = X W, without BLAS for a small product."""
     rows = X.shape[0]
     if rows * W.size > _SMALL_GEMM_FLOPS:
         np.dot(X, W, out)
@@ -1353,7 +1196,306 @@ def _dense_rows(X, W, b, act, alpha, out):
         _mm_axpy(X, W, out)
     else:
         _mm_dot(X, np.ascontiguousarray(W.T), out)
-    _activate_inplace(act, alpha, out, b)
+
+
+# -- Per-configuration passes -------------------------------------------------------------
+#
+# The engine's kernels (_train, _forward) hold no activation, loss or optimizer code:
+# they call it through the addresses in `ints`, a table of function pointers built per
+# network (as the C core selects its kernels per CPU). Each address is that of a Numba C
+# function (cfunc) made for one code and dtype, the first time a network needs it, and
+# cached on disk like the kernels. Numba compiles a jitted function whole, with all its
+# branches and callees, so a kernel that selected these itself would compile every
+# activation, loss and optimizer on the first step; this way the engine compiles once
+# per dtype, and a network compiles only the activations, loss and optimizer it uses.
+# The C functions take raw pointers to C-contiguous data (numba.carray views them as
+# arrays again) and the sizes.
+
+
+@intrinsic
+def _call(typingctx, address, result, args):
+    """Calls the C function at `address` with the tuple `args`, each array as a pointer to
+    its data (it must be C-contiguous); returns a value of result's type (None: none).
+    The arguments' types must be those of the function's signature: nothing checks."""
+    if not isinstance(args, types.BaseTuple):
+        return None
+    if any(isinstance(a, types.Array) and a.layout != "C" for a in args):
+        return None
+    c_args = [types.CPointer(a.dtype) if isinstance(a, types.Array) else types.unliteral(a)
+              for a in args]
+    returns = types.void if isinstance(result, types.NoneType) else types.unliteral(result)
+
+    def codegen(context, builder, signature, llargs):
+        values = cgutils.unpack_tuple(builder, llargs[2], len(args))
+        c_values = [context.make_array(a)(context, builder, v).data
+                    if isinstance(a, types.Array) else v for a, v in zip(args, values)]
+        function_type = ir.FunctionType(context.get_value_type(returns),
+                                        [context.get_value_type(a) for a in c_args])
+        function = builder.inttoptr(llargs[0], function_type.as_pointer())
+        value = builder.call(function, c_values)
+        return context.get_dummy_value() if returns is types.void else value
+
+    return returns(address, result, args), codegen
+
+
+def _c_function(signature):
+    return numba.cfunc(signature, cache=True, error_model="numpy")
+
+
+# held while a network makes its C functions: two threads would compile them twice
+_c_functions_lock = threading.Lock()
+
+
+@functools.cache
+def _activation_calls(act, dtype):
+    """Activation act's in-place passes on arrays of dtype, as C functions:
+    forward(Z, bias, rows, cols, alpha), Z = f(Z + bias), and
+    backward(dZ, A, rows, cols, alpha), dZ = dZ * f'(from A). act is a constant of these
+    closures: Numba prunes the other activations' branches before it compiles."""
+    T = numba.from_dtype(dtype)
+    signature = types.void(types.CPointer(T), types.CPointer(T), types.int64, types.int64, T)
+
+    @_c_function(signature)
+    def forward(Z_data, bias_data, rows, cols, alpha):
+        Z, bias = numba.carray(Z_data, (rows, cols)), numba.carray(bias_data, cols)
+        if act == 0:
+            _forward_pass_inplace(_identity, alpha, Z, bias)
+        elif act == 1:
+            _forward_pass_inplace(_relu, alpha, Z, bias)
+        elif act == 2:
+            _forward_pass_inplace(_leaky_relu, alpha, Z, bias)
+        elif act == 3:
+            _forward_pass_inplace(_sigmoid, alpha, Z, bias)
+        elif act == 4:
+            _forward_pass_inplace(_tanh, alpha, Z, bias)
+        elif act == 5:
+            _forward_pass_inplace(_elu, alpha, Z, bias)
+        else:
+            _forward_pass_inplace(_softplus, alpha, Z, bias)
+
+    @_c_function(signature)
+    def backward(dZ_data, A_data, rows, cols, alpha):
+        dZ, A = numba.carray(dZ_data, (rows, cols)), numba.carray(A_data, (rows, cols))
+        if act == 0:
+            _backward_pass_inplace(_identity_backward, alpha, dZ, A)
+        elif act == 1:
+            _backward_pass_inplace(_relu_backward_inplace, alpha, dZ, A)
+        elif act == 2:
+            _backward_pass_inplace(_leaky_relu_backward, alpha, dZ, A)
+        elif act == 3:
+            _backward_pass_inplace(_sigmoid_backward, alpha, dZ, A)
+        elif act == 4:
+            _backward_pass_inplace(_tanh_backward, alpha, dZ, A)
+        elif act == 5:
+            _backward_pass_inplace(_elu_backward, alpha, dZ, A)
+        else:
+            _backward_pass_inplace(_softplus_backward, alpha, dZ, A)
+
+    return forward, backward
+
+
+@functools.cache
+def _loss_call(loss, dtype):
+    """The rows of loss code `loss` on arrays of dtype, as a C function
+    loss_rows(Z, labels, targets, w, rows, cols, n_weights, inv_norm, dZ): the loss of Z's
+    rows, sum_i w_i loss_i (no weights, n_weights 0: every w_i = 1), and their gradient
+    dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
+    sum, 1 / inv_norm (network.inc's fm_output_loss). dZ is C-contiguous and not Z."""
+    T = numba.from_dtype(dtype)
+    data = types.CPointer(T)
+    signature = types.float64(data, types.CPointer(types.int64), data, data, types.int64,
+                              types.int64, types.int64, types.float64, data)
+
+    @_c_function(signature)
+    def loss_rows(Z_data, labels_data, targets_data, w_data, rows, cols, n_weights, inv_norm,
+                  dZ_data):
+        Z, dZ = numba.carray(Z_data, (rows, cols)), numba.carray(dZ_data, (rows, cols))
+        w = numba.carray(w_data, n_weights)
+        if loss == 0:
+            labels = numba.carray(labels_data, rows)
+            return _softmax_cross_entropy_rows(Z, labels, w, inv_norm, dZ)
+        targets = numba.carray(targets_data, (rows, cols))
+        if loss == 1:  # dZ is the exps' scratch first
+            return _sigmoid_bce_rows(Z, targets, dZ, 0, rows, w, inv_norm, dZ, 0.0)
+        if loss == 3:
+            return _poisson_rows(Z, targets, dZ, 0, rows, w, inv_norm, dZ, 0.0)
+        if loss == 4:
+            return _absolute_error_terms(Z, targets, w, inv_norm, dZ)
+        if loss == 5:
+            return _huber_terms(Z, targets, w, inv_norm, dZ)
+        return _mean_squared_error_terms(Z, targets, w, inv_norm, dZ)
+
+    return loss_rows
+
+
+_OPTIMIZER_FAMILY = (0, 1, 1, 2, 2)  # sgd; momentum, nesterov; adam, adamw
+
+
+@functools.cache
+def _update_call(family, dtype):
+    """The update of an optimizer family (_OPTIMIZER_FAMILY) on arrays of dtype, as a C
+    function update(kind, t, hyper, hyper64, param, grad, state1, state2, size, decay):
+    optimizer_update of the optimizer code kind at step t, with the scalars already
+    rounded to the dtype in hyper; decay 0 leaves out adamw's decoupled weight decay."""
+    T = numba.from_dtype(dtype)
+    data = types.CPointer(T)
+    signature = types.void(types.int64, types.int64, data, types.CPointer(types.float64), data,
+                           data, data, data, types.int64, types.int64)
+
+    @_c_function(signature)
+    def update(kind, t, hyper_data, hyper64_data, param_data, grad_data, state1_data,
+               state2_data, size, decay):
+        hyper = numba.carray(hyper_data, _N_HYPER)
+        param, grad = numba.carray(param_data, size), numba.carray(grad_data, size)
+        lr = hyper[_H_LR]
+        if family == 0:
+            _sgd(lr, param, grad)
+        elif family == 1:
+            _momentum(lr, hyper[_H_MU], kind == 2, param, grad, numba.carray(state1_data, size))
+        else:
+            hyper64 = numba.carray(hyper64_data, 4)
+            one = hyper.dtype.type(1)
+            shrink = hyper[_H_SHRINK] if decay else one
+            c1 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B1] ** np.float64(t)))
+            c2 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t)))
+            _adam(lr, shrink, hyper[_H_B1], hyper[_H_1MB1], hyper[_H_B2], hyper[_H_1MB2], c1,
+                  c2, hyper[_H_EPS], param, grad, numba.carray(state1_data, size),
+                  numba.carray(state2_data, size))
+
+    return update
+
+
+# -- The engine's kernels -----------------------------------------------------------------
+
+
+@_kernel
+def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, labels_batch,
+           ints, hyper64, update):
+    """Minibatches of batch_size rows over X, or over the rows `order` selects (gathered,
+    in that order) when it is not empty, with their sample weights w (empty: none); each
+    batch's loss (penalties included, before its update) into batch_losses (unless
+    empty); returns the mean loss per row. A step is one batch of all of X; update False
+    leaves the weights and the step count as they were (the batch's gradients alone). A
+    batch whose weights sum to 0 or less, or labels out of range, raise ValueError before
+    anything of it changes (the C core's FM_EINVAL and FM_ELABEL). Products of at most
+    _SMALL_GEMM_FLOPS multiply-adds run in loops, larger ones in BLAS."""
+    n_layers = ints[_I_LAYERS]
+    g = n_layers * _SLOTS
+    last = (n_layers - 1) * _SLOTS
+    hyper, alphas, acc = bufs[g][0], bufs[g + 1][0], bufs[g + 2]
+    X_batch, targets_batch, w_batch = bufs[g + 3], bufs[g + 4], bufs[g + 5][0]
+    loss, kind = ints[_I_LOSS], ints[_I_OPT]
+    # with dropout, a layer reads the dropped outputs _D of the one below
+    dropping = ints[_I_DROP_THRESHOLD] > 0
+    below = _D if dropping else _A
+    shuffled = order.shape[0] > 0
+    n_visit = order.shape[0] if shuffled else X.shape[0]
+    if shuffled:
+        for i in range(n_visit):
+            if order[i] < 0 or order[i] >= X.shape[0]:
+                raise ValueError("order: row index out of range")
+    weighted = w.shape[0] > 0
+    total = 0.0
+    batch = 0
+    for start in range(0, n_visit, batch_size):
+        stop = min(start + batch_size, n_visit)
+        rows = stop - start
+        if shuffled:
+            _gather_rows(X, labels, targets, w, order, start, rows, loss == 0, X_batch,
+                         labels_batch, targets_batch, w_batch)
+            X_rows, labels_rows = X_batch[:rows], labels_batch[:rows]
+            # without weights, an empty slice of w_batch
+            targets_rows, w_rows = targets_batch[:rows], w_batch[: rows if weighted else 0]
+        else:
+            X_rows, labels_rows = X[start:stop], labels[start:stop]
+            targets_rows, w_rows = targets[start:stop], w[start:stop]
+        weight_sum = np.float64(rows)
+        if weighted:
+            weight_sum = 0.0
+            for i in range(rows):
+                weight_sum += np.float64(w_rows[i])
+        if not weight_sum > 0:
+            raise ValueError("sample_weight: the batch's weights must sum to more than 0")
+        if loss == 0 and not _labels_in_range(labels_rows, bufs[last + _W].shape[1]):
+            raise ValueError("y: class labels out of range")
+
+        # dW and db, and the data loss (a weighted mean), a block of rows at a time
+        block, fused = _gradient_blocks(bufs, n_layers, rows, X.itemsize)
+        t = ints[_I_STEP] + 1
+        inv_norm = 1.0 / weight_sum
+        data_loss = 0.0
+        for r0 in range(0, rows, block):
+            n = min(block, rows - r0)
+            for layer in range(n_layers):
+                s = layer * _SLOTS
+                W = bufs[s + _W]
+                small = block * W.size <= _SMALL_GEMM_FLOPS
+                Z = bufs[s + _A][:n]
+                # X stays apart from the buffers (a read-only X is another type)
+                if layer == 0:
+                    inputs = X_rows[r0 : r0 + n]
+                else:
+                    inputs = bufs[s - _SLOTS + below][:n]
+                _layer_product(inputs, W, bufs[s + _WT], Z, small)
+                _call(ints[_I_CALLS + layer], None,
+                      (Z, bufs[s + _B][0], n, Z.shape[1], alphas[layer]))
+                if dropping and layer < n_layers - 1:
+                    _dropout(ints, hyper[_H_DROP_SCALE], t, layer, r0, Z, bufs[s + _D][:n])
+            Z, dZ, w_n = bufs[last + _A][:n], bufs[last + _DA][:n], w_rows[r0 : r0 + n]
+            data_loss += _call(ints[_I_LOSS_CALL], 0.0,
+                               (Z, labels_rows[r0 : r0 + n], targets_rows[r0 : r0 + n], w_n,
+                                n, Z.shape[1], w_n.shape[0], inv_norm, dZ))
+            for layer in range(n_layers - 1, -1, -1):
+                s = layer * _SLOTS
+                W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
+                small = block * W.size <= _SMALL_GEMM_FLOPS
+                dZ = bufs[s + _DA][:n]
+                if dropping and layer < n_layers - 1:  # the forward pass's mask, again
+                    _dropout(ints, hyper[_H_DROP_SCALE], t, layer, r0, dZ, dZ)
+                _call(ints[_I_CALLS + n_layers + layer], None,
+                      (dZ, bufs[s + _A][:n], n, dZ.shape[1], alphas[layer]))
+                if layer == 0:
+                    inputs = X_rows[r0 : r0 + n]
+                else:
+                    inputs = bufs[s - _SLOTS + below][:n]
+                _layer_weight_gradient(inputs, dZ, dW, Wt, acc, small, fused)
+                _add_column_sums(dZ, bufs[s + _DB][0])
+                if layer > 0:
+                    _layer_input_gradient(dZ, W, Wt, bufs[s - _SLOTS + _DA][:n], small)
+        data_loss = data_loss / weight_sum
+
+        # the penalties, per step or (per_sample) over the batch's weight sum, rounded to
+        # the dtype for the gradient as fm_add_penalty does; then the update
+        l2, l1 = hyper[_H_L2], hyper[_H_L1]
+        l2_64, l1_64 = hyper64[_F_L2], hyper64[_F_L1]
+        if ints[_I_PER_SAMPLE] != 0:
+            l2_64, l1_64 = l2_64 / weight_sum, l1_64 / weight_sum
+            l2, l1 = hyper.dtype.type(l2_64), hyper.dtype.type(l1_64)
+        penalty = 0.0
+        for layer in range(n_layers - 1, -1, -1):
+            s = layer * _SLOTS
+            W, dW = bufs[s + _W], bufs[s + _DW]
+            size = W.size
+            W, dW = W.reshape(size), dW.reshape(size)
+            penalty += _add_penalty(W, dW, l2, l1, l2_64, l1_64)
+            if update:
+                s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
+                _call(ints[_I_UPDATE_CALL], None,
+                      (kind, t, hyper, hyper64, W, dW, s1.reshape(s1.size),
+                       s2.reshape(s2.size), size, np.int64(1)))
+                b = bufs[s + _B][0]
+                _call(ints[_I_UPDATE_CALL], None,
+                      (kind, t, hyper, hyper64, b, bufs[s + _DB][0], bufs[s + _S1B][0],
+                       bufs[s + _S2B][0], b.size, np.int64(0)))
+        if update:
+            ints[_I_STEP] = t
+        batch_loss = data_loss + penalty
+
+        if batch_losses.shape[0] > 0:
+            batch_losses[batch] = batch_loss
+        total += batch_loss * rows
+        batch += 1
+    return total / n_visit
 
 
 @_kernel
@@ -1376,13 +1518,14 @@ def _forward(bufs, ints, X, out, work_a, work_b, chunk_rows):
                 dst = work_a[: n * d_out].reshape((n, d_out))
             else:
                 dst = work_b[: n * d_out].reshape((n, d_out))
-            act, alpha, b = ints[_I_ACT + layer], alphas[layer], bufs[s + _B][0]
             if layer == 0:
-                _dense_rows(X[start:stop], W, b, act, alpha, dst)
+                inputs = X[start:stop]
             elif layer % 2 == 1:
-                _dense_rows(work_a[: n * d_in].reshape((n, d_in)), W, b, act, alpha, dst)
+                inputs = work_a[: n * d_in].reshape((n, d_in))
             else:
-                _dense_rows(work_b[: n * d_in].reshape((n, d_in)), W, b, act, alpha, dst)
+                inputs = work_b[: n * d_in].reshape((n, d_in))
+            _forward_product(inputs, W, dst)
+            _call(ints[_I_CALLS + layer], None, (dst, bufs[s + _B][0], n, d_out, alphas[layer]))
 
 
 @_kernel
@@ -1408,7 +1551,8 @@ def _typed_list(arrays):
 
 class Network:
     """The training engine of a NetworkPlan: each step, epoch or forward pass is one
-    jitted call over the plan's buffers (see _train_step)."""
+    jitted call over the plan's buffers (_train, _forward), which calls the plan's
+    activations, loss and optimizer by address (see "Per-configuration passes")."""
 
     # the step checks the label range (in one loop in its jitted call: NumPy's min and max
     # in the plan cost more than the rest of the Python around a small step)
@@ -1435,28 +1579,34 @@ class Network:
         self._hyper = np.zeros((1, _N_HYPER), dtype)
         alphas = np.array([plan._activation_alphas], dtype=np.float64).astype(dtype)
         scratch = np.zeros((1, max(plan.layer_sizes[:-1])), dtype)
-        arrays += [self._hyper, alphas, scratch]
-        self._bufs = _typed_list(arrays)
-        threshold = int(plan.dropout * 16777216.0 + 0.5) if plan.dropout else 0
-        self._ints = np.array(
-            [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold, 0]
-            + [int(c) for c in plan._activation_codes],
-            dtype=np.int64,
-        )
-        self._hyper64 = np.zeros(4, np.float64)
         self._labelled = plan._loss_code == 0
         # the kernels take both label and target arrays; the unused one is empty
         self._no_labels = np.zeros(0, np.int64)
         self._no_targets = np.zeros((0, plan.layer_sizes[-1]), dtype)
+        targets_batch = self._no_targets if self._labelled else buf["y_batch"]
+        self._labels_batch = buf["y_batch"] if self._labelled else self._no_labels
+        arrays += [self._hyper, alphas, scratch, buf["X_batch"], targets_batch,
+                   matrix(buf["w_batch"])]
+        self._bufs = _typed_list(arrays)
+        threshold = int(plan.dropout * 16777216.0 + 0.5) if plan.dropout else 0
+        # the C functions of the layers' activations and of the loss (and, in configure,
+        # of the optimizer): `ints` holds their addresses, this engine the functions
+        with _c_functions_lock:
+            passes = [_activation_calls(int(code), dtype) for code in plan._activation_codes]
+            loss_rows = _loss_call(plan._loss_code, dtype)
+        self._c_functions = {"passes": passes, "loss": loss_rows}
+        self._ints = np.array(
+            [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold, 0,
+             loss_rows.address, 0]
+            + [forward.address for forward, _ in passes]
+            + [backward.address for _, backward in passes],
+            dtype=np.int64,
+        )
+        self._hyper64 = np.zeros(4, np.float64)
         self._no_order = np.zeros(0, np.int64)
         self._no_losses = np.zeros(0, np.float64)
         self._no_weights = np.zeros(0, dtype)
-        self._X_batch = buf["X_batch"]
-        self._w_batch = buf["w_batch"]
-        if self._labelled:
-            self._batch_y = (buf["y_batch"], self._no_targets)
-        else:
-            self._batch_y = (self._no_labels, buf["y_batch"])
+        self._step_loss = np.zeros(1, np.float64)  # a step's loss, as an epoch's batch loss
         self.configure(plan)
 
     def configure(self, plan):
@@ -1474,6 +1624,10 @@ class Network:
         self._ints[_I_STEP] = int(plan.step)
         self._ints[_I_DROP_KEY] = plan._dropout_key
         self._ints[_I_PER_SAMPLE] = plan.penalty == "per_sample"
+        with _c_functions_lock:
+            update = _update_call(_OPTIMIZER_FAMILY[opt.code], self._dtype)
+        self._c_functions["update"] = update
+        self._ints[_I_UPDATE_CALL] = update.address
 
     @property
     def step(self):
@@ -1482,28 +1636,74 @@ class Network:
     def _labels_targets(self, y):
         return (y, self._no_targets) if self._labelled else (self._no_labels, y)
 
-    def train_step(self, X, y, w=None):
+    def _one_step(self, X, y, w, update):
         labels, targets = self._labels_targets(y)
-        return _train_step(self._bufs, X, labels, targets,
-                           self._no_weights if w is None else w, self._ints, self._hyper64,
-                           True)
+        _train(self._bufs, X, labels, targets, self._no_weights if w is None else w,
+                    self._no_order, X.shape[0], self._step_loss, self._labels_batch,
+                    self._ints, self._hyper64, update)
+        return float(self._step_loss[0])
+
+    def train_step(self, X, y, w=None):
+        return self._one_step(X, y, w, True)
 
     def loss_gradient(self, X, y, w=None):
         """The batch's loss (penalties included) and its gradients into the plan's dW and
         db, without an update (the step count unchanged)."""
-        labels, targets = self._labels_targets(y)
-        return _train_step(self._bufs, X, labels, targets,
-                           self._no_weights if w is None else w, self._ints, self._hyper64,
-                           False)
+        return self._one_step(X, y, w, False)
 
     def train_epoch(self, X, y, w, order, batch_size, batch_losses):
         labels, targets = self._labels_targets(y)
-        return _train_epoch(
+        return _train(
             self._bufs, X, labels, targets, self._no_weights if w is None else w,
             self._no_order if order is None else order, batch_size,
             self._no_losses if batch_losses is None else batch_losses,
-            self._X_batch, *self._batch_y, self._w_batch, self._ints, self._hyper64,
+            self._labels_batch, self._ints, self._hyper64, True,
         )
 
     def forward(self, X, out, work_a, work_b, chunk_rows):
         _forward(self._bufs, self._ints, X, out, work_a, work_b, chunk_rows)
+
+
+# -- Saying so when it compiles -----------------------------------------------------------
+#
+# With a cold cache (a fresh install, an upgrade, a new NUMBA_CACHE_DIR) the first use of
+# the backend waits seconds for compiles that nothing announces. The first kernel that
+# compiles in a process says so, once, on stderr. Numba starts its "numba:compile" event
+# only once its on-disk cache has missed, so a warm cache says nothing.
+
+QUIET_ENV_VAR = "FASTMLP_NUMBA_QUIET"  # set to 1 (any value but "" and "0"): no message
+# Rough compile times for the message, measured on a 2-core machine: a network's first
+# use of a dtype (the engine's kernels and its passes; the typed list's kernels compile
+# first, when the plan is made), or one public kernel.
+_ENGINE_KERNELS = ("_list_of", "_list_append", "_train", "_forward")
+_ENGINE_SECONDS = 10
+_KERNEL_SECONDS = 1
+
+
+class _CompileNotice(event.Listener):
+    """Prints one line on stderr when the first of this module's kernels compiles."""
+
+    def __init__(self):
+        self.done = False
+
+    def on_start(self, ev):
+        dispatcher = ev.data.get("dispatcher")
+        if self.done or getattr(dispatcher, "py_func", None) is None:
+            return
+        if dispatcher.py_func.__module__ != __name__:
+            return
+        self.done = True
+        if os.environ.get(QUIET_ENV_VAR, "") not in ("", "0"):
+            return
+        engine = dispatcher.py_func.__qualname__ in _ENGINE_KERNELS
+        seconds = _ENGINE_SECONDS if engine else _KERNEL_SECONDS
+        cache = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
+        where = f"cached in {cache}" if cache else "not cached"
+        print(f"fastmlp: compiling the Numba backend for this machine (about {seconds} s, "
+              f"once; {where})", file=sys.stderr, flush=True)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", _CompileNotice())
