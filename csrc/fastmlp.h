@@ -213,7 +213,7 @@ typedef struct {
                                            const REAL *sample_weight,                  \
                                            const int64_t *order, int64_t n_order,      \
                                            int64_t batch_size, double *batch_losses,   \
-                                           double *mean_loss);                         \
+                                           double *mean_loss, double *metric);         \
     fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
                                        const REAL *X, REAL *out, REAL *work_a,         \
                                        REAL *work_b, int64_t chunk_rows, int n_slots); \

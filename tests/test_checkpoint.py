@@ -116,6 +116,20 @@ def test_each_schedule_resumes_where_it_was(schedule, tmp_path):
     _assert_same_fit(expected, resumed)
 
 
+def test_a_checkpoint_from_before_the_running_metric_resumes_at_an_epochs_end(tmp_path):
+    # older checkpoints have no position.metric_total: at an epoch's end none is needed
+    X, y = _data()
+    options = dict(_FIT, schedule="constant")
+    expected = fastmlp.MLP((16,), seed=3).fit(X, y, **options)
+    path = tmp_path / "run.npz"
+    fastmlp.MLP((16,), seed=3).fit(X, y, **{**options, "epochs": 2}, checkpoint=path)
+    old = _edited(path, tmp_path / "old.npz",
+                  lambda config, arrays: config["training"]["position"].pop("metric_total"))
+    resumed = fastmlp.MLP.load(old).fit(X, y, **options, checkpoint=old, resume=True)
+    _assert_same_fit(expected, resumed)
+    assert resumed.history == expected.history
+
+
 def test_checkpoints_are_written_every_k_epochs_at_the_end_and_load_as_models(
         tmp_path, monkeypatch):
     X, y = _data()
@@ -330,6 +344,9 @@ def _array(name, value):
 
 _HOSTILE_CHECKPOINTS = {
     "negative rows": _set(("training", "position", "rows"), -1),
+    "running metric of strings": _set(("training", "position", "metric_total"), ["a"]),
+    "mid-epoch without its running metric": lambda config, arrays: config["training"][
+        "position"].update(rows=16, metric_total=[]),
     "position not a dict": _set(("training", "position"), [0, 0]),
     "step not an integer": _set(("training", "network", "step"), "12"),
     "step too large": _set(("training", "network", "step"), 1 << 70),

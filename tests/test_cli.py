@@ -21,7 +21,8 @@ def test_help_lists_the_commands():
 
 
 def test_config_names_the_blas_of_gemm_and_the_variables_set_or_not():
-    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_CORETYPE", "FASTMLP_NUMBA_QUIET")}
     env["FASTMLP_NUM_THREADS"] = "1"
     result = _run("config", env=env)
     assert result.returncode == 0, result.stderr
@@ -35,6 +36,7 @@ def test_config_names_the_blas_of_gemm_and_the_variables_set_or_not():
                if k.startswith("blas (") and os.path.basename(gemm) in k)
     assert lines["OPENBLAS_CORETYPE"].startswith("(unset)")
     assert lines["FASTMLP_NUM_THREADS"].startswith("1 ")
+    assert lines["FASTMLP_NUMBA_QUIET"].startswith("(unset)")
 
 
 def test_an_unknown_command_is_a_usage_error():

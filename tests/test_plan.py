@@ -204,6 +204,85 @@ def test_train_epoch_over_given_rows_equals_an_epoch_over_those_rows(backend, dt
     np.testing.assert_array_equal(rows, rows_before)
 
 
+def _running_metric(loss, Z, y):
+    """The spec of train_epoch's metric_out for one batch's outputs Z, written out."""
+    Z = Z.astype(np.float64)
+    if loss == "softmax_cross_entropy":
+        hit = np.array([not np.isnan(z).any() and int(np.argmax(z)) == c for z, c in zip(Z, y)])
+        return np.bincount(y[hit], minlength=Z.shape[1]).astype(np.float64)
+    if loss == "sigmoid_binary_cross_entropy":
+        return np.sum((Z > 0) == (y > 0.5), axis=0).astype(np.float64)
+    prediction = np.exp(Z) if loss == "poisson" else Z
+    return np.sum((prediction - y) ** 2, axis=0)
+
+
+@pytest.mark.parametrize("loss", LOSSES + ("poisson",))
+def test_train_epoch_metric_out_is_the_running_metric(backend, dtype, rng, loss):
+    # each batch measured as it trains, before its update: as forward on the batch
+    # just before its step
+    X, y = _data(rng, 45, 4, 3, loss, dtype)
+    if loss == "poisson":
+        y = rng.poisson(2.0, y.shape).astype(dtype)
+    rows = rng.permutation(45)
+    kw = dict(layer_sizes=[4, 7, 3], activations="tanh", loss=loss, optimizer="adam",
+              batch_size=10, seed=3, dtype=dtype, learning_rate=0.05)
+    by_epoch, by_step = fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    metric = np.full(3, np.nan)
+    for _ in range(2):  # overwritten, not added to
+        by_epoch.train_epoch(X, y, rows=rows, metric_out=metric)
+    expected = np.zeros(3)
+    for _ in range(2):
+        expected[:] = 0
+        for start in range(0, 45, 10):
+            batch = rows[start:start + 10]
+            expected += _running_metric(loss, by_step.forward(X[batch]), y[batch])
+            by_step.train_step(X[batch], y[batch])
+    if loss in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+        np.testing.assert_array_equal(metric, expected)
+        assert metric.sum() > 0
+    else:
+        np.testing.assert_allclose(metric, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_train_epoch_running_metric_with_dropout_is_the_same_on_every_backend(dtype, rng,
+                                                                               loss):
+    X, y = _data(rng, 60, 5, 3, loss, dtype)
+    results = []
+    for backend in fastmlp.available_backends():
+        plan = fastmlp.NetworkPlan([5, 16, 3], "relu", loss=loss, dropout=0.5, batch_size=16,
+                                   seed=4, dtype=dtype, backend=backend)
+        metric = np.zeros(3)
+        for _ in range(3):
+            plan.train_epoch(X, y, metric_out=metric)
+        results.append(metric)
+    for other in results[1:]:
+        if loss == "mean_squared_error":
+            np.testing.assert_allclose(other, results[0], rtol=RTOL[np.dtype(dtype)])
+        else:
+            np.testing.assert_array_equal(other, results[0])
+    without = fastmlp.NetworkPlan([5, 16, 3], "relu", loss=loss, batch_size=16, seed=4,
+                                  dtype=dtype)
+    metric = np.zeros(3)
+    for _ in range(3):
+        without.train_epoch(X, y, metric_out=metric)
+    assert not np.array_equal(metric, results[0])  # the masks enter it
+
+
+@pytest.mark.parametrize("metric_out, error, message", [
+    (np.zeros(2), ValueError, r"metric_out: expected shape \(3,\), got \(2,\)"),
+    (np.zeros(3, np.float32), TypeError, "metric_out: expected dtype float64"),
+    (np.zeros(6)[::2], ValueError, "metric_out: must be C-contiguous"),
+    ([0.0, 0.0, 0.0], TypeError, "metric_out: expected a numpy.ndarray"),
+])
+def test_train_epoch_rejects_a_bad_metric_out(backend, rng, metric_out, error, message):
+    X, y = _data(rng, 10, 3, 3, "softmax_cross_entropy")
+    plan = fastmlp.NetworkPlan([3, 4, 3], batch_size=4, seed=0)
+    with pytest.raises(error, match=message):
+        plan.train_epoch(X, y, metric_out=metric_out)
+    assert plan.step == 0
+
+
 @pytest.mark.parametrize(
     "rows, error, message",
     [

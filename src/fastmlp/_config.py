@@ -10,6 +10,8 @@ _VARIABLES = {
     "FASTMLP_BACKEND": "the default backend: c, numba or numpy",
     "FASTMLP_SIMD": "cap the micro-kernels: scalar, baseline, avx2 or avx512",
     "FASTMLP_NUM_THREADS": "threads per training step and large prediction",
+    "FASTMLP_NUMBA_QUIET": "1: no message when the Numba backend compiles",
+    "NUMBA_CACHE_DIR": "where Numba caches the compiled kernels",
     "OPENBLAS_CORETYPE": "OpenBLAS's kernels (e.g. Haswell forces AVX2 on an AVX-512 CPU)",
     "OPENBLAS_NUM_THREADS": "OpenBLAS's threads (read when the library loads)",
     "OMP_NUM_THREADS": "OpenBLAS's threads when OPENBLAS_NUM_THREADS is unset",

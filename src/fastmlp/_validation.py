@@ -82,7 +82,7 @@ def writable_array(arr, name, shape_, dtype):
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name}: expected a numpy.ndarray, got {type(arr).__name__}")
     if arr.dtype != dtype:
-        raise TypeError(f"{name}: expected dtype {dtype}, got {arr.dtype}")
+        raise TypeError(f"{name}: expected dtype {np.dtype(dtype)}, got {arr.dtype}")
     if arr.shape != tuple(shape_):
         raise ValueError(f"{name}: expected shape {tuple(shape_)}, got {arr.shape}")
     if not arr.flags.c_contiguous:

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastmlp import _backend, ops
 from fastmlp import _validation as check
+from fastmlp.backends._python_network import output_metric
 from fastmlp.plan import NetworkPlan, _set_generator_state
 
 _BN_EPS = 1e-5
@@ -177,6 +178,10 @@ class LayeredNetwork:
     def train_step(self, X, Y):
         """Forward, loss, backward and update on one batch; returns its loss (penalties
         included)."""
+        return self._train_step(X, Y)[0]
+
+    def _train_step(self, X, Y):
+        """train_step's loss, and the batch's outputs in its training forward pass."""
         logits, cache = self._forward(X, training=True)
         loss, dA = self._loss_and_gradient(logits, Y)
         grads = [None] * len(self.weights)
@@ -215,7 +220,7 @@ class LayeredNetwork:
         for index, (param, grad) in enumerate(zip(params, flat)):
             self._update(param, grad.astype(self.dtype, copy=False), self._states[index],
                          is_weight=index < 2 * len(self.weights) and index % 2 == 0)
-        return float(loss)
+        return float(loss), logits
 
     def _update(self, param, grad, states, is_weight):
         opt = self.optimizer
@@ -230,7 +235,7 @@ class LayeredNetwork:
                             opt.beta1, opt.beta2, opt.eps, weight_decay=decay)
 
     def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None,
-                    rows=None, sample_weight=None):
+                    rows=None, sample_weight=None, metric_out=None):
         """One pass over (X, Y) in minibatches (as NetworkPlan.train_epoch, without
         sample weights); returns the mean over rows of the batch losses."""
         if sample_weight is not None:
@@ -242,12 +247,18 @@ class LayeredNetwork:
         else:
             order = self._rng.permutation(len(X)) if shuffle else np.arange(len(X))
         total = 0.0
+        if metric_out is not None:
+            check.writable_array(metric_out, "metric_out", (self._plan.layer_sizes[-1],),
+                                 np.float64)
+            metric_out[:] = 0
         with _backend.use_backend(self.backend):
             for i, start in enumerate(range(0, len(order), batch_size)):
                 batch = order[start:start + batch_size]
-                loss = self.train_step(X[batch], Y[batch])
+                loss, outputs = self._train_step(X[batch], Y[batch])
                 if batch_losses is not None:
                     batch_losses[i] = loss
+                if metric_out is not None:
+                    output_metric(self._plan._loss_code, outputs, Y[batch], metric_out)
                 total += loss * len(batch)
         return total / len(order)
 

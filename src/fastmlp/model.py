@@ -34,10 +34,6 @@ _FORMAT = "fastmlp.MLP"
 _FORMAT_VERSION = 1
 # rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
 _BATCHES_PER_CALL = 32
-# The epoch's training accuracy / R^2 is measured on at most this many rows, spread evenly
-# over the training set and fixed per fit: a pass over all of it would cost a third of the
-# epoch's arithmetic again (the standard error at 2048 rows is below 1.1 points).
-_METRIC_ROWS = 2048
 
 
 def _lr_schedule(schedule, lr0, epochs, step_size, gamma, min_lr):
@@ -102,9 +98,10 @@ class MLP:
     n_features_in_, n_outputs_ : int
         Input columns and network outputs.
     history : dict of lists
-        Per epoch: "loss" (the mean batch loss), "accuracy" or "r2" (after the epoch, on
-        at most 2048 training rows), "lr", and with validation "val_loss" and
-        "val_accuracy"/"val_r2". After optimizer="lbfgs": one entry each.
+        Per epoch: "loss" (the mean batch loss), "accuracy" or "r2" (running, as
+        Keras's: of each batch's outputs as it trained, before its update, with dropout),
+        "lr", and with validation "val_loss" and "val_accuracy"/"val_r2" (after the
+        epoch). After optimizer="lbfgs": one entry each, at the final weights.
     interrupted_ : bool
         Ctrl-C stopped the last fit (the model is usable; its checkpoint, if any, resumes).
     stopped_early_ : bool
@@ -362,7 +359,8 @@ class MLP:
         restore_best_weights : bool, default True
             With early stopping, go back to the best epoch's weights.
         shuffle : bool, default True
-            Visit the rows in a fresh order each epoch (from the seed).
+            Visit the rows in a fresh order each epoch (from the seed); a `batch_size`
+            of all the rows trains on them as stored.
         verbose : int, default 1
             0 silent, 1 a progress bar (tqdm when installed).
         checkpoint : str or path-like, optional
@@ -485,7 +483,10 @@ class MLP:
             self.history.update({"val_loss": [], f"val_{metric}": []})
         best = (np.inf, None, -1, {})
         waited = 0
-        shuffler = _Shuffler(len(X), np.random.default_rng(self.seed)) if shuffle else None
+        # one batch per epoch is the same batch in any order: full-batch epochs (the
+        # course's) are not shuffled, which would only cost a draw and a gather each
+        shuffler = _Shuffler(len(X), np.random.default_rng(self.seed)) \
+            if shuffle and batch_size < len(X) else None
         start = training.Position()
         if saved is not None:
             try:
@@ -493,13 +494,13 @@ class MLP:
             except ValueError:
                 self._restore(previous)
                 raise
-        training_metric = _TrainingMetric(self, X, Y)
+        training_metric = _RunningMetric(self.task_, Y, len(X))
         batches = -(-len(X) // batch_size)
         progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
                             verbose, epochs=epochs)
         runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
                                       batches_per_call=_BATCHES_PER_CALL,
-                                      on_chunk=progress.update)
+                                      on_chunk=progress.update, running_metric=True)
         started = 0.0
 
         def before_epoch(epoch):
@@ -516,14 +517,14 @@ class MLP:
                     "no longer finite): lower learning_rate, scale X or add l2")
             self.history["lr"].append(self.net_.learning_rate)
             self.history["loss"].append(loss)
-            self.history[metric].append(training_metric())
+            self.history[metric].append(training_metric(runner.metric_total))
             monitored = loss
             if X_val is not None:
                 val = self._evaluate_encoded(X_val, Y_val)
                 self.history["val_loss"].append(val["loss"])
                 self.history[f"val_{metric}"].append(val[metric])
                 monitored = val["loss"]
-            progress.epoch_done(epoch, self._epoch_summary(), time.perf_counter() - started)
+            progress.epoch_done(epoch, self._epoch_summary, time.perf_counter() - started)
             if monitored < best[0] - min_delta:
                 if not (early_stopping and restore_best_weights):
                     best = (monitored, None, epoch, {})  # no weights to go back to
@@ -613,7 +614,12 @@ class MLP:
         except (TypeError, ValueError) as exc:
             raise ValueError(f"resume: the checkpoint's training state does not fit this "
                              f"fit ({exc})") from exc
-        position = training.Position(**record["position"])
+        saved_position = record["position"]
+        position = training.Position(**{
+            **saved_position, "metric_total": tuple(saved_position.get("metric_total", ()))})
+        if position.rows and len(position.metric_total) != self.n_outputs_:
+            raise ValueError("resume: the checkpoint's running training metric does not fit "
+                             "this fit (a checkpoint of an older fastmlp within an epoch)")
         self.history = {k: list(v) for k, v in saved["history"].items()}
         stopping = record["early_stopping"]
         best = (stopping["best_loss"], saved["best"], stopping["best_epoch"], saved["best_extra"])
@@ -1099,36 +1105,31 @@ def _validation_rows(n, fraction, labels, seed):
     return np.flatnonzero(mask), np.sort(held_out)
 
 
-class _TrainingMetric:
-    """The training accuracy (or R²) that fit records after each epoch: on at most
-    _METRIC_ROWS rows, evenly spaced and fixed per fit, into buffers made once (a small
-    epoch is not much more work than this)."""
+class _RunningMetric:
+    """The training accuracy (or R²) that fit records per epoch, from the engine's
+    running metric (EpochRunner.metric_total: per output, the hits or the squared errors
+    of each batch's outputs in its training pass, as Keras records it) and the epoch's
+    n rows: no second pass over the data."""
 
-    def __init__(self, model, X, Y):
-        if len(X) > _METRIC_ROWS:
-            rows = np.linspace(0, len(X) - 1, _METRIC_ROWS).astype(np.intp)
-            X, Y = X[rows], Y[rows]
-        self._model, self._X, self._Y = model, X, Y
-        self._z = np.empty((len(X), model.n_outputs_), model.dtype)
-        if model.task_ == "classification":
-            self._predicted = np.empty(len(X), np.intp)
-            self._hits = np.empty(len(X), bool)
-        elif model.task_ != "regression":
-            self._positive = Y > 0.5
-            self._hits = np.empty(Y.shape, bool)
-
-    def __call__(self):
-        model = self._model
-        z = model.net_.forward(self._X, out=self._z)
-        if model.task_ == "regression":
-            return float(_r2(self._Y, np.exp(z) if model._poisson else z))
-        if not model._all_finite(z) and np.isnan(z).any():
-            return math.nan  # a NaN output has no class
-        if model.task_ == "classification":
-            np.equal(np.argmax(z, axis=1, out=self._predicted), self._Y, out=self._hits)
+    def __init__(self, task, Y, n):
+        self._task, self._n = task, n
+        if task == "regression":
+            # R² per output against the training targets' spread, averaged as _r2 does
+            Y = np.asarray(Y, dtype=np.float64).reshape(n, -1)
+            ss_tot = np.sum(np.square(Y - Y.mean(axis=0)), axis=0)
+            self._constant = ss_tot == 0  # a constant output scores 0, as in _r2
+            self._ss_tot = np.where(self._constant, 1.0, ss_tot)
+            self._r2 = np.empty_like(ss_tot)
         else:
-            np.equal(np.greater(z, 0, out=self._hits), self._positive, out=self._hits)
-        return np.count_nonzero(self._hits) / self._hits.size
+            self._count = n * (1 if task == "classification" else Y.shape[1])
+
+    def __call__(self, totals):
+        if self._task != "regression":
+            return float(totals.sum()) / self._count
+        r2 = np.divide(totals, self._ss_tot, out=self._r2)
+        np.subtract(1.0, r2, out=r2)
+        r2[self._constant] = 0.0
+        return float(np.mean(r2))
 
 
 def _kept(arrays, into):
@@ -1212,8 +1213,12 @@ def _checkpointed_fit(model, record, arrays):
     for key, kind in (("epoch", int), ("rows", int), ("loss_total", float),
                       ("finished", bool)):
         entry(position, key, kind, f"position.{key}")
-    if set(position) != {"epoch", "rows", "loss_total", "finished"} or \
-            position["epoch"] < 0 or position["rows"] < 0:
+    # absent from checkpoints that predate the running metric: those of an epoch's end
+    # lose nothing (_resume refuses the others)
+    metric = position.get("metric_total", [])
+    if set(position) - {"metric_total"} != {"epoch", "rows", "loss_total", "finished"} or \
+            position["epoch"] < 0 or position["rows"] < 0 or not isinstance(metric, list) \
+            or not all(isinstance(x, float) for x in metric):
         raise ValueError("header: training.position is malformed")
     history = model.history
     if not isinstance(history, dict) or not all(

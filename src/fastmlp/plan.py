@@ -177,7 +177,7 @@ class NetworkPlan:
         if self.dtype not in check.FLOAT_DTYPES:
             raise TypeError(f"dtype: expected float32 or float64, got {self.dtype}")
         self.batch_size = check.positive_int(batch_size, "batch_size")
-        self._engine = None
+        self._engine = self._configured_learning_rate = None
         self.l2, self.l1 = l2, l1
         if penalty not in _PENALTIES:
             raise ValueError(f"penalty: unknown {penalty!r}; expected one of {list(_PENALTIES)}")
@@ -205,6 +205,7 @@ class NetworkPlan:
         self._initialise_weights()
         self._lock = threading.Lock()
         self._engine = engine_class(self)
+        self._configured_learning_rate = self.optimizer.learning_rate
 
     @staticmethod
     def _activation_names(activations, n_layers):
@@ -359,7 +360,8 @@ class NetworkPlan:
     @learning_rate.setter
     def learning_rate(self, value):
         self.optimizer.learning_rate = check.real_scalar(value, "learning_rate", low=0)
-        self._reconfigure()
+        if self.optimizer.learning_rate != self._configured_learning_rate:
+            self._reconfigure()  # only then: a fit sets it every epoch
 
     @property
     def l2(self):
@@ -384,6 +386,7 @@ class NetworkPlan:
     def _reconfigure(self):
         if self._engine is not None:
             self._engine.configure(self)
+            self._configured_learning_rate = self.optimizer.learning_rate
 
     _STATE_KEYS = ("state1_W", "state1_b", "state2_W", "state2_b")
 
@@ -654,7 +657,7 @@ class NetworkPlan:
                 "(a batch's weights must sum to more than 0)")
 
     def train_epoch(self, X, y, *, batch_size=None, shuffle=True, batch_losses=None,
-                    rows=None, sample_weight=None):
+                    rows=None, sample_weight=None, metric_out=None):
         """One pass over (X, y) in minibatches, all of it in one backend call.
 
         Parameters
@@ -677,6 +680,14 @@ class NetworkPlan:
         sample_weight : ndarray of shape (n,), optional
             Per-row weights of X's rows (see :meth:`train_step`); each batch's must sum to
             more than 0.
+        metric_out : ndarray of float64, shape (n_out,), optional
+            Receives the epoch's running training metric, measured on each batch's
+            outputs in its training forward pass (before its update, dropout as trained),
+            at no extra pass: for ``softmax_cross_entropy`` the visited rows of each class
+            whose largest output is their label's (their sum over the rows is the
+            accuracy); for ``sigmoid_bce`` each output's rows with ``(z > 0) == (y >
+            0.5)``; for the regression losses each output's sum of squared errors of the
+            prediction (``exp(z)`` for ``poisson``). Sample weights do not enter it.
 
         Returns
         -------
@@ -703,13 +714,16 @@ class NetworkPlan:
         if batch_losses is not None:
             n_batches = -(-n_visit // batch_size)
             check.writable_array(batch_losses, "batch_losses", (n_batches,), np.float64)
+        if metric_out is not None:
+            check.writable_array(metric_out, "metric_out", (self.layer_sizes[-1],), np.float64)
         if order is None and shuffle:
             # drawn only once every argument is accepted: a refused call leaves the plan's
             # random stream where it was
             order = self._rng.permutation(n).astype(np.int64)
         self._enter()
         try:
-            loss = self._engine.train_epoch(X, y, w, order, batch_size, batch_losses)
+            loss = self._engine.train_epoch(X, y, w, order, batch_size, batch_losses,
+                                            metric_out)
         except ValueError:
             self._targets(y, n)
             self._check_batch_weights(w, order, n_visit, batch_size)

@@ -48,10 +48,11 @@ class Progress:
             self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
     def epoch_done(self, epoch, summary, seconds):
-        """Show epoch `epoch` (from 0)'s `summary` ({name: value}), which took `seconds`."""
+        """Show epoch `epoch` (from 0)'s `summary` (a callable returning {name: value}:
+        not called when nothing is shown), which took `seconds`."""
         if self.verbose < 1:
             return
-        text = " ".join(f"{k}={v:.4f}" for k, v in summary.items())
+        text = " ".join(f"{k}={v:.4f}" for k, v in summary().items())
         if self.bar is not None:
             self.bar.set_description(f"epoch {epoch + 1}")
             self.bar.set_postfix_str(text)

@@ -56,10 +56,15 @@ class EpochRunner:
         alpha > 0 the batches then train one by one, to part the data term from the penalty.
     on_chunk : callable(batches, loss), optional
         Called after each backend call with its number of batches and their mean loss.
+    running_metric : bool, default False
+        Sum the network's running training metric over the epoch (train_epoch's
+        metric_out: per output, the hits or the squared errors of each batch's outputs in
+        its training pass) into self.metric_total.
     """
 
     def __init__(self, net, X, T, batch_size, *, sample_weight=None, batches_per_call=None,
-                 gather_bytes=None, alpha=None, loss_per_output=False, on_chunk=None):
+                 gather_bytes=None, alpha=None, loss_per_output=False, on_chunk=None,
+                 running_metric=False):
         self.net = net
         self.batch_size = batch_size
         # The per-row arrays: every row selection below applies to each of them alike
@@ -82,6 +87,12 @@ class EpochRunner:
         self._n_outputs = n_out if loss_per_output else 1
         self._by_batch = self._n_outputs > 1 and bool(self._alpha)
         self._on_chunk = on_chunk
+        self.metric_total = self._chunk_metric = None
+        if running_metric:
+            if self._by_batch:
+                raise ValueError("running_metric: not with loss_per_output and alpha")
+            n_out = net.weights[-1][0].shape[1]
+            self.metric_total, self._chunk_metric = np.zeros(n_out), np.zeros(n_out)
 
     def run(self, order=None, *, start=None, stop=None):
         """One epoch; returns the mean over the rows visited of their batch's loss, or
@@ -90,14 +101,17 @@ class EpochRunner:
         order : 1-D int array, optional
             The rows to visit, in this order, batch after batch (default: all of them, as
             stored).
-        start : (rows, loss_total), optional
-            Resume an epoch that was stopped after `rows` rows (the runner's rows and
-            loss_total then): the same calls follow, so the same bits.
+        start : (rows, loss_total, metric_total), optional
+            Resume an epoch that was stopped after `rows` rows (the runner's rows,
+            loss_total and metric_total then; metric_total () without running_metric):
+            the same calls follow, so the same bits.
         stop : callable() -> bool, optional
             Asked after each backend call whether to stop here.
         """
         n_visit = self._n if order is None else len(order)
-        self.rows, self.loss_total = (0, 0.0) if start is None else start
+        self.rows, self.loss_total, metric = (0, 0.0, ()) if start is None else start
+        if self.metric_total is not None:
+            self.metric_total[:] = metric if len(metric) else 0
         # the network's step when this epoch began: a consistency check of self.rows
         self._first_step = self.net.step - -(-self.rows // self.batch_size)
         for arrays, rows in self._chunks(order, self.rows):
@@ -105,11 +119,18 @@ class EpochRunner:
             chunk_total = self._train_chunk(arrays, rows, m)
             self.rows += m
             self.loss_total += chunk_total
+            if self.metric_total is not None:
+                self.metric_total += self._chunk_metric
             if self._on_chunk is not None:
                 self._on_chunk(-(-m // self.batch_size), chunk_total / m)
             if stop is not None and self.rows < n_visit and stop():
                 return None
         return self.loss_total / n_visit
+
+    def position(self, epoch):
+        """Position(epoch, where this epoch is)."""
+        metric = () if self.metric_total is None else tuple(self.metric_total.tolist())
+        return Position(epoch, self.rows, self.loss_total, metric)
 
     def consistent(self):
         """Whether the network has trained exactly self.rows rows of the epoch: not so
@@ -162,9 +183,9 @@ class EpochRunner:
         w = w[0] if w else None
         if rows is None:
             return self.net.train_epoch(X, T, batch_size=self.batch_size, shuffle=False,
-                                        sample_weight=w)
+                                        sample_weight=w, metric_out=self._chunk_metric)
         return self.net.train_epoch(X, T, batch_size=self.batch_size, rows=rows,
-                                    sample_weight=w)
+                                    sample_weight=w, metric_out=self._chunk_metric)
 
     def _train_batch_by_batch(self, arrays, rows, m):
         """Several outputs with alpha > 0: the data term of each batch's loss is divided by
@@ -193,13 +214,15 @@ def _n_weights(net):
 @dataclass(frozen=True)
 class Position:
     """Where a fit is: `epoch` epochs complete and, of the next one, `rows` rows trained,
-    `loss_total` the sum over them of their batch's loss (all its rows may be trained with
-    its bookkeeping, after_epoch, still to do). finished: the fit stopped (after_epoch
-    asked) and goes no further."""
+    `loss_total` the sum over them of their batch's loss, `metric_total` their running
+    metric's sums (EpochRunner's; () without one) (all its rows may be trained with its
+    bookkeeping, after_epoch, still to do). finished: the fit stopped (after_epoch asked)
+    and goes no further."""
 
     epoch: int = 0
     rows: int = 0
     loss_total: float = 0.0
+    metric_total: tuple = ()
     finished: bool = False
 
 
@@ -287,10 +310,11 @@ def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=Non
                 if before_epoch is not None:
                     before_epoch(epoch)
                 order = None if epoch_order is None else epoch_order(epoch)
-                resume = (position.rows, position.loss_total) if position.rows else None
+                resume = (position.rows, position.loss_total, position.metric_total) \
+                    if position.rows else None
                 stage = "run"
                 loss = runner.run(order, start=resume, stop=ctrl_c.pressed)
-                position = Position(epoch, runner.rows, runner.loss_total)
+                position = runner.position(epoch)
                 if loss is None:
                     return _ended(position, checkpoint, interrupted=True)
                 stage = "record"
@@ -307,8 +331,7 @@ def train(runner, max_epochs, after_epoch, *, epoch_order=None, before_epoch=Non
             # raised by a callback. Cut short in after_epoch, the epoch's rows are trained
             # (position says so) and its record is redone on resume.
             if stage == "run":
-                position = Position(epoch, runner.rows, runner.loss_total) \
-                    if runner.consistent() else None
+                position = runner.position(epoch) if runner.consistent() else None
             return _ended(position, checkpoint, interrupted=True)
     return _ended(position, checkpoint)
 

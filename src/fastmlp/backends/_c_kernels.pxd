@@ -131,10 +131,10 @@ cdef extern from "fastmlp.h" nogil:
                                            const double*, double*)
     fm_status fm_network_train_epoch_f32(fm_network*, int64_t, const float*, const void*,
                                          const float*, const int64_t*, int64_t, int64_t,
-                                         double*, double*)
+                                         double*, double*, double*)
     fm_status fm_network_train_epoch_f64(fm_network*, int64_t, const double*, const void*,
                                          const double*, const int64_t*, int64_t, int64_t,
-                                         double*, double*)
+                                         double*, double*, double*)
     fm_status fm_network_forward_f32(const fm_network*, int64_t, const float*, float*,
                                      float*, float*, int64_t, int)
     fm_status fm_network_forward_f64(const fm_network*, int64_t, const double*, double*,

@@ -526,10 +526,11 @@ cdef class Network:
         return loss
 
     def train_epoch(self, X, y, w, const int64_t[::1] order, int64_t batch_size,
-                    double[::1] batch_losses):
+                    double[::1] batch_losses, double[::1] metric_out=None):
         """One epoch over the rows `order` selects, in that order (None: every row as
         stored), in batches, with sample weights w (or None); returns the mean loss per
-        row."""
+        row. metric_out (n_out,), if given, receives the running training metric
+        (fm_output_metric)."""
         cdef const float[:, ::1] xf
         cdef const double[:, ::1] xd
         cdef const float[::1] wf
@@ -539,22 +540,28 @@ cdef class Network:
         cdef const int64_t *op = NULL if order is None else &order[0]
         cdef int64_t n_order = 0 if order is None else order.shape[0]
         cdef double *lp = NULL if batch_losses is None else &batch_losses[0]
+        cdef double *mp = NULL
         cdef double loss = 0
         cdef fm_status st
+        if metric_out is not None:
+            if metric_out.shape[0] != self.net.sizes[self.net.n_layers]:
+                raise ValueError(f"metric_out: expected {self.net.sizes[self.net.n_layers]} "
+                                 f"elements, got {metric_out.shape[0]}")
+            mp = &metric_out[0]
         if self.is_f32:
             xf = X
             wf = w
             with nogil:
                 st = fm_network_train_epoch_f32(&self.net, rows, &xf[0, 0], yp,
                                                 NULL if wf is None else &wf[0], op, n_order,
-                                                batch_size, lp, &loss)
+                                                batch_size, lp, &loss, mp)
         else:
             xd = X
             wd = w
             with nogil:
                 st = fm_network_train_epoch_f64(&self.net, rows, &xd[0, 0], yp,
                                                 NULL if wd is None else &wd[0], op, n_order,
-                                                batch_size, lp, &loss)
+                                                batch_size, lp, &loss, mp)
         check(st)
         return loss
 

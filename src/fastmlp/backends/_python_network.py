@@ -89,11 +89,13 @@ class PythonNetwork:
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
         return loss
 
-    def train_epoch(self, X, y, w, order, batch_size, batch_losses):
+    def train_epoch(self, X, y, w, order, batch_size, batch_losses, metric_out=None):
         n = X.shape[0] if order is None else len(order)  # order: the rows to visit
         buf = self._buffers
         X_batch, y_batch, w_batch = buf["X_batch"], buf["y_batch"], buf["w_batch"]
         total = 0.0
+        if metric_out is not None:
+            metric_out[:] = 0
         for batch, start in enumerate(range(0, n, batch_size)):
             stop = min(start + batch_size, n)
             if order is None:
@@ -111,6 +113,8 @@ class PythonNetwork:
             loss = self.train_step(Xb, yb, wb)
             if batch_losses is not None:
                 batch_losses[batch] = loss
+            if metric_out is not None:  # the step left its outputs in A[-1]
+                output_metric(self._loss_code, buf["A"][-1][: stop - start], yb, metric_out)
             total += loss * (stop - start)
         return total / n
 
@@ -129,6 +133,21 @@ class PythonNetwork:
                     dst = (work_a if layer % 2 == 0 else work_b)[: n * width].reshape(n, width)
                 k.dense_forward(inp, W[layer], b[layer], self._activations[layer], self._alphas[layer], dst)
                 inp = dst
+
+
+def output_metric(loss_code, Z, y, metric):
+    """Adds a trained batch's running training metric to metric (n_out,), as the C core's
+    fm_output_metric: per class, the rows of that label whose first maximum is theirs (no
+    NaN in the row); sigmoid BCE: per output, (z > 0) == (y > 0.5); regression: per
+    output, the sum of (prediction - y)^2, the prediction exp(z) for poisson (code 3)."""
+    if loss_code == 0:
+        hit = (np.argmax(Z, axis=1) == y) & ~np.isnan(Z).any(axis=1)
+        metric += np.bincount(y[hit], minlength=Z.shape[1])
+    elif loss_code == 1:
+        metric += np.count_nonzero((Z > 0) == (y > 0.5), axis=0)
+    else:
+        Z = Z.astype(np.float64)
+        metric += np.sum(np.square((np.exp(Z) if loss_code == 3 else Z) - y), axis=0)
 
 
 def _flat(a):

@@ -1369,16 +1369,51 @@ def _update_call(family, dtype):
 
 
 @_kernel
-def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, labels_batch,
-           ints, hyper64, update):
+def _add_output_metric(loss, Z, labels, targets, metric):
+    """metric (n_out) plus the running training metric of the outputs Z of rows just
+    trained, against their labels (loss code 0) or targets: network.inc's
+    fm_output_metric. Softmax cross-entropy: metric[c] += 1 for a row of label c whose
+    first maximum is at c (no NaN in the row); sigmoid BCE: metric[j] += 1 where
+    (z > 0) == (y > 0.5); regression: metric[j] += (prediction - y)^2, the prediction
+    e^z for poisson. Summed row after row in float64, in the C core's order."""
+    if loss == 0:
+        for i in range(Z.shape[0]):
+            best = 0
+            nan = Z[i, 0] != Z[i, 0]
+            for j in range(1, Z.shape[1]):
+                nan |= Z[i, j] != Z[i, j]
+                if Z[i, j] > Z[i, best]:
+                    best = j
+            if not nan and best == labels[i]:
+                metric[best] += 1.0
+    elif loss == 1:
+        half = targets.dtype.type(0.5)
+        for i in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                if (Z[i, j] > 0) == (targets[i, j] > half):
+                    metric[j] += 1.0
+    else:
+        for i in range(Z.shape[0]):
+            for j in range(Z.shape[1]):
+                z = np.float64(Z[i, j])
+                # libm's e^x, as the C core's exp(): one per output, accuracy before speed
+                d = (math.exp(z) if loss == 3 else z) - np.float64(targets[i, j])
+                metric[j] += d * d
+
+
+@_kernel
+def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
+           labels_batch, ints, hyper64, update):
     """Minibatches of batch_size rows over X, or over the rows `order` selects (gathered,
     in that order) when it is not empty, with their sample weights w (empty: none); each
     batch's loss (penalties included, before its update) into batch_losses (unless
-    empty); returns the mean loss per row. A step is one batch of all of X; update False
-    leaves the weights and the step count as they were (the batch's gradients alone). A
-    batch whose weights sum to 0 or less, or labels out of range, raise ValueError before
-    anything of it changes (the C core's FM_EINVAL and FM_ELABEL). Products of at most
-    _SMALL_GEMM_FLOPS multiply-adds run in loops, larger ones in BLAS."""
+    empty), and the epoch's running training metric into metric (unless empty: zeroed,
+    then _add_output_metric of every batch's outputs); returns the mean loss per row. A
+    step is one batch of all of X; update False leaves the weights and the step count as
+    they were (the batch's gradients alone). A batch whose weights sum to 0 or less, or
+    labels out of range, raise ValueError before anything of it changes (the C core's
+    FM_EINVAL and FM_ELABEL). Products of at most _SMALL_GEMM_FLOPS multiply-adds run in
+    loops, larger ones in BLAS."""
     n_layers = ints[_I_LAYERS]
     g = n_layers * _SLOTS
     last = (n_layers - 1) * _SLOTS
@@ -1395,6 +1430,9 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, labels_
             if order[i] < 0 or order[i] >= X.shape[0]:
                 raise ValueError("order: row index out of range")
     weighted = w.shape[0] > 0
+    measured = metric.shape[0] > 0
+    if measured:
+        metric[:] = 0
     total = 0.0
     batch = 0
     for start in range(0, n_visit, batch_size):
@@ -1445,6 +1483,9 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, labels_
             data_loss += _call(ints[_I_LOSS_CALL], 0.0,
                                (Z, labels_rows[r0 : r0 + n], targets_rows[r0 : r0 + n], w_n,
                                 n, Z.shape[1], w_n.shape[0], inv_norm, dZ))
+            if measured:  # now: the next block's forward pass overwrites these outputs
+                _add_output_metric(loss, Z, labels_rows[r0 : r0 + n],
+                                   targets_rows[r0 : r0 + n], metric)
             for layer in range(n_layers - 1, -1, -1):
                 s = layer * _SLOTS
                 W, dW, Wt = bufs[s + _W], bufs[s + _DW], bufs[s + _WT]
@@ -1639,8 +1680,8 @@ class Network:
     def _one_step(self, X, y, w, update):
         labels, targets = self._labels_targets(y)
         _train(self._bufs, X, labels, targets, self._no_weights if w is None else w,
-                    self._no_order, X.shape[0], self._step_loss, self._labels_batch,
-                    self._ints, self._hyper64, update)
+               self._no_order, X.shape[0], self._step_loss, self._no_losses,
+               self._labels_batch, self._ints, self._hyper64, update)
         return float(self._step_loss[0])
 
     def train_step(self, X, y, w=None):
@@ -1651,12 +1692,15 @@ class Network:
         db, without an update (the step count unchanged)."""
         return self._one_step(X, y, w, False)
 
-    def train_epoch(self, X, y, w, order, batch_size, batch_losses):
+    def train_epoch(self, X, y, w, order, batch_size, batch_losses, metric_out=None):
+        """An epoch (_train); metric_out, a float64 array of n_out or None, receives its
+        running training metric (_add_output_metric)."""
         labels, targets = self._labels_targets(y)
         return _train(
             self._bufs, X, labels, targets, self._no_weights if w is None else w,
             self._no_order if order is None else order, batch_size,
             self._no_losses if batch_losses is None else batch_losses,
+            self._no_losses if metric_out is None else metric_out,
             self._labels_batch, self._ints, self._hyper64, True,
         )
 
