@@ -965,6 +965,57 @@ def test_save_load_regression(tmp_path):
     np.testing.assert_allclose(loaded.predict(X), model.predict(X), rtol=1e-5, atol=1e-6)
 
 
+def test_standardize_learns_the_columns_scaling_and_uses_it_everywhere(tmp_path):
+    rng = np.random.default_rng(0)
+    X0, y = _blobs(300, 3)
+    X0 = np.c_[X0, rng.standard_normal(300)]
+    shift, scale = np.array([1e3, -50.0, 0.0, 7.0]), np.array([1e2, 1e-3, 1.0, 0.0])
+    X = X0 * scale + shift  # wildly scaled columns, one constant
+    X_before = X.copy()
+    model = fastmlp.MLP((16,), standardize=True, dtype=np.float64, seed=0)
+    model.fit(X, y, epochs=20, batch_size=30, validation_split=0.2, verbose=0)
+    np.testing.assert_array_equal(X, X_before)  # the caller's X is not scaled in place
+    np.testing.assert_allclose(model.input_mean_, X.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(model.input_scale_, [*X.std(axis=0)[:3], 1.0], rtol=1e-12)
+    # the same network on X scaled by hand gives the same outputs
+    Z = (X - model.input_mean_) / model.input_scale_
+    plain = fastmlp.MLP((16,), dtype=np.float64, seed=0)
+    plain.fit(Z, y, epochs=1, verbose=0)
+    plain.net_.set_weights(model.weights)
+    np.testing.assert_array_equal(model.decision_function(X), plain.decision_function(Z))
+    # as good as on the clean columns; without the scaling, training fails
+    clean = fastmlp.MLP((16,), dtype=np.float64, seed=0)
+    clean.fit(X0, y, epochs=20, batch_size=30, validation_split=0.2, verbose=0)
+    assert model.score(X, y) > 0.8 and clean.score(X0, y) > 0.8
+    unscaled = fastmlp.MLP((16,), dtype=np.float64, seed=0)
+    unscaled.fit(X, y, epochs=20, batch_size=30, validation_split=0.2, verbose=0)
+    assert unscaled.score(X, y) < 0.5
+    # saved and loaded with it, checked at load
+    path = tmp_path / "scaled.npz"
+    model.save(path)
+    loaded = fastmlp.MLP.load(path)
+    assert loaded.standardize
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    with np.load(path) as data:
+        members = {k: data[k] for k in data.files}
+    members["input_scale"] = np.zeros(4)
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(ValueError, match="input scaling"):
+        fastmlp.MLP.load(tmp_path / "bad.npz")
+    del members["input_scale"]
+    np.savez(tmp_path / "bad.npz", **members)
+    with pytest.raises(ValueError, match="input scaling"):
+        fastmlp.MLP.load(tmp_path / "bad.npz")
+    # partial_fit learns it from its first call and keeps it
+    streamed = fastmlp.MLP((16,), standardize=True, seed=0)
+    streamed.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    first = streamed.input_mean_.copy()
+    streamed.partial_fit(X[100:] + 5, y[100:])
+    np.testing.assert_array_equal(streamed.input_mean_, first)
+    with pytest.raises(TypeError, match="standardize"):
+        fastmlp.MLP(standardize="yes")
+
+
 def test_load_rejects_a_corrupt_file(tmp_path):
     path = tmp_path / "random.npz"
     path.write_bytes(np.random.default_rng(0).bytes(2000))

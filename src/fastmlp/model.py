@@ -76,6 +76,11 @@ class MLP:
         Inverted dropout on every hidden layer's output while training.
     batch_norm : bool, default False
         Batch normalisation before each hidden activation.
+    standardize : bool, default False
+        Standardise the features inside the model: ``fit`` learns each column's mean and
+        standard deviation from its X (all of it, as a ``StandardScaler`` in a pipeline
+        would; a constant column is centred only), every later X is scaled with them,
+        and save/load keep them. ``partial_fit`` learns them from its first call.
     init : {"auto", "he", "glorot", "course"}
         Weight initialisation; "course" is the course's ``0.01 * randn``.
     dtype : float32 or float64, default float32
@@ -97,6 +102,8 @@ class MLP:
         column indices.
     n_features_in_, n_outputs_ : int
         Input columns and network outputs.
+    input_mean_, input_scale_ : ndarray of shape (n_features_in_,) or None
+        With standardize=True: the columns' mean and scale fit learned.
     history : dict of lists
         Per epoch: "loss" (the mean batch loss), "accuracy" or "r2" (running, as
         Keras's: of each batch's outputs as it trained, before its update, with dropout),
@@ -128,8 +135,8 @@ class MLP:
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
-                 loss=None, dropout=0.0, batch_norm=False, init="auto", dtype=np.float32,
-                 seed=None, n_threads=None, backend=None):
+                 loss=None, dropout=0.0, batch_norm=False, standardize=False, init="auto",
+                 dtype=np.float32, seed=None, n_threads=None, backend=None):
         if isinstance(hidden_layer_sizes, int):
             hidden_layer_sizes = (hidden_layer_sizes,)
         self.hidden_layer_sizes = tuple(
@@ -154,6 +161,9 @@ class MLP:
         self.loss = loss
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
+        if not isinstance(standardize, (bool, np.bool_)):
+            raise TypeError(f"standardize: expected True or False, got {standardize!r}")
+        self.standardize = bool(standardize)
         self.n_threads = None if n_threads is None else _threads.resolve(n_threads)
         self.init = init
         self.dtype = np.dtype(dtype)
@@ -185,7 +195,26 @@ class MLP:
                     f"X: has {X.shape[1]} features, but the model was fitted with "
                     f"{self.n_features_in_}"
                 )
+        if not fitting:
+            X = self._scaled(X)
         return X
+
+    def _learn_scaling(self, X):
+        """standardize=True: the columns' mean and scale (their standard deviation, 1 for
+        a constant column), from X in float64."""
+        if not self.standardize:
+            self.input_mean_ = self.input_scale_ = None
+            return
+        mean = X.mean(axis=0, dtype=np.float64)
+        std = X.std(axis=0, dtype=np.float64)
+        self.input_mean_ = mean.astype(self.dtype)
+        self.input_scale_ = np.where(std > 0, std, 1.0).astype(self.dtype)
+
+    def _scaled(self, X):
+        """X standardised with the learned scaling (a new array), or X itself."""
+        if getattr(self, "input_mean_", None) is None:
+            return X
+        return (X - self.input_mean_) / self.input_scale_
 
     def _all_finite(self, X):
         """The backend's check, on the model's threads (a pass over 100,000 MNIST rows
@@ -286,7 +315,8 @@ class MLP:
         self.n_outputs_ = n_outputs
 
     # what a fit changes: a failed one puts them back
-    _FITTED = ("net_", "task_", "classes_", "n_features_in_", "n_outputs_", "history")
+    _FITTED = ("net_", "task_", "classes_", "n_features_in_", "n_outputs_", "history",
+               "input_mean_", "input_scale_")
 
     def _fitted_attributes(self):
         return {k: getattr(self, k) for k in self._FITTED if hasattr(self, k)}
@@ -436,6 +466,7 @@ class MLP:
             y_raw = np.asarray(y)
             if len(y_raw) != len(X):
                 raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
+            self._learn_scaling(X)  # held-out rows are scaled by _features below
             Y = self._encode_targets(y_raw, first=True)
             w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
             if w is not None and self.batch_norm:
@@ -450,6 +481,7 @@ class MLP:
                 validation_data = (X[held_out], y_raw[held_out])
                 X, Y = X[train], Y[train]
                 w = None if w is None else w[train]
+            X = self._scaled(X)
             # a resumed fit stays on its backend, unless this model names one or lacks it
             backend = None
             if saved is not None and self.backend is None and \
@@ -718,6 +750,9 @@ class MLP:
         """
         first = self.net_ is None
         X = self._features(X, fitting=True)
+        if first:
+            self._learn_scaling(X)
+        X = self._scaled(X)
         y = np.asarray(y)
         if len(y) != len(X):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(y)}")
@@ -929,7 +964,8 @@ class MLP:
         """The constructor's settings that make the model what it is."""
         return {"hidden_layer_sizes": list(self.hidden_layer_sizes),
                 "activation": self.activation, "task": self.task, "loss": self.loss,
-                "dropout": self.dropout, "batch_norm": self.batch_norm, "init": self.init,
+                "dropout": self.dropout, "batch_norm": self.batch_norm,
+                "standardize": self.standardize, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
 
     def _config(self):
@@ -969,6 +1005,8 @@ class MLP:
             members[f"extra_{name}"] = value
         if hasattr(self, "classes_"):
             members["classes"] = self.classes_
+        if getattr(self, "input_mean_", None) is not None:
+            members["input_mean"], members["input_scale"] = self.input_mean_, self.input_scale_
         return members
 
     @classmethod
@@ -1012,9 +1050,16 @@ class MLP:
             _check_model_members(config, members)
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
                         loss=config.get("loss"), dropout=config["dropout"],
-                        batch_norm=config["batch_norm"], init=config["init"],
+                        batch_norm=config["batch_norm"],
+                        standardize=config.get("standardize", False), init=config["init"],
                         dtype=config["dtype"], seed=config["seed"])
             model.task_ = config["task_"]
+            model.input_mean_ = arrays.pop("input_mean", None)
+            model.input_scale_ = arrays.pop("input_scale", None)
+            if model.input_mean_ is not None and not (
+                    np.isfinite(model.input_mean_).all() and np.isfinite(
+                        model.input_scale_).all() and (model.input_scale_ > 0).all()):
+                raise ValueError("the input scaling must be finite with a scale above 0")
             if "classes" in arrays:
                 model.classes_ = arrays.pop("classes")
             model._build(config["n_features_in_"], config["n_outputs_"], "sgd",
@@ -1189,7 +1234,7 @@ def _lbfgs_options(options, learning_rate):
 
 def _model_member(name):
     """Whether an archive member name is one MLP.save (or a checkpoint) writes."""
-    return (name in ("config", "classes") or re.fullmatch(
+    return (name in ("config", "classes", "input_mean", "input_scale") or re.fullmatch(
         r"(best_)?([Wb][0-9]{1,2}|extra_[A-Za-z0-9_]{1,64})|fit_[A-Za-z0-9_]{1,64}", name)
         is not None)
 
@@ -1279,9 +1324,18 @@ def _check_model_members(config, members):
         raise ValueError("the batch-norm state does not match the header's architecture")
     if "training" not in config and any(k.startswith(("fit_", "best_")) for k in members):
         raise ValueError("a fit's arrays without the fit's record")
+    standardize = config.get("standardize", False)
+    if not isinstance(standardize, bool):
+        raise ValueError(f"header: standardize must be true or false, got {standardize!r}")
+    scaling = {k: members[k][1] for k in ("input_mean", "input_scale") if k in members}
+    n_features = (config["n_features_in_"],)
+    if scaling != ({"input_mean": n_features, "input_scale": n_features} if standardize
+                   else {}):
+        raise ValueError("the input scaling does not match the header's standardize and "
+                         "n_features_in_")
     dtype = np.dtype(config["dtype"])
     if any(members[k][0] != dtype for k in members
-           if re.fullmatch(r"(best_)?([Wb][0-9]+|extra_.+)|fit_.+", k)):
+           if re.fullmatch(r"(best_)?([Wb][0-9]+|extra_.+)|fit_.+|input_(mean|scale)", k)):
         raise ValueError(f"the arrays are not all of the header's dtype {dtype}")
 
 
