@@ -18,6 +18,7 @@ OUT = Path(__file__).resolve().parent / "_build" / "gallery_output"
 QUICK = {
     "spiral_tutorial.py": ["--steps", "1000"],
     "mnist_lecture.py": ["--epochs", "5"],
+    "autoencoder.py": ["--epochs", "3"],
 }
 
 

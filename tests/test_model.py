@@ -1016,6 +1016,24 @@ def test_standardize_learns_the_columns_scaling_and_uses_it_everywhere(tmp_path)
         fastmlp.MLP(standardize="yes")
 
 
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_an_autoencoder_reconstructs_through_its_code(batch_norm):
+    X = fastmlp.datasets.load_mnist_sample()[0][:1000]
+    model = fastmlp.MLP((64, 16, 64), task="regression", batch_norm=batch_norm, seed=0)
+    model.fit(X, X, epochs=8, batch_size=50, learning_rate=3e-3, verbose=0)
+    code = model.encode(X)
+    assert code.shape == (1000, 16) and code.dtype == np.float32
+    np.testing.assert_array_equal(code, model.hidden_activations(X)[1])
+    np.testing.assert_array_equal(model.encode(X, layer=2), model.hidden_activations(X)[2])
+    # the reconstruction beats the mean image (16 principal components leave ~0.4)
+    error = np.mean((model.predict(X) - X) ** 2)
+    assert error < 0.7 * np.mean((X - X.mean(axis=0)) ** 2)
+    with pytest.raises(ValueError, match="layer"):
+        model.encode(X, layer=3)
+    with pytest.raises(ValueError, match="no hidden layer"):
+        fastmlp.MLP(()).fit(X[:50], X[:50, :2], epochs=1, verbose=0).encode(X)
+
+
 def test_load_rejects_a_corrupt_file(tmp_path):
     path = tmp_path / "random.npz"
     path.write_bytes(np.random.default_rng(0).bytes(2000))
@@ -1375,6 +1393,7 @@ def test_the_docstring_examples_run():
 
     result = doctest.testmod(fastmlp.model)
     assert result.attempted > 0 and result.failed == 0
+    assert "encode" in str(doctest.DocTestFinder().find(fastmlp.MLP.encode))
 
 
 @pytest.mark.parametrize("loss", ["poisson", "absolute_error", "huber"])

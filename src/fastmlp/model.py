@@ -102,8 +102,9 @@ class MLP:
         column indices.
     n_features_in_, n_outputs_ : int
         Input columns and network outputs.
-    input_mean_, input_scale_ : ndarray of shape (n_features_in_,) or None
-        With standardize=True: the columns' mean and scale fit learned.
+    input_mean_, input_scale_ : ndarray or None
+        With standardize=True: the columns' mean and scale fit learned (one per
+        feature).
     history : dict of lists
         Per epoch: "loss" (the mean batch loss), "accuracy" or "r2" (running, as
         Keras's: of each batch's outputs as it trained, before its update, with dropout),
@@ -952,6 +953,42 @@ class MLP:
         return self.net_.hidden_outputs(X) if hasattr(self.net_, "hidden_outputs") else \
             _hidden_outputs(self.net_, X)
 
+    def encode(self, X, layer=None):
+        """The code of X: one hidden layer's output (an autoencoder's middle layer).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Finite values.
+        layer : int, optional
+            Which hidden layer (from 0). Default: the narrowest, the first of them if
+            several are: the bottleneck of ``MLP((128, 32, 128))``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, hidden_layer_sizes[layer])
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import fastmlp
+        >>> X = fastmlp.datasets.load_mnist_sample()[0][:500]
+        >>> autoencoder = fastmlp.MLP((64, 8, 64), task="regression", seed=0)
+        >>> autoencoder = autoencoder.fit(X, X, epochs=2, verbose=0)
+        >>> autoencoder.encode(X).shape
+        (500, 8)
+        """
+        self._check_fitted()
+        if not self.hidden_layer_sizes:
+            raise ValueError("encode: the model has no hidden layer")
+        last = len(self.hidden_layer_sizes) - 1
+        layer = int(np.argmin(self.hidden_layer_sizes)) if layer is None else \
+            check.positive_int(layer, "layer", low=0, high=last)
+        X = self._features(X)
+        if hasattr(self.net_, "hidden_outputs"):
+            return self.net_.hidden_outputs(X)[layer]
+        return _hidden_outputs(self.net_, X, layer + 1)[layer]  # the layers after: skipped
+
     @property
     def weights(self):
         """[(W, b), ...] per layer: the arrays being trained (edit them in place)."""
@@ -1210,12 +1247,14 @@ def _r2(Y, Z):
     return float(np.mean(r2))
 
 
-def _hidden_outputs(plan, X):
+def _hidden_outputs(plan, X, stop=None):
+    """The outputs of the plan's first `stop` hidden layers (default: all)."""
     from fastmlp import ops
 
+    stop = len(plan.weights) - 1 if stop is None else stop
     outputs, A = [], X
-    for (W, b), name, alpha in zip(plan.weights[:-1], plan.activations[:-1],
-                                   plan._activation_alphas[:-1]):
+    for (W, b), name, alpha in zip(plan.weights[:stop], plan.activations[:stop],
+                                   plan._activation_alphas[:stop]):
         A = ops.dense_forward(A, W, b, name,
                               alpha=alpha if name in ("leaky_relu", "elu") else None)
         outputs.append(A)
