@@ -66,7 +66,7 @@ def noisy(images):
 
 
 denoiser = fastmlp.MLP((256, 32, 256), task="regression", seed=0)
-for epoch in range(args.epochs):
+for _ in range(args.epochs):
     denoiser.partial_fit(noisy(X_train), X_train, batch_size=100,
                          learning_rate=2e-3)
 noisy_test = noisy(X_test)
