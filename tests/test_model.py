@@ -564,6 +564,32 @@ def test_a_full_batch_fit_trains_on_the_rows_as_stored():
             np.testing.assert_array_equal(b, b1)
 
 
+def test_update_ratios_are_the_first_steps_relative_size_per_layer():
+    X, y = _blobs(120, 3)
+    settings = dict(batch_size=120, optimizer="sgd", learning_rate=0.5, verbose=0)
+    # full batch: epoch k's one step goes from the weights of k epochs to those of k + 1
+    fits = [fastmlp.MLP((8, 6), seed=0).fit(X, y, epochs=k, **settings) for k in (2, 3)]
+    watched = fastmlp.MLP((8, 6), seed=0).fit(X, y, epochs=3, update_ratios=True, **settings)
+    assert [k for k in watched.history if k.startswith("update")] == [
+        "update_ratio_W0", "update_ratio_W1", "update_ratio_W2"]
+    for layer in range(3):
+        before, after = fits[0].weights[layer][0], fits[1].weights[layer][0]
+        expected = np.linalg.norm(after - before) / np.linalg.norm(before)
+        assert watched.history[f"update_ratio_W{layer}"][2] == pytest.approx(expected,
+                                                                             rel=1e-6)
+        assert len(watched.history[f"update_ratio_W{layer}"]) == 3
+    # minibatches: the first step is its own call, and the weights are the same bits
+    plain = fastmlp.MLP((8, 6), seed=0).fit(X, y, epochs=3, batch_size=16, verbose=0)
+    split = fastmlp.MLP((8, 6), seed=0).fit(X, y, epochs=3, batch_size=16, verbose=0,
+                                           update_ratios=True)
+    for (W, b), (W1, b1) in zip(plain.weights, split.weights):
+        np.testing.assert_array_equal(W, W1)
+        np.testing.assert_array_equal(b, b1)
+    assert all(0 < r < 1 for r in split.history["update_ratio_W0"])
+    with pytest.raises(ValueError, match="update_ratios"):
+        fastmlp.MLP((4,)).fit(X, y, optimizer="lbfgs", update_ratios=True, verbose=0)
+
+
 def test_history_has_r2_for_regression():
     rng = np.random.default_rng(0)
     X = rng.uniform(-1, 1, (200, 1))

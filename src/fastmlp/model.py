@@ -340,7 +340,7 @@ class MLP:
             min_learning_rate=0.0, l2=0.0, l1=0.0, validation_data=None, validation_split=0.0,
             early_stopping=False, patience=5, min_delta=0.0, restore_best_weights=True,
             shuffle=True, verbose=1, checkpoint=None, checkpoint_every=1, resume=False,
-            **optimizer_options):
+            update_ratios=False, **optimizer_options):
         """Train from scratch (new weights), or resume a checkpointed fit, and return self.
 
         Parameters
@@ -411,6 +411,12 @@ class MLP:
             bit, on the same backend (for any n_threads). "lbfgs" resumes from the saved
             weights only: SciPy's optimizer state cannot be saved, so the continuation is
             a fresh L-BFGS run from there for the iterations left.
+        update_ratios : bool, default False
+            Record the course's babysitting measure in ``history["update_ratio_W0"]``,
+            ``["update_ratio_W1"]``, ...: per epoch and layer, ``||ΔW|| / ||W||`` of the
+            epoch's first step (Frobenius norms; about 1e-3 is healthy, much more says the
+            learning rate is too high, much less too low). NaN for an epoch resumed within
+            it. Not with "lbfgs".
         **optimizer_options
             The optimizer's momentum, beta1, beta2, eps, weight_decay ("lbfgs": max_fun,
             tol).
@@ -433,6 +439,8 @@ class MLP:
             lbfgs_options = _lbfgs_options(optimizer_options, learning_rate)
             if self.batch_norm:
                 raise ValueError("optimizer: 'lbfgs' is not available with batch_norm=True")
+            if update_ratios:
+                raise ValueError("update_ratios: not with optimizer='lbfgs' (no steps)")
             opt = get_optimizer("sgd")  # the plan's own optimizer is never used
         else:
             if learning_rate is not None:
@@ -457,7 +465,7 @@ class MLP:
             "l2": float(l2), "l1": float(l1), "validation_split": validation_split,
             "early_stopping": bool(early_stopping), "patience": patience,
             "min_delta": float(min_delta), "restore_best_weights": bool(restore_best_weights),
-            "shuffle": bool(shuffle)}
+            "shuffle": bool(shuffle), "update_ratios": bool(update_ratios)}
         saved = self._saved_fit(checkpoint) if resume else None
         # bad input, or a refused resume, leaves a fitted model as it was
         previous = self._fitted_attributes()
@@ -514,6 +522,9 @@ class MLP:
         self.history = {"loss": [], metric: [], "lr": []}
         if X_val is not None:
             self.history.update({"val_loss": [], f"val_{metric}": []})
+        ratios = _UpdateRatios(self.net_) if update_ratios else None
+        if ratios is not None:
+            self.history.update({name: [] for name in ratios.names})
         best = (np.inf, None, -1, {})
         waited = 0
         # one batch per epoch is the same batch in any order: full-batch epochs (the
@@ -531,14 +542,18 @@ class MLP:
         batches = -(-len(X) // batch_size)
         progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
                             verbose, epochs=epochs)
+        on_chunk = progress.update if ratios is None else ratios.watching(progress.update)
         runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
-                                      batches_per_call=_BATCHES_PER_CALL,
-                                      on_chunk=progress.update, running_metric=True)
+                                      batches_per_call=_BATCHES_PER_CALL, on_chunk=on_chunk,
+                                      first_call_batches=None if ratios is None else 1,
+                                      running_metric=True)
         started = 0.0
 
         def before_epoch(epoch):
             nonlocal started
             self.net_.learning_rate = lr_at(epoch)
+            if ratios is not None:
+                ratios.epoch_starts(fresh=not (epoch == start.epoch and start.rows))
             started = time.perf_counter()
 
         def after_epoch(epoch, loss):
@@ -551,6 +566,9 @@ class MLP:
             self.history["lr"].append(self.net_.learning_rate)
             self.history["loss"].append(loss)
             self.history[metric].append(training_metric(runner.metric_total))
+            if ratios is not None:
+                for name, value in zip(ratios.names, ratios.values):
+                    self.history[name].append(value)
             monitored = loss
             if X_val is not None:
                 val = self._evaluate_encoded(X_val, Y_val)
@@ -1185,6 +1203,44 @@ def _validation_rows(n, fraction, labels, seed):
     mask = np.ones(n, bool)
     mask[held_out] = False
     return np.flatnonzero(mask), np.sort(held_out)
+
+
+class _UpdateRatios:
+    """fit(update_ratios=True): ||ΔW|| / ||W|| per layer over each epoch's first step,
+    through buffers made once per fit (the runner's first call of an epoch is that one
+    step)."""
+
+    def __init__(self, net):
+        self._net = net
+        self._before = [W.copy() for W, _ in net.weights]
+        self._change = [W.copy() for W, _ in net.weights]
+        self.names = [f"update_ratio_W{i}" for i in range(len(self._before))]
+        self.values = [math.nan] * len(self._before)
+        self._measure = False
+
+    def epoch_starts(self, fresh):
+        """Before an epoch; fresh: it starts at its first row (not a resumed one)."""
+        for kept, (W, _) in zip(self._before, self._net.weights):
+            np.copyto(kept, W)
+        self.values = [math.nan] * len(self._before)
+        self._measure = fresh
+
+    def watching(self, on_chunk):
+        """on_chunk, then the measure once the epoch's first call (its first step) is
+        done."""
+        def measured(batches, loss):
+            on_chunk(batches, loss)
+            if self._measure:
+                self._measure = False
+                self.values = [self._ratio(W, kept, change) for (W, _), kept, change in
+                               zip(self._net.weights, self._before, self._change)]
+        return measured
+
+    @staticmethod
+    def _ratio(W, kept, change):
+        np.subtract(W, kept, out=change)
+        size = float(np.linalg.norm(kept))
+        return float(np.linalg.norm(change)) / size if size > 0 else math.inf
 
 
 class _RunningMetric:

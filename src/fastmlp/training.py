@@ -56,6 +56,10 @@ class EpochRunner:
         alpha > 0 the batches then train one by one, to part the data term from the penalty.
     on_chunk : callable(batches, loss), optional
         Called after each backend call with its number of batches and their mean loss.
+    first_call_batches : int, optional
+        Each epoch's first backend call trains this many batches, the rest as usual: a
+        front end sees the weights after the epoch's first step(s) (the bits are those of
+        any chunking).
     running_metric : bool, default False
         Sum the network's running training metric over the epoch (train_epoch's
         metric_out: per output, the hits or the squared errors of each batch's outputs in
@@ -64,13 +68,15 @@ class EpochRunner:
 
     def __init__(self, net, X, T, batch_size, *, sample_weight=None, batches_per_call=None,
                  gather_bytes=None, alpha=None, loss_per_output=False, on_chunk=None,
-                 running_metric=False):
+                 first_call_batches=None, running_metric=False):
         self.net = net
         self.batch_size = batch_size
         # The per-row arrays: every row selection below applies to each of them alike
         self._data = (X, T) if sample_weight is None else (X, T, sample_weight)
         self._n = len(X)
         self._call_rows = None if batches_per_call is None else batches_per_call * batch_size
+        self._first_call_rows = None if first_call_batches is None else \
+            first_call_batches * batch_size
         self._gather_rows = None
         if gather_bytes is not None:
             row_bytes = max(1, X.shape[1] * X.itemsize)
@@ -145,22 +151,29 @@ class EpochRunner:
         (rows None). The chunks start at fixed rows, so a resumed epoch makes the calls
         the uninterrupted one makes."""
         if order is None:  # contiguous slices: nothing to gather
-            step = self._call_rows or self._n
-            for start in range(first, self._n, step):
-                yield tuple([a[start:start + step] for a in self._data]), None
+            for start, stop in self._spans(first, self._n, self._call_rows or self._n):
+                yield tuple([a[start:stop] for a in self._data]), None
         elif self._gather_rows is None:  # the network gathers each batch
-            step = self._call_rows or len(order)
-            for start in range(first, len(order), step):
-                yield self._data, order[start:start + step]
+            for start, stop in self._spans(first, len(order), self._call_rows or len(order)):
+                yield self._data, order[start:stop]
         else:
             if self._buffers is None:
                 self._buffers = tuple(np.empty((self._gather_rows,) + a.shape[1:], a.dtype)
                                       for a in self._data)
-            for start in range(first, len(order), self._gather_rows):
-                rows = order[start:start + self._gather_rows]
+            for start, stop in self._spans(first, len(order), self._gather_rows):
+                rows = order[start:stop]
                 # mode="clip": the rows are valid, and "raise" would gather via a temporary
                 yield tuple([np.take(a, rows, axis=0, out=buf[:len(rows)], mode="clip")
                              for a, buf in zip(self._data, self._buffers)]), None
+
+    def _spans(self, first, n, step):
+        """(start, stop) of each chunk from row `first` on: at an epoch's start a first
+        call of first_call_batches, then `step` rows a call."""
+        if first == 0 and self._first_call_rows and self._first_call_rows < n:
+            yield 0, self._first_call_rows
+            first = self._first_call_rows
+        for start in range(first, n, step):
+            yield start, min(start + step, n)
 
     @staticmethod
     def _part(arrays, rows, start, stop):
