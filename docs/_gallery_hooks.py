@@ -19,6 +19,7 @@ QUICK = {
     "spiral_tutorial.py": ["--steps", "1000"],
     "mnist_lecture.py": ["--epochs", "5"],
     "autoencoder.py": ["--epochs", "3"],
+    "hyperparameter_search.py": ["--trials", "4", "--epochs", "2"],
 }
 
 
