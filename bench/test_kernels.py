@@ -210,3 +210,52 @@ def test_optimizer_update(measure, impl, dtype, optimizer):
 
     measure(fn, group=f"{optimizer}_update {shape} {dtype}", impl=impl, dtype=dtype,
             shape=shape, kernel=f"{optimizer}_update")
+
+
+# -- metrics: a large evaluation (100,000 rows of 10 classes), one pass each ----------------
+
+METRIC_ROWS, METRIC_CLASSES = 100_000, 10
+
+
+def metric_arrays(dtype):
+    rng = np.random.default_rng(0)
+    Z = (3 * rng.standard_normal((METRIC_ROWS, METRIC_CLASSES))).astype(dtype)
+    y = rng.integers(0, METRIC_CLASSES, METRIC_ROWS).astype(np.int64)
+    return Z, y
+
+
+@pytest.mark.parametrize("metric", ("accuracy", "top_k_accuracy", "confusion_matrix",
+                                    "log_loss", "r2_score"))
+def test_metric(measure, impl, dtype, metric):
+    from fastmlp import metrics
+
+    Z, y = metric_arrays(dtype)
+    P = Z[:, 1:2] + Z[:, :1]
+    T = np.ascontiguousarray(Z[:, 1:2])
+    if impl == "course-numpy":  # the NumPy lines a user writes
+        if metric == "accuracy":
+            def fn():
+                return np.mean(np.argmax(Z, axis=1) == y)
+        elif metric == "top_k_accuracy":
+            def fn():
+                return np.mean(np.any(np.argsort(-Z, axis=1)[:, :5] == y[:, None], axis=1))
+        elif metric == "confusion_matrix":
+            def fn():
+                confusion = np.zeros((METRIC_CLASSES, METRIC_CLASSES), np.int64)
+                np.add.at(confusion, (y, np.argmax(Z, axis=1)), 1)
+                return confusion
+        elif metric == "log_loss":
+            def fn():
+                return course_softmax_cross_entropy(Z, y)[0]
+        else:
+            def fn():
+                return 1 - np.sum((P - T) ** 2) / np.sum((T - T.mean()) ** 2)
+    else:
+        args = (P, T) if metric == "r2_score" else (Z, y)
+
+        def fn():
+            return getattr(metrics, metric)(*args)
+
+    shape = f"{METRIC_ROWS}x{METRIC_CLASSES}"
+    measure(fn, group=f"metric {metric} {shape} {dtype}", impl=impl, dtype=dtype,
+            shape=shape, kernel=f"metric {metric}")

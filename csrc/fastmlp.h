@@ -217,7 +217,15 @@ typedef struct {
     fm_status fm_network_forward_##SFX(const fm_network *net, int64_t rows,            \
                                        const REAL *X, REAL *out, REAL *work_a,         \
                                        REAL *work_b, int64_t chunk_rows, int n_slots); \
-    int fm_all_finite_##SFX(int64_t n, const REAL *X, int n_threads);
+    int fm_all_finite_##SFX(int64_t n, const REAL *X, int n_threads);                   \
+    fm_status fm_classification_counts_##SFX(int64_t rows, int64_t cols, const REAL *Z, \
+                                             const int64_t *y, int64_t k,               \
+                                             int64_t *confusion, int64_t *top_k,        \
+                                             int64_t *nan_rows);                        \
+    fm_status fm_log_loss_##SFX(int64_t rows, int64_t cols, const REAL *Z,              \
+                                const int64_t *y, const REAL *w, double *loss);         \
+    fm_status fm_regression_sums_##SFX(int64_t rows, int64_t cols, const REAL *P,       \
+                                       const REAL *Y, double *ss_res, double *ss_tot);
 
 FM_DECLARE(float, f32)
 FM_DECLARE(double, f64)

@@ -1,6 +1,7 @@
 """fastmlp: multilayer perceptrons on the CPU with compiled, GIL-free kernels.
 
 - fastmlp.ops: functional kernels (dense_forward, softmax_cross_entropy, ...)
+- fastmlp.metrics: accuracy, top-k accuracy, log loss, R², confusion matrix, compiled
 - fastmlp.NetworkPlan: a network whose whole training step is one call
 - fastmlp.MLP: fit / predict / evaluate / save / load; fastmlp.sklearn: drop-in estimators
 - fastmlp.datasets: the course's spiral and the embedded MNIST sample
@@ -14,7 +15,7 @@ The documentation site (docs/, built by tools/build_docs.sh) has the user guide,
 reference and the example gallery.
 """
 
-from fastmlp import datasets, ops, optimizers
+from fastmlp import datasets, metrics, ops, optimizers
 from fastmlp._backend import available_backends, get_backend, set_backend, use_backend
 from fastmlp._config import show_config
 from fastmlp._threads import get_num_threads, set_num_threads
@@ -32,6 +33,7 @@ __all__ = [
     "datasets",
     "get_backend",
     "get_num_threads",
+    "metrics",
     "ops",
     "optimizers",
     "set_backend",

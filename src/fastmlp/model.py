@@ -892,31 +892,56 @@ class MLP:
         return z[:, 0] if z.shape[1] == 1 else z
 
     def _metric(self, X, Y):
-        z = self.net_.forward(X)
-        if self.task_ == "regression":
-            return float(_r2(Y, np.exp(z) if self._poisson else z))
-        if self.task_ == "classification":
-            return _accuracy(np.argmax(z, axis=1) == Y, z)
-        return _accuracy((z > 0) == (Y > 0.5), z)
+        return self._evaluate_encoded(X, Y)["r2" if self.task_ == "regression" else
+                                            "accuracy"]
 
     def _epoch_summary(self):
         return {k: v[-1] for k, v in self.history.items() if v and k != "lr"}
 
-    def _evaluate_encoded(self, X, Y):
-        from fastmlp import ops
+    def _evaluate_encoded(self, X, Y, names=None):
+        """The loss, and the metrics named (default: accuracy or r2), on encoded targets."""
+        from fastmlp import metrics, ops
 
         z = self.net_.forward(X)
-        if self.task_ == "classification":
-            loss = ops.softmax_cross_entropy(z, Y)[0]
-            return {"loss": loss, "accuracy": _accuracy(np.argmax(z, axis=1) == Y, z)}
         if self.task_ == "regression":
-            loss = getattr(ops, self._loss)(z, Y)[0]
-            return {"loss": loss, "r2": float(_r2(Y, np.exp(z) if self._poisson else z))}
-        loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
-        return {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
+            result = {"loss": getattr(ops, self._loss)(z, Y)[0],
+                      "r2": metrics.r2_score(np.exp(z) if self._poisson else z, Y)}
+        elif self.task_ == "classification":
+            result = {"loss": metrics.log_loss(z, Y), "accuracy": metrics.accuracy(z, Y)}
+        else:
+            loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
+            result = {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
+        for name in names or ():
+            if name.startswith("top_") and name.endswith("_accuracy"):
+                k = int(name[len("top_"):-len("_accuracy")] or 5)
+                result[name] = metrics.top_k_accuracy(z, Y, k)
+            elif name == "confusion_matrix":
+                result[name] = metrics.confusion_matrix(z, Y)
+            elif name == "log_loss":
+                result[name] = result["loss"]
+        return result
 
-    def evaluate(self, X, y):
-        """The loss and the metric on (X, y).
+    _CLASS_METRICS = ("accuracy", "log_loss", "confusion_matrix", "top_k_accuracy")
+
+    def _metric_names(self, names):
+        """The metrics evaluate() may report for this model's task, checked."""
+        names = [names] if isinstance(names, str) else list(names)
+        if self.task_ == "classification":
+            allowed = self._CLASS_METRICS
+        else:
+            allowed = ("r2",) if self.task_ == "regression" else ("accuracy",)
+        checked = []
+        for name in names:
+            top_k = self.task_ == "classification" and isinstance(name, str) and \
+                re.fullmatch(r"top_[1-9][0-9]*_accuracy", name)
+            if name not in allowed and not top_k:
+                raise ValueError(f"metrics: {name!r} is not a metric of a {self.task_} "
+                                 f"model; expected some of {list(allowed)}")
+            checked.append("top_5_accuracy" if name == "top_k_accuracy" else name)
+        return checked
+
+    def evaluate(self, X, y, *, metrics=None):
+        """The loss and metrics on (X, y), computed in compiled code (fastmlp.metrics).
 
         Parameters
         ----------
@@ -924,17 +949,24 @@ class MLP:
             Finite values (NaN or infinity: ValueError).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Labels or values, as at fit.
+        metrics : str or sequence of str, optional
+            More metrics to report. A classifier: "accuracy", "log_loss",
+            "confusion_matrix" (label by predicted class, in ``classes_`` order) and
+            "top_k_accuracy" (k = 5; "top_3_accuracy" for another k); a binary or
+            multilabel model: "accuracy"; a regressor: "r2".
 
         Returns
         -------
         dict
-            {"loss", "accuracy"} (classification) or {"loss", "r2"} (regression).
+            {"loss", "accuracy"} (classification) or {"loss", "r2"} (regression), and
+            each metric asked for.
         """
         X = self._features(X)
         Y = self._encode_targets(y, first=False)
         if len(X) != len(Y):
             raise ValueError(f"X and y have different lengths: {len(X)} and {len(Y)}")
-        return self._evaluate_encoded(X, Y)
+        names = None if metrics is None else self._metric_names(metrics)
+        return self._evaluate_encoded(X, Y, names)
 
     def score(self, X, y):
         """Accuracy for classification, R² for regression.
@@ -1252,10 +1284,11 @@ class _RunningMetric:
     def __init__(self, task, Y, n):
         self._task, self._n = task, n
         if task == "regression":
-            # R² per output against the training targets' spread, averaged as _r2 does
+            # R² per output against the training targets' spread, averaged as
+            # metrics.r2_score does
             Y = np.asarray(Y, dtype=np.float64).reshape(n, -1)
             ss_tot = np.sum(np.square(Y - Y.mean(axis=0)), axis=0)
-            self._constant = ss_tot == 0  # a constant output scores 0, as in _r2
+            self._constant = ss_tot == 0  # 1 when predicted exactly, else 0
             self._ss_tot = np.where(self._constant, 1.0, ss_tot)
             self._r2 = np.empty_like(ss_tot)
         else:
@@ -1266,7 +1299,7 @@ class _RunningMetric:
             return float(totals.sum()) / self._count
         r2 = np.divide(totals, self._ss_tot, out=self._r2)
         np.subtract(1.0, r2, out=r2)
-        r2[self._constant] = 0.0
+        r2[self._constant] = totals[self._constant] == 0
         return float(np.mean(r2))
 
 
@@ -1291,16 +1324,6 @@ def _one_hot(y):
 def _accuracy(correct, z):
     # a NaN output has no class: NaN accuracy, not a count of lucky argmaxes
     return math.nan if np.isnan(z).any() else float(np.mean(correct))
-
-
-def _r2(Y, Z):
-    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
-    Z = np.asarray(Z, dtype=np.float64).reshape(len(Z), -1)
-    ss_res = np.sum((Y - Z) ** 2, axis=0)
-    ss_tot = np.sum((Y - Y.mean(axis=0)) ** 2, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, 0.0)
-    return float(np.mean(r2))
 
 
 def _hidden_outputs(plan, X, stop=None):

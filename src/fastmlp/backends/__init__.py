@@ -26,5 +26,8 @@ BACKEND_API = (
     "huber",
     "optimizer_update",
     "all_finite",
+    "classification_counts",
+    "log_loss",
+    "regression_sums",
     "Network",
 )

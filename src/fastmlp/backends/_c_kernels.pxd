@@ -141,3 +141,15 @@ cdef extern from "fastmlp.h" nogil:
                                      double*, double*, int64_t, int)
     int fm_all_finite_f32(int64_t, const float*, int)
     int fm_all_finite_f64(int64_t, const double*, int)
+    fm_status fm_classification_counts_f32(int64_t, int64_t, const float*, const int64_t*,
+                                           int64_t, int64_t*, int64_t*, int64_t*)
+    fm_status fm_classification_counts_f64(int64_t, int64_t, const double*, const int64_t*,
+                                           int64_t, int64_t*, int64_t*, int64_t*)
+    fm_status fm_log_loss_f32(int64_t, int64_t, const float*, const int64_t*, const float*,
+                              double*)
+    fm_status fm_log_loss_f64(int64_t, int64_t, const double*, const int64_t*,
+                              const double*, double*)
+    fm_status fm_regression_sums_f32(int64_t, int64_t, const float*, const float*, double*,
+                                     double*)
+    fm_status fm_regression_sums_f64(int64_t, int64_t, const double*, const double*,
+                                     double*, double*)

@@ -366,6 +366,63 @@ def _all_finite(const real[::1] flat, int n_threads):
     return bool(ok)
 
 
+def classification_counts(const real[:, ::1] Z, const int64_t[::1] y, int64_t k,
+                          int64_t[:, ::1] confusion):
+    """The confusion matrix of Z's first maxima against y into confusion; returns (rows
+    whose label is among the k highest scores, rows with a NaN)."""
+    cdef fm_status st
+    cdef int64_t top_k = 0, nan_rows = 0
+    cdef int64_t rows = Z.shape[0], cols = Z.shape[1]
+    if y.shape[0] != rows or confusion.shape[0] != cols or confusion.shape[1] != cols:
+        raise ValueError("classification_counts: mismatched shapes")
+    with nogil:
+        if real is float:
+            st = fm_classification_counts_f32(rows, cols, &Z[0, 0] if rows else NULL,
+                                              &y[0] if rows else NULL, k, &confusion[0, 0],
+                                              &top_k, &nan_rows)
+        else:
+            st = fm_classification_counts_f64(rows, cols, &Z[0, 0] if rows else NULL,
+                                              &y[0] if rows else NULL, k, &confusion[0, 0],
+                                              &top_k, &nan_rows)
+    check(st)
+    return top_k, nan_rows
+
+
+def log_loss(const real[:, ::1] Z, const int64_t[::1] y, const real[::1] sample_weight):
+    """The mean (weighted) softmax cross-entropy of logits Z on labels y, its value alone."""
+    cdef fm_status st
+    cdef double loss = 0
+    cdef const real *w = NULL if sample_weight is None else &sample_weight[0]
+    if y.shape[0] != Z.shape[0] or (sample_weight is not None and
+                                    sample_weight.shape[0] != Z.shape[0]):
+        raise ValueError("log_loss: mismatched shapes")
+    with nogil:
+        if real is float:
+            st = fm_log_loss_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w, &loss)
+        else:
+            st = fm_log_loss_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w, &loss)
+    check(st)
+    return loss
+
+
+def regression_sums(const real[:, ::1] P, const real[:, ::1] Y, double[::1] ss_res,
+                    double[::1] ss_tot):
+    """Per output: sum (P - Y)^2 into ss_res and sum (Y - mean)^2 into ss_tot."""
+    cdef fm_status st
+    cdef int64_t rows = P.shape[0], cols = P.shape[1]
+    if Y.shape[0] != rows or Y.shape[1] != cols or ss_res.shape[0] != cols or \
+            ss_tot.shape[0] != cols:
+        raise ValueError("regression_sums: mismatched shapes")
+    with nogil:
+        if real is float:
+            st = fm_regression_sums_f32(rows, cols, &P[0, 0], &Y[0, 0], &ss_res[0],
+                                        &ss_tot[0])
+        else:
+            st = fm_regression_sums_f64(rows, cols, &P[0, 0], &Y[0, 0], &ss_res[0],
+                                        &ss_tot[0])
+    check(st)
+
+
 def optimizer_update(int kind, double lr, double momentum, double beta1, double beta2,
                      double eps, double weight_decay, int64_t step, real[::1] param,
                      const real[::1] grad, real[::1] state1, real[::1] state2, bint decay):

@@ -768,6 +768,75 @@ def all_finite(X, n_threads=1):
     return bool(_all_finite(X.reshape(-1)))
 
 
+@_kernel
+def _classification_counts(Z, y, k, confusion):
+    confusion[:, :] = 0
+    hits = nans = 0
+    for i in range(Z.shape[0]):
+        label_score = Z[i, y[i]]
+        best = above = 0
+        nan = False
+        for j in range(Z.shape[1]):
+            nan |= Z[i, j] != Z[i, j]
+            above += Z[i, j] > label_score
+            if Z[i, j] > Z[i, best]:
+                best = j
+        if nan:
+            nans += 1
+            continue
+        confusion[y[i], best] += 1
+        hits += above < k
+    return hits, nans
+
+
+def classification_counts(Z, y, k, confusion):
+    """metrics.inc's fm_classification_counts: the confusion matrix and (top-k hits, NaN
+    rows)."""
+    hits, nans = _classification_counts(Z, y, k, confusion)
+    return int(hits), int(nans)
+
+
+@_kernel
+def _log_loss(Z, y, w):
+    total = weight_sum = 0.0
+    for i in range(Z.shape[0]):
+        m = Z[i, 0]
+        for j in range(1, Z.shape[1]):
+            m = max(m, Z[i, j])
+        s = 0.0
+        for j in range(Z.shape[1]):
+            s += np.float64(_exp(Z[i, j] - m))
+        row = (np.float64(m) - np.float64(Z[i, y[i]])) + math.log(s)
+        weight = np.float64(w[i]) if w.shape[0] else 1.0
+        total += weight * row
+        weight_sum += weight
+    return total / weight_sum
+
+
+def log_loss(Z, y, sample_weight):
+    """metrics.inc's fm_log_loss: the mean (weighted) softmax cross-entropy, value only."""
+    return float(_log_loss(Z, y, Z[0, :0] if sample_weight is None else sample_weight))
+
+
+@_kernel
+def regression_sums(P, Y, ss_res, ss_tot):
+    """metrics.inc's fm_regression_sums: per output, sum (P - Y)^2 and sum (Y - mean)^2."""
+    rows, cols = Y.shape
+    for j in range(cols):
+        mean = 0.0
+        for i in range(rows):
+            mean += np.float64(Y[i, j])
+        mean /= rows
+        tot = res = 0.0
+        for i in range(rows):
+            d = np.float64(Y[i, j]) - mean
+            tot += d * d
+            e = np.float64(P[i, j]) - np.float64(Y[i, j])
+            res += e * e
+        ss_tot[j] = tot
+        ss_res[j] = res
+
+
 def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
                      state1, state2, decay):
     # The scalars are rounded to the parameters' dtype here, in the same order as

@@ -225,6 +225,36 @@ def all_finite(X, n_threads=1):
     return bool(np.isfinite(X).all())
 
 
+def classification_counts(Z, y, k, confusion):
+    """The confusion matrix of Z's first maxima against y (rows with a NaN left out) into
+    confusion; returns (rows whose label's score is below fewer than k others, NaN rows)."""
+    nan = np.isnan(Z).any(axis=1)
+    kept = ~nan
+    label_scores = Z[np.arange(len(y)), y]
+    above = np.count_nonzero(Z > label_scores[:, None], axis=1)
+    confusion[...] = 0
+    np.add.at(confusion, (y[kept], np.argmax(Z[kept], axis=1)), 1)
+    return int(np.count_nonzero((above < k) & kept)), int(np.count_nonzero(nan))
+
+
+def log_loss(Z, y, sample_weight):
+    """The mean (weighted) softmax cross-entropy of logits Z on labels y, value only."""
+    m = Z.max(axis=1, keepdims=True)
+    s = np.exp(Z - m).sum(axis=1, dtype=np.float64)
+    rows = (m[:, 0].astype(np.float64) - Z[np.arange(len(y)), y]) + np.log(s)
+    if sample_weight is None:
+        return float(rows.mean())
+    w = sample_weight.astype(np.float64)
+    return float(np.dot(w, rows) / w.sum())
+
+
+def regression_sums(P, Y, ss_res, ss_tot):
+    """Per output: sum (P - Y)^2 into ss_res, sum (Y - its mean)^2 into ss_tot."""
+    Y64 = Y.astype(np.float64)
+    ss_res[:] = np.sum(np.square(P.astype(np.float64) - Y64), axis=0)
+    ss_tot[:] = np.sum(np.square(Y64 - Y64.mean(axis=0)), axis=0)
+
+
 def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
                      state1, state2, decay):
     t = param.dtype.type
