@@ -11,7 +11,6 @@ settings, another architecture, a plain model file) is refused.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
