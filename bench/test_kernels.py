@@ -170,7 +170,45 @@ def test_softmax_cross_entropy(measure, impl, dtype):
             shape=shape, kernel="softmax_cross_entropy")
 
 
-@pytest.mark.parametrize("optimizer", ("sgd", "momentum", "adam"))
+def _numpy_rmsprop(param, grad, v, _, t, lr, rho=0.9, eps=1e-8):
+    v[...] = rho * v + (1 - rho) * grad * grad
+    param[...] -= lr * grad / (np.sqrt(v) + eps)
+
+
+def _numpy_adagrad(param, grad, s, _, t, lr, eps=1e-10):
+    s += grad * grad
+    param[...] -= lr * grad / (np.sqrt(s) + eps)
+
+
+def _numpy_adadelta(param, grad, v, u, t, lr, rho=0.95, eps=1e-6):
+    v[...] = rho * v + (1 - rho) * grad * grad
+    d = np.sqrt(u + eps) / np.sqrt(v + eps) * grad
+    u[...] = rho * u + (1 - rho) * d * d
+    param[...] -= lr * d
+
+
+def _numpy_adamax(param, grad, m, u, t, lr, beta1=0.9, beta2=0.999, eps=1e-8):
+    m[...] = beta1 * m + (1 - beta1) * grad
+    np.maximum(beta2 * u, np.abs(grad) + eps, out=u)
+    param[...] -= lr / (1 - beta1**t) * m / u
+
+
+def _numpy_nadam(param, grad, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, psi=4e-3):
+    mu = [beta1 * (1 - 0.5 * 0.96 ** (i * psi)) for i in range(1, t + 2)]
+    product = float(np.prod(mu[:t]))
+    m[...] = beta1 * m + (1 - beta1) * grad
+    v[...] = beta2 * v + (1 - beta2) * grad * grad
+    m_hat = mu[t] * m / (1 - product * mu[t]) + (1 - mu[t - 1]) * grad / (1 - product)
+    param[...] -= lr * m_hat / (np.sqrt(v / (1 - beta2**t)) + eps)
+
+
+# the new optimizers written out in NumPy, beside the kernels
+_NUMPY_UPDATES = {"rmsprop": _numpy_rmsprop, "adagrad": _numpy_adagrad,
+                  "adadelta": _numpy_adadelta, "adamax": _numpy_adamax, "nadam": _numpy_nadam}
+
+
+@pytest.mark.parametrize("optimizer", ("sgd", "momentum", "adam", "rmsprop", "adagrad",
+                                       "adadelta", "adamax", "nadam"))
 def test_optimizer_update(measure, impl, dtype, optimizer):
     rng = np.random.default_rng(0)
     param = (0.01 * rng.standard_normal((D_IN, D_OUT))).astype(dtype)
@@ -187,6 +225,12 @@ def test_optimizer_update(measure, impl, dtype, optimizer):
             def fn():
                 s1[...] = mu * s1 - lr * grad  # v = mu * v - learning_rate * dx
                 param[...] += s1
+        elif optimizer in _NUMPY_UPDATES:
+            update = _NUMPY_UPDATES[optimizer]
+
+            def fn():
+                state["t"] += 1
+                update(param, grad, s1, s2, state["t"], lr)
         else:
             def fn():  # the lecture's Adam, as in fastmlp.course
                 state["t"] += 1
@@ -203,10 +247,24 @@ def test_optimizer_update(measure, impl, dtype, optimizer):
         elif optimizer == "momentum":
             def fn():
                 return ops.momentum_update(param, grad, s1, lr, mu)
-        else:
+        elif optimizer == "adam":
             def fn():
                 state["t"] += 1
                 return ops.adam_update(param, grad, s1, s2, state["t"], lr, beta1, beta2, eps)
+        elif optimizer in ("rmsprop", "adagrad"):
+            update = getattr(ops, f"{optimizer}_update")
+
+            def fn():
+                return update(param, grad, s1, lr)
+        elif optimizer == "adadelta":
+            def fn():
+                return ops.adadelta_update(param, grad, s1, s2, lr)
+        else:
+            update = getattr(ops, f"{optimizer}_update")
+
+            def fn():
+                state["t"] += 1
+                return update(param, grad, s1, s2, state["t"], lr)
 
     measure(fn, group=f"{optimizer}_update {shape} {dtype}", impl=impl, dtype=dtype,
             shape=shape, kernel=f"{optimizer}_update")

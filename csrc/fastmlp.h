@@ -48,7 +48,12 @@ typedef enum {
     FM_OPT_NESTEROV = 2,
     FM_OPT_ADAM = 3,
     FM_OPT_ADAMW = 4,
-    FM_OPT_COUNT = 5
+    FM_OPT_RMSPROP = 5,
+    FM_OPT_ADAGRAD = 6,
+    FM_OPT_ADADELTA = 7,
+    FM_OPT_ADAMAX = 8,
+    FM_OPT_NADAM = 9,
+    FM_OPT_COUNT = 10
 } fm_optimizer_kind;
 
 /* Instruction sets of the matrix-product micro-kernels (csrc/simd/), lowest first.
@@ -99,8 +104,16 @@ typedef struct {
     int kind;                 /* fm_optimizer_kind */
     double learning_rate;
     double momentum;          /* momentum, nesterov */
-    double beta1, beta2, eps; /* adam, adamw */
+    double beta1, beta2;      /* adam, adamw, adamax, nadam */
+    double eps;               /* every adaptive one (adam to nadam) */
     double weight_decay;      /* adamw: decoupled decay, applied to weights only */
+    double rho;               /* rmsprop, adadelta: the squared averages' decay */
+    double momentum_decay;    /* nadam: psi in mu_t = beta1 (1 - 0.5 0.96^(t psi)) */
+    double mu_product;        /* nadam: mu_1 ... mu_t for this update's t; < 0: computed here */
+    double clip_value;        /* > 0: each gradient element clipped into [-c, c]; 0: none */
+    double clip_norm;         /* > 0: a network step scales all gradients by
+                                 min(1, c / ||g||_2) (grad_scale); 0: none */
+    double grad_scale;        /* the update's factor on the (value-clipped) gradient; <= 0: 1 */
 } fm_optimizer;
 
 /* A plan's layers at most (per-layer pointer tables live on the stack), and the blocks a
@@ -122,8 +135,9 @@ typedef struct {
  * A network plan: layer l maps sizes[l] -> sizes[l+1], A = f_l(X W_l + b_l).
  * Every pointer array has n_layers entries pointing at caller-owned buffers of the
  * plan's dtype: W[l] (sizes[l] x sizes[l+1]), b[l] (sizes[l+1]), the gradients dW, db of
- * the same shapes, optimizer state (state1 = velocity or Adam m, state2 = Adam v; NULL
- * where the optimizer has none), and the activations A[l] and their gradients dA[l]
+ * the same shapes, optimizer state (see optimizer.inc: state1 = velocity, Adam's m,
+ * RMSprop's or Adagrad's accumulator; state2 = Adam's v; NULL where the optimizer has
+ * none), and the activations A[l] and their gradients dA[l]
  * (max_batch x sizes[l+1]). X_batch (max_batch x sizes[0]) and y_batch (max_batch labels
  * or max_batch x sizes[n_layers] targets) hold the rows gathered for a shuffled epoch.
  */
@@ -140,6 +154,10 @@ typedef struct {
                                  without sample weights): scikit-learn's alpha */
     fm_optimizer opt;
     int64_t step;             /* optimizer steps taken (Adam's t) */
+    /* Nadam's mu_1 ... mu_t through step nadam_step (a cache: 0, or after a change of
+       beta1 or momentum_decay, recomputes it from mu_1, the same bits) */
+    double nadam_product;
+    int64_t nadam_step;
     int64_t max_batch;
     void *const *W, *const *b, *const *dW, *const *db;
     void *const *state1_W, *const *state1_b, *const *state2_W, *const *state2_b;

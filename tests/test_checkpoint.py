@@ -11,7 +11,6 @@ settings, another architecture, a plain model file) is refused.
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -27,7 +26,8 @@ from fastmlp.progress import Progress
 
 _FIT = dict(epochs=4, batch_size=8, verbose=0, validation_split=0.2, early_stopping=True,
             patience=3, schedule="cosine")
-_OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw"]
+_OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "adadelta",
+               "adamax", "nadam"]
 _VARIANTS = {"plan": {}, "dropout": {"dropout": 0.3},
              "batch_norm": {"batch_norm": True, "dropout": 0.2}}
 

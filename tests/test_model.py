@@ -1251,7 +1251,7 @@ def test_use_before_fit_is_a_runtime_error(call, tmp_path):
         ({"batch_size": 0}, ValueError, "batch_size"),
         ({"batch_size": 2.5}, TypeError, "batch_size"),
         ({"epochs": 0}, ValueError, "epochs"),
-        ({"optimizer": "rmsprop"}, ValueError, "optimizer"),
+        ({"optimizer": "lion"}, ValueError, "optimizer"),
         ({"optimizer": "sgd", "momentum": 1.5}, ValueError, "momentum"),
         ({"schedule": "linear"}, ValueError, "schedule"),
         ({"schedule": "step", "step_size": 0}, ValueError, "step_size"),

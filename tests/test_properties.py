@@ -685,6 +685,20 @@ def _kernel_call(name, draw):
         return lambda: ops.adam_update(arg((n, k)), arg((n, k)), arg((n, k)), arg((n, k)),
                                        scalar(1), scalar(1e-3), scalar(0.9), scalar(0.999),
                                        scalar(1e-8), weight_decay=scalar(0.0))
+    clip = {"clip_value": scalar(None), "grad_scale": scalar(1.0)}
+    if name in ("rmsprop_update", "adagrad_update"):
+        return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)), arg((n, k)), scalar(0.1),
+                                          **clip)
+    if name == "adadelta_update":
+        return lambda: ops.adadelta_update(arg((n, k)), arg((n, k)), arg((n, k)), arg((n, k)),
+                                           scalar(1.0), scalar(0.95), scalar(1e-6), **clip)
+    if name in ("adamax_update", "nadam_update"):
+        return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)), arg((n, k)), arg((n, k)),
+                                          scalar(1), scalar(1e-3), scalar(0.9), scalar(0.999),
+                                          scalar(1e-8), **clip)
+    if name == "global_norm_scale":
+        return lambda: ops.global_norm_scale([arg((n, k)), arg((m,))], scalar(1.0),
+                                             clip_value=scalar(None))
     raise AssertionError(name)
 
 

@@ -365,8 +365,8 @@ def test_plan_unknown_loss():
 
 
 def test_plan_unknown_optimizer():
-    with pytest.raises(ValueError, match=r"^optimizer: unknown 'rmsprop'"):
-        fastmlp.NetworkPlan([2, 3], optimizer="rmsprop")
+    with pytest.raises(ValueError, match=r"^optimizer: unknown 'lion'"):
+        fastmlp.NetworkPlan([2, 3], optimizer="lion")
 
 
 def test_plan_unknown_activation():

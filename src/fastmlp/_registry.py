@@ -32,4 +32,6 @@ LOSS_ALIASES = {
     "mae": "absolute_error",
 }
 
-OPTIMIZERS = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "adamw": 4}
+# name -> code (fm_optimizer_kind)
+OPTIMIZERS = {"sgd": 0, "momentum": 1, "nesterov": 2, "adam": 3, "adamw": 4, "rmsprop": 5,
+              "adagrad": 6, "adadelta": 7, "adamax": 8, "nadam": 9}

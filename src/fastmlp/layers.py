@@ -66,8 +66,8 @@ class LayeredNetwork:
         self.running_mean = [np.zeros(w, self.dtype) for w in widths]
         self.running_var = [np.ones(w, self.dtype) for w in widths]
         params = [p for W, b in self.weights for p in (W, b)] + self.gamma + self.beta
-        n_states = self.optimizer.n_states
-        self._states = [[np.zeros_like(p) for _ in range(n_states)] for p in params]
+        n_states, start = self.optimizer.n_states, self.optimizer.initial_state
+        self._states = [[np.full_like(p, start) for _ in range(n_states)] for p in params]
         self.step = 0
 
     @property
@@ -217,22 +217,41 @@ class LayeredNetwork:
             flat += [g[0] for g in bn_grads] + [g[1] for g in bn_grads]
         else:
             params = params[: len(flat)]
+        flat = [g.astype(self.dtype, copy=False) for g in flat]
+        # gradient (+ penalty) -> clip by value -> scale by min(1, c / global norm) over
+        # every parameter array (batch norm's too) -> optimizer
+        opt, scale = self.optimizer, 1.0
+        if opt.clip_norm is not None:
+            scale = ops.global_norm_scale(flat, opt.clip_norm, clip_value=opt.clip_value)
         for index, (param, grad) in enumerate(zip(params, flat)):
-            self._update(param, grad.astype(self.dtype, copy=False), self._states[index],
+            self._update(param, grad, self._states[index], scale,
                          is_weight=index < 2 * len(self.weights) and index % 2 == 0)
         return float(loss), logits
 
-    def _update(self, param, grad, states, is_weight):
+    def _update(self, param, grad, states, scale, is_weight):
         opt = self.optimizer
+        lr, clip = opt.learning_rate, {"clip_value": opt.clip_value, "grad_scale": scale}
         if opt.name == "sgd":
-            ops.sgd_update(param, grad, opt.learning_rate)
+            ops.sgd_update(param, grad, lr, **clip)
         elif opt.name in ("momentum", "nesterov"):
-            ops.momentum_update(param, grad, states[0], opt.learning_rate, opt.momentum,
-                                nesterov=opt.name == "nesterov")
-        else:
+            ops.momentum_update(param, grad, states[0], lr, opt.momentum,
+                                nesterov=opt.name == "nesterov", **clip)
+        elif opt.name in ("adam", "adamw"):
             decay = opt.weight_decay if opt.name == "adamw" and is_weight else 0.0
-            ops.adam_update(param, grad, states[0], states[1], self.step, opt.learning_rate,
-                            opt.beta1, opt.beta2, opt.eps, weight_decay=decay)
+            ops.adam_update(param, grad, states[0], states[1], self.step, lr, opt.beta1,
+                            opt.beta2, opt.eps, weight_decay=decay, **clip)
+        elif opt.name == "rmsprop":
+            ops.rmsprop_update(param, grad, states[0], lr, opt.rho, opt.eps, **clip)
+        elif opt.name == "adagrad":
+            ops.adagrad_update(param, grad, states[0], lr, opt.eps, **clip)
+        elif opt.name == "adadelta":
+            ops.adadelta_update(param, grad, states[0], states[1], lr, opt.rho, opt.eps, **clip)
+        elif opt.name == "adamax":
+            ops.adamax_update(param, grad, states[0], states[1], self.step, lr, opt.beta1,
+                              opt.beta2, opt.eps, **clip)
+        else:
+            ops.nadam_update(param, grad, states[0], states[1], self.step, lr, opt.beta1,
+                             opt.beta2, opt.eps, opt.momentum_decay, **clip)
 
     def train_epoch(self, X, Y, *, batch_size=None, shuffle=False, batch_losses=None,
                     rows=None, sample_weight=None, metric_out=None):

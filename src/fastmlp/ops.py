@@ -29,6 +29,12 @@ __all__ = [
     "sgd_update",
     "momentum_update",
     "adam_update",
+    "rmsprop_update",
+    "adagrad_update",
+    "adadelta_update",
+    "adamax_update",
+    "nadam_update",
+    "global_norm_scale",
 ]
 
 
@@ -481,7 +487,8 @@ def poisson(log_means, targets, *, out=None):
 
 
 def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=0.999,
-            eps=1e-8, weight_decay=0.0):
+            eps=1e-8, weight_decay=0.0, rho=0.9, momentum_decay=4e-3, clip_value=None,
+            grad_scale=1.0):
     if not isinstance(param, np.ndarray):
         raise TypeError(f"param: expected a numpy.ndarray, got {type(param).__name__}")
     check.writable_array(param, "param", param.shape, param.dtype)
@@ -492,18 +499,67 @@ def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=
     check.shape(grad, "grad", param.shape)
     for name, state in states.items():
         check.writable_array(state, name, param.shape, param.dtype)
+    # one pass reads g and writes param and the state element by element: arrays that
+    # overlap would read what the pass has already written
+    written = {"param": param, **states}
+    names = list(written)
+    for i, name in enumerate(names):
+        for other in names[i + 1:]:
+            if np.may_share_memory(written[name], written[other]):
+                raise ValueError(f"{other}: must not overlap {name}")
+        if np.may_share_memory(grad, written[name]):
+            raise ValueError(f"grad: must not overlap {name}")
     lr = check.real_scalar(lr, "lr", low=0)
+    clip_value = _clip_value(clip_value)
+    grad_scale = check.real_scalar(grad_scale, "grad_scale", low=0, low_open=True)
     flat = [None if s is None else s.reshape(-1) for s in states.values()]
     flat += [None] * (2 - len(flat))
     if param.size:
         _backend.active().optimizer_update(
-            kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param.reshape(-1),
-            grad.reshape(-1), flat[0], flat[1], True,
+            kind, lr, momentum, beta1, beta2, eps, weight_decay, rho, momentum_decay,
+            clip_value or 0.0, grad_scale, step, param.reshape(-1), grad.reshape(-1), flat[0],
+            flat[1], True,
         )
     return param
 
 
-def sgd_update(param, grad, lr):
+def _clip_value(clip_value):
+    if clip_value is None:
+        return None
+    return check.real_scalar(clip_value, "clip_value", low=0, low_open=True)
+
+
+def global_norm_scale(grads, clip_norm, *, clip_value=None):
+    """Global-norm clipping's factor: ``min(1, clip_norm / ||g||_2)``.
+
+    The norm is taken over every array in grads together (each clipped into
+    ``[-clip_value, clip_value]`` first when clip_value is given), summed in float64.
+    Pass the result as ``grad_scale`` to each array's update.
+
+    Parameters
+    ----------
+    grads : sequence of ndarray
+        The gradients of all parameter arrays (float32 or float64).
+    clip_norm : float
+        The largest norm, > 0.
+    clip_value : float, optional
+        The element clipping the updates will apply, > 0.
+
+    Returns
+    -------
+    float
+        In (0, 1]; 1 when the norm is at most clip_norm, or not finite (NaN or inf
+        gradients are left as they are).
+    """
+    from fastmlp.backends._python_network import global_norm_scale as scale
+
+    clip_norm = check.real_scalar(clip_norm, "clip_norm", low=0, low_open=True)
+    clip_value = _clip_value(clip_value)
+    arrays = [check.float_array(g, f"grads[{i}]") for i, g in enumerate(grads)]
+    return scale(arrays, clip_norm, clip_value or 0.0)
+
+
+def sgd_update(param, grad, lr, *, clip_value=None, grad_scale=1.0):
     """Plain gradient descent, in place: ``param -= lr * grad``.
 
     Parameters
@@ -515,16 +571,23 @@ def sgd_update(param, grad, lr):
         Its gradient, the shape and dtype of param.
     lr : float
         The learning rate, >= 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
 
     Returns
     -------
     param : ndarray
         The same array, updated.
     """
-    return _update(OPTIMIZERS["sgd"], param, grad, {}, 1, lr)
+    return _update(OPTIMIZERS["sgd"], param, grad, {}, 1, lr, clip_value=clip_value,
+                   grad_scale=grad_scale)
 
 
-def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
+def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False,
+                    clip_value=None, grad_scale=1.0):
     """Gradient descent with momentum (or Nesterov's), in place.
 
     ``v = momentum * v - lr * g; param += v`` (Nesterov:
@@ -546,6 +609,11 @@ def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
         In [0, 1).
     nesterov : bool, default False
         Nesterov's momentum.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
 
     Returns
     -------
@@ -554,11 +622,12 @@ def momentum_update(param, grad, velocity, lr, momentum=0.9, *, nesterov=False):
     """
     momentum = check.real_scalar(momentum, "momentum", low=0, high=1, high_open=True)
     kind = OPTIMIZERS["nesterov" if nesterov else "momentum"]
-    return _update(kind, param, grad, {"velocity": velocity}, 1, lr, momentum=momentum)
+    return _update(kind, param, grad, {"velocity": velocity}, 1, lr, momentum=momentum,
+                   clip_value=clip_value, grad_scale=grad_scale)
 
 
 def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
-                weight_decay=0.0):
+                weight_decay=0.0, *, clip_value=None, grad_scale=1.0):
     """Adam with bias correction (AdamW when weight_decay > 0), in place.
 
     ``m = b1 * m + (1 - b1) * g``, ``v = b2 * v + (1 - b2) * g**2``,
@@ -584,7 +653,12 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     eps : float, default 1e-8
         Added to the denominator, > 0.
     weight_decay : float, default 0
-        AdamW's decoupled weight decay, >= 0.
+        AdamW's decoupled weight decay, >= 0 (not clipped: it is not a gradient).
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
 
     Returns
     -------
@@ -598,4 +672,221 @@ def adam_update(param, grad, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
     weight_decay = check.real_scalar(weight_decay, "weight_decay", low=0)
     kind = OPTIMIZERS["adamw" if weight_decay > 0 else "adam"]
     return _update(kind, param, grad, {"m": m, "v": v}, step, lr, beta1=beta1, beta2=beta2,
-                   eps=eps, weight_decay=weight_decay)
+                   eps=eps, weight_decay=weight_decay, clip_value=clip_value,
+                   grad_scale=grad_scale)
+
+
+def _unit_interval(value, name):
+    return check.real_scalar(value, name, low=0, high=1, high_open=True)
+
+
+def _step(step):
+    return check.positive_int(step, "step", high=2**63 - 1)  # the kernels take an int64
+
+
+def rmsprop_update(param, grad, v, lr=1e-3, rho=0.9, eps=1e-8, *, clip_value=None,
+                   grad_scale=1.0):
+    """RMSprop (PyTorch's form, without momentum and centring), in place.
+
+    ``v = rho * v + (1 - rho) * g**2``, ``param -= lr * g / (sqrt(v) + eps)``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param; not modified.
+    v : ndarray
+        The mean square of the gradients, the shape and dtype of param, C-contiguous and
+        writeable; updated in place (start from zeros).
+    lr : float, default 1e-3
+        The learning rate, >= 0.
+    rho : float, default 0.9
+        The mean square's decay, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
+    rho = _unit_interval(rho, "rho")
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    return _update(OPTIMIZERS["rmsprop"], param, grad, {"v": v}, 1, lr, eps=eps, rho=rho,
+                   clip_value=clip_value, grad_scale=grad_scale)
+
+
+def adagrad_update(param, grad, accumulator, lr=1e-2, eps=1e-10, *, clip_value=None,
+                   grad_scale=1.0):
+    """Adagrad (PyTorch's form), in place.
+
+    ``s += g**2``, ``param -= lr * g / (sqrt(s) + eps)``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param; not modified.
+    accumulator : ndarray
+        The sum of squared gradients ``s``, the shape and dtype of param, C-contiguous and
+        writeable; updated in place (start from the initial accumulator value, e.g. 0 or
+        Keras's 0.1).
+    lr : float, default 1e-2
+        The learning rate, >= 0.
+    eps : float, default 1e-10
+        Added to the denominator, > 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    return _update(OPTIMIZERS["adagrad"], param, grad, {"accumulator": accumulator}, 1, lr,
+                   eps=eps, clip_value=clip_value, grad_scale=grad_scale)
+
+
+def adadelta_update(param, grad, v, u, lr=1.0, rho=0.95, eps=1e-6, *, clip_value=None,
+                    grad_scale=1.0):
+    """Adadelta (Zeiler), in place.
+
+    ``v = rho * v + (1 - rho) * g**2``, ``d = sqrt(u + eps) / sqrt(v + eps) * g``,
+    ``u = rho * u + (1 - rho) * d**2``, ``param -= lr * d``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param; not modified.
+    v, u : ndarray
+        The mean squares of the gradients and of the steps, the shape and dtype of param,
+        C-contiguous and writeable; updated in place (start from zeros).
+    lr : float, default 1.0
+        The learning rate, >= 0.
+    rho : float, default 0.95
+        The mean squares' decay, in [0, 1).
+    eps : float, default 1e-6
+        Inside both square roots, > 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
+    rho = _unit_interval(rho, "rho")
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    return _update(OPTIMIZERS["adadelta"], param, grad, {"v": v, "u": u}, 1, lr, eps=eps,
+                   rho=rho, clip_value=clip_value, grad_scale=grad_scale)
+
+
+def adamax_update(param, grad, m, u, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, *,
+                  clip_value=None, grad_scale=1.0):
+    """Adamax (PyTorch's form), in place.
+
+    ``m = b1 * m + (1 - b1) * g``, ``u = max(b2 * u, |g| + eps)``,
+    ``param -= lr / (1 - b1**t) * m / u``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param; not modified.
+    m, u : ndarray
+        The first moment and the infinity norm, the shape and dtype of param,
+        C-contiguous and writeable; updated in place (start from zeros).
+    step : int
+        ``t``, the number of this update, from 1.
+    lr : float, default 2e-3
+        The learning rate, >= 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        The decay rates of m and u, in [0, 1).
+    eps : float, default 1e-8
+        Added to ``|g|`` inside the maximum, > 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
+    step = _step(step)
+    beta1, beta2 = _unit_interval(beta1, "beta1"), _unit_interval(beta2, "beta2")
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    return _update(OPTIMIZERS["adamax"], param, grad, {"m": m, "u": u}, step, lr, beta1=beta1,
+                   beta2=beta2, eps=eps, clip_value=clip_value, grad_scale=grad_scale)
+
+
+def nadam_update(param, grad, m, v, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 momentum_decay=4e-3, *, clip_value=None, grad_scale=1.0):
+    """Nadam (Dozat; PyTorch's NAdam), in place.
+
+    ``mu_t = b1 * (1 - 0.5 * 0.96**(t * momentum_decay))``, ``P_t = mu_1 * ... * mu_t``,
+    ``m = b1 * m + (1 - b1) * g``, ``v = b2 * v + (1 - b2) * g**2``,
+    ``param -= lr * ((1 - mu_t) / (1 - P_t) * g + mu_{t+1} / (1 - P_t * mu_{t+1}) * m)
+    / (sqrt(v / (1 - b2**t)) + eps)``.
+
+    Parameters
+    ----------
+    param : ndarray
+        The parameter array, float32 or float64, C-contiguous and writeable; updated in
+        place.
+    grad : ndarray
+        Its gradient, the shape and dtype of param; not modified.
+    m, v : ndarray
+        The first and second moment estimates, the shape and dtype of param,
+        C-contiguous and writeable; updated in place (start from zeros).
+    step : int
+        ``t``, the number of this update, from 1.
+    lr : float, default 2e-3
+        The learning rate, >= 0.
+    beta1, beta2 : float, default 0.9, 0.999
+        The moments' decay rates, in [0, 1).
+    eps : float, default 1e-8
+        Added to the denominator, > 0.
+    momentum_decay : float, default 4e-3
+        ``psi`` of the momentum schedule, >= 0.
+    clip_value : float, optional
+        Clip each gradient element into ``[-clip_value, clip_value]`` first, > 0.
+    grad_scale : float, default 1
+        Then multiply the gradient by this, > 0: global-norm clipping's factor, from
+        :func:`global_norm_scale` over every gradient of the model.
+
+    Returns
+    -------
+    param : ndarray
+        The same array, updated.
+    """
+    step = _step(step)
+    beta1, beta2 = _unit_interval(beta1, "beta1"), _unit_interval(beta2, "beta2")
+    eps = check.real_scalar(eps, "eps", low=0, low_open=True)
+    momentum_decay = check.real_scalar(momentum_decay, "momentum_decay", low=0)
+    return _update(OPTIMIZERS["nadam"], param, grad, {"m": m, "v": v}, step, lr, beta1=beta1,
+                   beta2=beta2, eps=eps, momentum_decay=momentum_decay, clip_value=clip_value,
+                   grad_scale=grad_scale)

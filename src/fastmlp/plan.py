@@ -61,8 +61,10 @@ class NetworkPlan:
         (delta 1) or ``"poisson"`` (half Poisson deviance with the log link,
         scikit-learn's: the output is log(mean), counts >= 0).
     optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
-        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"adamw"`` (with their
-        default hyper-parameters) or an object from :mod:`fastmlp.optimizers`.
+        ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"adamw"``,
+        ``"rmsprop"``, ``"adagrad"``, ``"adadelta"``, ``"adamax"``, ``"nadam"`` (with their
+        default hyper-parameters) or an object from :mod:`fastmlp.optimizers` (which
+        also carries the gradient clipping, ``clip_value`` and ``clip_norm``).
     batch_size : int, default 256
         The largest batch :meth:`train_step` accepts; the workspace is sized for it.
     dtype : float32 or float64, default float64
@@ -248,9 +250,10 @@ class NetworkPlan:
         sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
         shapes = list(zip(sizes[:-1], sizes[1:]))
         states = self.optimizer.n_states
+        start_value = self.optimizer.initial_state  # Adagrad's initial accumulator, or 0
 
         def like(arrays):
-            return [np.zeros_like(a) for a in arrays]
+            return [np.full_like(a, start_value) for a in arrays]
 
         # every parameter in one flat vector, every gradient in another, in scikit-learn's
         # order (each W, then each b): a full-batch optimizer reads and writes them whole
@@ -398,8 +401,10 @@ class NetworkPlan:
         dict
             ``{"step": t, "state1_W": [...], "state1_b": [...], "state2_W": [...],
             "state2_b": [...]}`` with one array per layer in each list: state1 is the
-            velocity (momentum, nesterov) or Adam's m, state2 Adam's v (None where the
-            optimizer keeps none).
+            velocity (momentum, nesterov), Adam's, AdamW's, Adamax's or Nadam's m,
+            RMSprop's mean square, Adagrad's sum of squares or Adadelta's mean square of
+            the gradients; state2 Adam's, AdamW's or Nadam's v, Adamax's infinity norm or
+            Adadelta's mean square of the steps (None where the optimizer keeps none).
 
         See Also
         --------

@@ -39,6 +39,12 @@ cdef extern from "fastmlp.h" nogil:
         double momentum
         double beta1, beta2, eps
         double weight_decay
+        double rho
+        double momentum_decay
+        double mu_product
+        double clip_value
+        double clip_norm
+        double grad_scale
 
     ctypedef struct fm_network:
         int n_layers
@@ -50,6 +56,8 @@ cdef extern from "fastmlp.h" nogil:
         int penalty_over_weight
         fm_optimizer opt
         int64_t step
+        double nadam_product
+        int64_t nadam_step
         int64_t max_batch
         void **W
         void **b

@@ -335,7 +335,8 @@ def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] 
 
 
 cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1, double beta2,
-                             double eps, double weight_decay):
+                             double eps, double weight_decay, double rho, double momentum_decay,
+                             double clip_value, double clip_norm, double grad_scale):
     cdef fm_optimizer opt
     opt.kind = kind
     opt.learning_rate = lr
@@ -344,6 +345,12 @@ cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1,
     opt.beta2 = beta2
     opt.eps = eps
     opt.weight_decay = weight_decay
+    opt.rho = rho
+    opt.momentum_decay = momentum_decay
+    opt.mu_product = -1  # Nadam's product of the schedule: computed from the step
+    opt.clip_value = clip_value
+    opt.clip_norm = clip_norm
+    opt.grad_scale = grad_scale
     return opt
 
 
@@ -424,10 +431,13 @@ def regression_sums(const real[:, ::1] P, const real[:, ::1] Y, double[::1] ss_r
 
 
 def optimizer_update(int kind, double lr, double momentum, double beta1, double beta2,
-                     double eps, double weight_decay, int64_t step, real[::1] param,
+                     double eps, double weight_decay, double rho, double momentum_decay,
+                     double clip_value, double grad_scale, int64_t step, real[::1] param,
                      const real[::1] grad, real[::1] state1, real[::1] state2, bint decay):
-    """One fused in-place update of the flat parameter array `param` (see optimizer.inc)."""
-    cdef fm_optimizer opt = _optimizer(kind, lr, momentum, beta1, beta2, eps, weight_decay)
+    """One fused in-place update of the flat parameter array `param` (see optimizer.inc):
+    its gradient clipped into [-clip_value, clip_value] (0: not) and times grad_scale."""
+    cdef fm_optimizer opt = _optimizer(kind, lr, momentum, beta1, beta2, eps, weight_decay,
+                                       rho, momentum_decay, clip_value, 0, grad_scale)
     cdef real *s1 = NULL if state1 is None else &state1[0]
     cdef real *s2 = NULL if state2 is None else &state2[0]
     cdef fm_status st
@@ -457,6 +467,7 @@ cdef class Network:
     cdef fm_network net
     cdef bint is_f32
     cdef object _keep
+    cdef object _nadam_schedule  # (beta1, momentum_decay) of net.nadam_product
     cdef tuple _widths  # the hidden layers' widths (a forward work slot's row)
     checks_labels = True  # fm_softmax_cross_entropy rejects labels out of range
     # a step's batch runs in up to this many row blocks, each with its own gradient
@@ -525,7 +536,12 @@ cdef class Network:
         the engine."""
         opt = plan.optimizer
         self.net.opt = _optimizer(opt.code, opt.learning_rate, opt.momentum, opt.beta1,
-                                  opt.beta2, opt.eps, opt.weight_decay)
+                                  opt.beta2, opt.eps, opt.weight_decay, opt.rho,
+                                  opt.momentum_decay, opt.clip_value or 0, opt.clip_norm or 0,
+                                  1)
+        if (opt.beta1, opt.momentum_decay) != self._nadam_schedule:
+            self.net.nadam_step = 0  # Nadam's cached product: recomputed from mu_1
+            self._nadam_schedule = (opt.beta1, opt.momentum_decay)
         self.net.l2 = plan.l2
         self.net.l1 = plan.l1
         self.net.penalty_over_weight = plan.penalty == "per_sample"

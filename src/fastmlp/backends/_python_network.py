@@ -8,6 +8,8 @@ backends can be compared step by step.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -26,7 +28,8 @@ class PythonNetwork:
         self._dropout, self._dropout_key = plan.dropout, plan._dropout_key
         opt = plan.optimizer
         self._opt = (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2, opt.eps,
-                     opt.weight_decay)
+                     opt.weight_decay, opt.rho, opt.momentum_decay, opt.clip_value or 0.0)
+        self._clip_value, self._clip_norm = opt.clip_value or 0.0, opt.clip_norm
         self._l2, self._l1 = float(plan.l2), float(plan.l1)
         self._penalty_over_weight = plan.penalty == "per_sample"
         self._step = int(plan.step)
@@ -41,12 +44,16 @@ class PythonNetwork:
         loss = self.loss_gradient(X, y, w)
         k, buf = self.kernels, self._buffers
         t = self._step + 1
-        # every gradient is complete before the first update, as in the C core
+        # every gradient is complete before the first update, as in the C core: gradient
+        # (+ penalty) -> clip by value -> scale by min(1, c / global norm) -> optimizer
+        scale = 1.0
+        if self._clip_norm:
+            scale = global_norm_scale(buf["dW"] + buf["db"], self._clip_norm, self._clip_value)
         for layer in range(len(buf["W"])):
-            k.optimizer_update(*self._opt, t, buf["W"][layer].reshape(-1),
+            k.optimizer_update(*self._opt, scale, t, buf["W"][layer].reshape(-1),
                                buf["dW"][layer].reshape(-1), _flat(buf["state1_W"][layer]),
                                _flat(buf["state2_W"][layer]), True)
-            k.optimizer_update(*self._opt, t, buf["b"][layer], buf["db"][layer],
+            k.optimizer_update(*self._opt, scale, t, buf["b"][layer], buf["db"][layer],
                                buf["state1_b"][layer], buf["state2_b"][layer], False)
         self._step = t
         return loss
@@ -71,7 +78,8 @@ class PythonNetwork:
         # with dropout, the next layer reads the dropped outputs D
         inputs = [X] + ([d[:rows] for d in buf["D"][:-1]] if self._dropout else A[:-1])
         for layer in range(len(W)):
-            k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer], self._alphas[layer], A[layer])
+            k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer],
+                            self._alphas[layer], A[layer])
             if self._dropout and layer < len(W) - 1:
                 dropout(self._dropout_key, self._dropout, t, layer, A[layer], inputs[layer + 1])
         loss = k.loss_rows(self._loss_code, A[-1], y, w, 1.0 / weight_sum, dA[-1]) / weight_sum
@@ -84,8 +92,8 @@ class PythonNetwork:
         for layer in reversed(range(len(W))):
             if self._dropout and layer < len(W) - 1:  # the forward pass's mask, again
                 dropout(self._dropout_key, self._dropout, t, layer, dA[layer], dA[layer])
-            k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], self._activations[layer],
-                             self._alphas[layer], l2, l1, dA[layer],
+            k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer],
+                             self._activations[layer], self._alphas[layer], l2, l1, dA[layer],
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
         return loss
 
@@ -131,7 +139,8 @@ class PythonNetwork:
                     dst = out[start:stop]
                 else:
                     dst = (work_a if layer % 2 == 0 else work_b)[: n * width].reshape(n, width)
-                k.dense_forward(inp, W[layer], b[layer], self._activations[layer], self._alphas[layer], dst)
+                k.dense_forward(inp, W[layer], b[layer], self._activations[layer],
+                                self._alphas[layer], dst)
                 inp = dst
 
 
@@ -178,3 +187,17 @@ def dropout(key, rate, step, layer, values, out):
     dtype = values.dtype.type
     scale = dtype(1) / dtype(1 - rate)
     np.multiply(values, np.where((h >> np.uint32(8)) >= threshold, scale, dtype(0)), out=out)
+
+
+def global_norm_scale(grads, clip_norm, clip_value=0.0):
+    """min(1, clip_norm / ||g||_2) over every array of grads (each clipped into
+    [-clip_value, clip_value] first; 0: not), the norm summed in float64; 1 when the
+    norm is not finite (NaN and inf gradients stay as they are)."""
+    sumsq = 0.0
+    for g in grads:
+        if clip_value:
+            g = np.clip(g, -g.dtype.type(clip_value), g.dtype.type(clip_value))
+        g = g.reshape(-1).astype(np.float64)
+        sumsq += float(np.dot(g, g))
+    norm = math.sqrt(sumsq)
+    return clip_norm / norm if math.isfinite(norm) and norm > clip_norm else 1.0

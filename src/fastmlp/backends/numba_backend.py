@@ -37,6 +37,8 @@ from llvmlite import ir
 from numba.core import cgutils, event, types
 from numba.extending import intrinsic, overload
 
+from fastmlp.optimizers import nadam_mu, nadam_mu_product
+
 NAME = "numba"
 
 # error_model="numpy": a division by zero gives inf/nan as in the reference, not an
@@ -656,33 +658,109 @@ def _regression_mean(loss_terms, P, Y, dP):
     return float(loss_terms(P, Y, no_weights, inv_rows, dP) * inv_rows)
 
 
-@_kernel
-def _sgd(lr, param, grad):
-    for i in range(param.shape[0]):
-        param[i] += -lr * grad[i]
+@_inline
+def _clip(g, c, s):
+    """s clip(g, -c, c), NaN kept (optimizer.inc's fm_clip); c = inf and s = 1: g itself."""
+    if g > c:
+        g = c
+    elif g < -c:
+        g = -c
+    return g * s
 
 
 @_kernel
-def _momentum(lr, mu, nesterov, param, grad, velocity):
+def _sgd(lr, c, s, param, grad):
     for i in range(param.shape[0]):
-        v = mu * velocity[i] - lr * grad[i]
+        param[i] += -lr * _clip(grad[i], c, s)
+
+
+@_kernel
+def _momentum(lr, mu, nesterov, c, s, param, grad, velocity):
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        v = mu * velocity[i] - lr * g
         velocity[i] = v
         if nesterov:
-            param[i] += mu * v - lr * grad[i]
+            param[i] += mu * v - lr * g
         else:
             param[i] += v
 
 
 @_kernel
-def _adam(lr, shrink, beta1, one_minus_beta1, beta2, one_minus_beta2, c1, c2, eps, param,
-          grad, m, v):
+def _adam(lr, shrink, beta1, one_minus_beta1, beta2, one_minus_beta2, c1, c2, eps, c, s,
+          param, grad, m, v):
     for i in range(param.shape[0]):
-        g = grad[i]
+        g = _clip(grad[i], c, s)
         mi = beta1 * m[i] + one_minus_beta1 * g
         vi = beta2 * v[i] + one_minus_beta2 * g * g
         m[i], v[i] = mi, vi
         # shrink is exactly 1 without decoupled decay, and w * 1 == w bit for bit
         param[i] = param[i] * shrink - lr * (mi * c1) / (math.sqrt(vi * c2) + eps)
+
+
+@_kernel
+def _rmsprop(lr, rho, one_minus_rho, eps, c, s, param, grad, v):
+    """v = rho v + (1 - rho) g^2; w -= lr g / (sqrt(v) + eps)"""
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        vi = rho * v[i] + one_minus_rho * g * g
+        v[i] = vi
+        param[i] -= lr * g / (math.sqrt(vi) + eps)
+
+
+@_kernel
+def _adagrad(lr, eps, c, s, param, grad, acc):
+    """s += g^2; w -= lr g / (sqrt(s) + eps)"""
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        a = acc[i] + g * g
+        acc[i] = a
+        param[i] -= lr * g / (math.sqrt(a) + eps)
+
+
+@_kernel
+def _adadelta(lr, rho, one_minus_rho, eps, c, s, param, grad, v, u):
+    """v = rho v + (1 - rho) g^2; d = sqrt(u + eps) / sqrt(v + eps) g;
+    u = rho u + (1 - rho) d^2; w -= lr d"""
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        vi = rho * v[i] + one_minus_rho * g * g
+        v[i] = vi
+        d = math.sqrt(u[i] + eps) / math.sqrt(vi + eps) * g
+        u[i] = rho * u[i] + one_minus_rho * d * d
+        param[i] -= lr * d
+
+
+@_kernel
+def _adamax(corrected_lr, beta1, one_minus_beta1, beta2, eps, c, s, param, grad, m, u):
+    """m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u"""
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        mi = beta1 * m[i] + one_minus_beta1 * g
+        m[i] = mi
+        decayed, fresh = beta2 * u[i], abs(g) + eps
+        ui = decayed if decayed > fresh or decayed != decayed else fresh
+        u[i] = ui
+        param[i] -= corrected_lr * mi / ui
+
+
+@_kernel
+def _nadam(cg, cm, beta1, one_minus_beta1, beta2, one_minus_beta2, c2, eps, c, s, param,
+           grad, m, v):
+    """m, v as Adam's; w -= (cg g + cm m) / (sqrt(v / (1 - b2^t)) + eps), cg and cm
+    Nadam's coefficients (optimizer.inc)"""
+    for i in range(param.shape[0]):
+        g = _clip(grad[i], c, s)
+        mi = beta1 * m[i] + one_minus_beta1 * g
+        vi = beta2 * v[i] + one_minus_beta2 * g * g
+        m[i], v[i] = mi, vi
+        param[i] -= (cg * g + cm * mi) / (math.sqrt(vi * c2) + eps)
+
+
+@_inline
+def _nadam_mu(beta1, psi, t):
+    """Nadam's momentum schedule: beta1 (1 - 0.5 0.96^(t psi))"""
+    return beta1 * (1.0 - 0.5 * 0.96 ** (np.float64(t) * psi))
 
 
 def _matrix(a):
@@ -837,22 +915,40 @@ def regression_sums(P, Y, ss_res, ss_tot):
         ss_res[j] = res
 
 
-def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
-                     state1, state2, decay):
+def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, rho, momentum_decay,
+                     clip_value, grad_scale, step, param, grad, state1, state2, decay):
     # The scalars are rounded to the parameters' dtype here, in the same order as
     # numpy_backend, so that both backends see the same float32 coefficients.
     t = param.dtype.type
+    c, s = t(clip_value) if clip_value else t(np.inf), t(grad_scale)
     if kind == 0:
-        _sgd(t(lr), param, grad)
+        _sgd(t(lr), c, s, param, grad)
     elif kind in (1, 2):
-        _momentum(t(lr), t(momentum), kind == 2, param, grad, state1)
+        _momentum(t(lr), t(momentum), kind == 2, c, s, param, grad, state1)
     elif kind in (3, 4):
         shrink = t(1)
         if kind == 4 and decay and weight_decay != 0:
             shrink = t(1.0 - t(lr) * weight_decay)  # decoupled weight decay
         _adam(t(lr), shrink, t(beta1), t(1 - beta1), t(beta2), t(1 - beta2),
-              t(1.0 / (1.0 - beta1**step)), t(1.0 / (1.0 - beta2**step)), t(eps), param,
+              t(1.0 / (1.0 - beta1**step)), t(1.0 / (1.0 - beta2**step)), t(eps), c, s, param,
               grad, state1, state2)
+    elif kind == 5:
+        _rmsprop(t(lr), t(rho), t(1 - rho), t(eps), c, s, param, grad, state1)
+    elif kind == 6:
+        _adagrad(t(lr), t(eps), c, s, param, grad, state1)
+    elif kind == 7:
+        _adadelta(t(lr), t(rho), t(1 - rho), t(eps), c, s, param, grad, state1, state2)
+    elif kind == 8:
+        _adamax(t(lr / (1.0 - beta1**step)), t(beta1), t(1 - beta1), t(beta2), t(eps), c, s,
+                param, grad, state1, state2)
+    elif kind == 9:
+        mu_t = nadam_mu(beta1, momentum_decay, step)
+        mu_next = nadam_mu(beta1, momentum_decay, step + 1)
+        product = nadam_mu_product(beta1, momentum_decay, step)
+        _nadam(t(lr * (1.0 - mu_t) / (1.0 - product)),
+               t(lr * mu_next / (1.0 - product * mu_next)), t(beta1), t(1 - beta1), t(beta2),
+               t(1 - beta2), t(1.0 / (1.0 - beta2**step)), t(eps), c, s, param, grad, state1,
+               state2)
     else:
         raise ValueError(f"unknown optimizer code {kind}")
 
@@ -881,9 +977,15 @@ _SLOTS = 12
 # with labels, which are int64 and an argument apart) and the weights' (a row).
 _H_LR, _H_MU, _H_B1, _H_1MB1, _H_B2, _H_1MB2, _H_EPS, _H_SHRINK, _H_L2, _H_L1 = range(10)
 _H_DROP_SCALE = 10  # 1 / (1 - dropout)
-_N_HYPER = 11
-# float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss)
-_F_B1, _F_B2, _F_L2, _F_L1 = range(4)
+# rho and 1 - rho (RMSprop, Adadelta), the clip value (inf: none) and the gradients' factor
+# of global-norm clipping (1: none), which _train sets every step
+_H_RHO, _H_1MRHO, _H_CLIP, _H_SCALE = range(11, 15)
+_N_HYPER = 15
+# float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss),
+# the learning rate and Nadam's momentum_decay (Nadam's coefficients), Nadam's product
+# mu_1 ... mu_t and its step t (a cache, as fm_network's), the clip norm (0: none)
+_F_B1, _F_B2, _F_L2, _F_L1, _F_LR, _F_PSI, _F_PRODUCT, _F_PRODUCT_STEP, _F_CLIP_NORM = range(9)
+_N_HYPER64 = 9
 # int64 settings and state: optimizer code, loss code, step count, layers, the dropout
 # hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), whether
 # l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), the addresses
@@ -1397,7 +1499,8 @@ def _loss_call(loss, dtype):
     return loss_rows
 
 
-_OPTIMIZER_FAMILY = (0, 1, 1, 2, 2)  # sgd; momentum, nesterov; adam, adamw
+# sgd; momentum, nesterov; adam, adamw; then rmsprop, adagrad, adadelta, adamax, nadam
+_OPTIMIZER_FAMILY = (0, 1, 1, 2, 2, 3, 4, 5, 6, 7)
 
 
 @functools.cache
@@ -1415,21 +1518,55 @@ def _update_call(family, dtype):
     def update(kind, t, hyper_data, hyper64_data, param_data, grad_data, state1_data,
                state2_data, size, decay):
         hyper = numba.carray(hyper_data, _N_HYPER)
+        hyper64 = numba.carray(hyper64_data, _N_HYPER64)
         param, grad = numba.carray(param_data, size), numba.carray(grad_data, size)
-        lr = hyper[_H_LR]
+        lr, c, s = hyper[_H_LR], hyper[_H_CLIP], hyper[_H_SCALE]
+        T = hyper.dtype.type
         if family == 0:
-            _sgd(lr, param, grad)
+            _sgd(lr, c, s, param, grad)
         elif family == 1:
-            _momentum(lr, hyper[_H_MU], kind == 2, param, grad, numba.carray(state1_data, size))
-        else:
-            hyper64 = numba.carray(hyper64_data, 4)
-            one = hyper.dtype.type(1)
+            _momentum(lr, hyper[_H_MU], kind == 2, c, s, param, grad,
+                      numba.carray(state1_data, size))
+        elif family == 2:
+            one = T(1)
             shrink = hyper[_H_SHRINK] if decay else one
-            c1 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B1] ** np.float64(t)))
-            c2 = hyper.dtype.type(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t)))
+            c1 = T(1.0 / (1.0 - hyper64[_F_B1] ** np.float64(t)))
+            c2 = T(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t)))
             _adam(lr, shrink, hyper[_H_B1], hyper[_H_1MB1], hyper[_H_B2], hyper[_H_1MB2], c1,
-                  c2, hyper[_H_EPS], param, grad, numba.carray(state1_data, size),
+                  c2, hyper[_H_EPS], c, s, param, grad, numba.carray(state1_data, size),
                   numba.carray(state2_data, size))
+        elif family == 3:
+            _rmsprop(lr, hyper[_H_RHO], hyper[_H_1MRHO], hyper[_H_EPS], c, s, param, grad,
+                     numba.carray(state1_data, size))
+        elif family == 4:
+            _adagrad(lr, hyper[_H_EPS], c, s, param, grad, numba.carray(state1_data, size))
+        elif family == 5:
+            _adadelta(lr, hyper[_H_RHO], hyper[_H_1MRHO], hyper[_H_EPS], c, s, param, grad,
+                      numba.carray(state1_data, size), numba.carray(state2_data, size))
+        elif family == 6:
+            corrected = T(hyper64[_F_LR] / (1.0 - hyper64[_F_B1] ** np.float64(t)))
+            _adamax(corrected, hyper[_H_B1], hyper[_H_1MB1], hyper[_H_B2], hyper[_H_EPS], c, s,
+                    param, grad, numba.carray(state1_data, size),
+                    numba.carray(state2_data, size))
+        else:
+            b1, psi = hyper64[_F_B1], hyper64[_F_PSI]
+            if hyper64[_F_PRODUCT_STEP] != t:  # the step's first array: P_t, once
+                cached = hyper64[_F_PRODUCT_STEP]
+                if cached > 0 and cached == t - 1:
+                    product = hyper64[_F_PRODUCT] * _nadam_mu(b1, psi, t)
+                else:  # from mu_1: the same products in the same order
+                    product = 1.0
+                    for i in range(1, t + 1):
+                        product *= _nadam_mu(b1, psi, i)
+                hyper64[_F_PRODUCT], hyper64[_F_PRODUCT_STEP] = product, t
+            product = hyper64[_F_PRODUCT]
+            mu_t, mu_next = _nadam_mu(b1, psi, t), _nadam_mu(b1, psi, t + 1)
+            lr64 = hyper64[_F_LR]
+            _nadam(T(lr64 * (1.0 - mu_t) / (1.0 - product)),
+                   T(lr64 * mu_next / (1.0 - product * mu_next)), hyper[_H_B1], hyper[_H_1MB1],
+                   hyper[_H_B2], hyper[_H_1MB2], T(1.0 / (1.0 - hyper64[_F_B2] ** np.float64(t))),
+                   hyper[_H_EPS], c, s, param, grad, numba.carray(state1_data, size),
+                   numba.carray(state2_data, size))
 
     return update
 
@@ -1468,6 +1605,23 @@ def _add_output_metric(loss, Z, labels, targets, metric):
                 # libm's e^x, as the C core's exp(): one per output, accuracy before speed
                 d = (math.exp(z) if loss == 3 else z) - np.float64(targets[i, j])
                 metric[j] += d * d
+
+
+@_inline
+def _global_norm_scale(bufs, n_layers, clip_norm, c):
+    """min(1, clip_norm / ||clip(g, -c, c)||_2) over every dW and db (layer by layer, W
+    then b, as network.inc's update tasks), in the dtype; 1 for a norm not finite."""
+    sumsq = 0.0
+    for layer in range(n_layers):
+        for slot in (_DW, _DB):
+            g = bufs[layer * _SLOTS + slot]
+            for i in range(g.shape[0]):
+                for j in range(g.shape[1]):
+                    gi = np.float64(_clip(g[i, j], c, type(c)(1)))
+                    sumsq += gi * gi
+    norm = math.sqrt(sumsq)
+    scale = clip_norm / norm if math.isfinite(norm) and norm > clip_norm else 1.0
+    return type(c)(scale)
 
 
 @_kernel
@@ -1586,8 +1740,17 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
             s = layer * _SLOTS
             W, dW = bufs[s + _W], bufs[s + _DW]
             size = W.size
+            penalty += _add_penalty(W.reshape(size), dW.reshape(size), l2, l1, l2_64, l1_64)
+        # gradient (+ penalty) -> clip by value -> scale by min(1, c / global norm) ->
+        # optimizer: every gradient is complete here, before the first update
+        if update and hyper64[_F_CLIP_NORM] > 0:
+            hyper[_H_SCALE] = _global_norm_scale(bufs, n_layers, hyper64[_F_CLIP_NORM],
+                                                 hyper[_H_CLIP])
+        for layer in range(n_layers - 1, -1, -1):
+            s = layer * _SLOTS
+            W, dW = bufs[s + _W], bufs[s + _DW]
+            size = W.size
             W, dW = W.reshape(size), dW.reshape(size)
-            penalty += _add_penalty(W, dW, l2, l1, l2_64, l1_64)
             if update:
                 s1, s2 = bufs[s + _S1W], bufs[s + _S2W]
                 _call(ints[_I_UPDATE_CALL], None,
@@ -1712,7 +1875,7 @@ class Network:
             + [backward.address for _, backward in passes],
             dtype=np.int64,
         )
-        self._hyper64 = np.zeros(4, np.float64)
+        self._hyper64 = np.zeros(_N_HYPER64, np.float64)
         self._no_order = np.zeros(0, np.int64)
         self._no_losses = np.zeros(0, np.float64)
         self._no_weights = np.zeros(0, dtype)
@@ -1728,8 +1891,14 @@ class Network:
             shrink = t(1.0 - lr * opt.weight_decay)  # decoupled weight decay
         self._hyper[0] = [lr, t(opt.momentum), t(opt.beta1), t(1 - opt.beta1), t(opt.beta2),
                           t(1 - opt.beta2), t(opt.eps), shrink, t(plan.l2), t(plan.l1),
-                          t(1) / t(1 - plan.dropout)]
-        self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1)]
+                          t(1) / t(1 - plan.dropout), t(opt.rho), t(1 - opt.rho),
+                          t(opt.clip_value) if opt.clip_value else t(np.inf), t(1)]
+        product, product_step = self._hyper64[_F_PRODUCT], self._hyper64[_F_PRODUCT_STEP]
+        if (opt.beta1, opt.momentum_decay) != tuple(self._hyper64[[_F_B1, _F_PSI]]):
+            product, product_step = 1.0, 0.0  # another schedule: Nadam's P_t recomputed
+        self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1),
+                            opt.learning_rate, opt.momentum_decay, product, product_step,
+                            opt.clip_norm or 0.0]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
         self._ints[_I_DROP_KEY] = plan._dropout_key

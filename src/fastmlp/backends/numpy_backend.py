@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from fastmlp.backends._python_network import PythonNetwork
+from fastmlp.optimizers import nadam_mu, nadam_mu_product
 
 NAME = "numpy"
 
@@ -255,10 +256,16 @@ def regression_sums(P, Y, ss_res, ss_tot):
     ss_tot[:] = np.sum(np.square(Y64 - Y64.mean(axis=0)), axis=0)
 
 
-def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, param, grad,
-                     state1, state2, decay):
+def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, rho, momentum_decay,
+                     clip_value, grad_scale, step, param, grad, state1, state2, decay):
     t = param.dtype.type
-    lr, mu = t(lr), t(momentum)
+    lr64, lr, mu = float(lr), t(lr), t(momentum)
+    # the gradient the optimizer sees: clipped into [-c, c], times global-norm clipping's
+    # factor (both exact no-ops when off: c 0, scale 1)
+    if clip_value:
+        grad = np.clip(grad, -t(clip_value), t(clip_value))
+    if grad_scale != 1:
+        grad = grad * t(grad_scale)
     if kind == 0:  # sgd
         param += -lr * grad
     elif kind == 1:  # momentum
@@ -275,6 +282,31 @@ def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, step, 
         m_hat = state1 * t(1.0 / (1.0 - beta1**step))
         v_hat = state2 * t(1.0 / (1.0 - beta2**step))
         param -= lr * m_hat / (np.sqrt(v_hat) + t(eps))
+    elif kind == 5:  # rmsprop: v = rho v + (1 - rho) g^2; w -= lr g / (sqrt(v) + eps)
+        state1[...] = t(rho) * state1 + t(1 - rho) * grad * grad
+        param -= lr * grad / (np.sqrt(state1) + t(eps))
+    elif kind == 6:  # adagrad: s += g^2; w -= lr g / (sqrt(s) + eps)
+        state1 += grad * grad
+        param -= lr * grad / (np.sqrt(state1) + t(eps))
+    elif kind == 7:  # adadelta: d = sqrt(u + eps) / sqrt(v + eps) g, v and u mean squares
+        state1[...] = t(rho) * state1 + t(1 - rho) * grad * grad
+        delta = np.sqrt(state2 + t(eps)) / np.sqrt(state1 + t(eps)) * grad
+        state2[...] = t(rho) * state2 + t(1 - rho) * delta * delta
+        param -= lr * delta
+    elif kind == 8:  # adamax: u = max(b2 u, |g| + eps); w -= lr / (1 - b1^t) m / u
+        state1[...] = t(beta1) * state1 + t(1 - beta1) * grad
+        np.maximum(t(beta2) * state2, np.abs(grad) + t(eps), out=state2)
+        param -= t(lr64 / (1.0 - beta1**step)) * state1 / state2
+    elif kind == 9:  # nadam (Dozat): the momentum schedule mu_t and its product P_t
+        mu_t = nadam_mu(beta1, momentum_decay, step)
+        mu_next = nadam_mu(beta1, momentum_decay, step + 1)
+        product = nadam_mu_product(beta1, momentum_decay, step)
+        cg = t(lr64 * (1.0 - mu_t) / (1.0 - product))
+        cm = t(lr64 * mu_next / (1.0 - product * mu_next))
+        state1[...] = t(beta1) * state1 + t(1 - beta1) * grad
+        state2[...] = t(beta2) * state2 + t(1 - beta2) * grad * grad
+        denom = np.sqrt(state2 * t(1.0 / (1.0 - beta2**step))) + t(eps)
+        param -= (cg * grad + cm * state1) / denom
     else:
         raise ValueError(f"unknown optimizer code {kind}")
 
