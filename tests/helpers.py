@@ -180,7 +180,7 @@ def ref_activation(name, z, alpha=None):
     if name == "softplus":
         return np.logaddexp(0.0, z)
     if name == "selu":
-        return np.where(z > 0, SELU_SCALE * z, SELU_SCALE * SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0)))
     if name == "gelu":
         return z * ndtr(z)  # z P(N(0, 1) <= z)
     if name == "gelu_tanh":

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from helpers import (
     ACTIVATION_CASES,
-    NEEDS_Z,
     ACTIVATION_IDS,
+    NEEDS_Z,
     as_layout,
     assert_close,
     assert_unchanged,
@@ -187,7 +187,8 @@ def test_new_activations_known_values(backend, dtype, name):
         "selu": [0.0, 30 * 1.0507009873554805, -1.0507009873554805 * 1.6732632423543772],
         "gelu": [0.0, 30.0, 0.0], "gelu_tanh": [0.0, 30.0, 0.0],
         # -30 sigmoid(-30) and -30 tanh(log(1 + e^-30)), both -30 e^-30 to double precision
-        "swish": [0.0, 30.0, -30 * math.exp(-30)], "mish": [0.0, 30.0, -30 * math.exp(-30)], "softsign": [0.0, 30 / 31, -30 / 31],
+        "swish": [0.0, 30.0, -30 * math.exp(-30)], "mish": [0.0, 30.0, -30 * math.exp(-30)],
+        "softsign": [0.0, 30 / 31, -30 / 31],
         "hard_sigmoid": [0.5, 1.0, 0.0],
     }[name]
     assert_close(A, np.array([expected]), dtype)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from helpers import (
     ACTIVATION_CASES,
-    ACTIVATIONS,
     ACTIVATION_IDS,
+    ACTIVATIONS,
     as_layout,
     assert_unchanged,
     assert_within,

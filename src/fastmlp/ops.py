@@ -210,7 +210,8 @@ def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.
                    need_dX=True):
     """Backward pass of ``A = f(X @ W + b)`` with the activation derivative fused.
 
-    ``dZ = dA * f'(A)`` (``f'(Z)`` for gelu, gelu_tanh, swish and mish), ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
+    ``dZ = dA * f'(A)`` (``f'(Z)`` for gelu, gelu_tanh, swish and mish),
+    ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
     ``dX = dZ @ W.T``.
 
     Parameters
