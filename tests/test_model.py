@@ -1193,8 +1193,8 @@ def test_invalid_fit_hyper_parameters(options, exception, name):
 @pytest.mark.parametrize(
     "options, exception, name",
     [
-        ({"activation": "swish"}, ValueError, "activation"),
-        ({"activation": ["relu", "gelu"], "hidden_layer_sizes": (4, 4)}, ValueError,
+        ({"activation": "maxout"}, ValueError, "activation"),
+        ({"activation": ["relu", "prelu"], "hidden_layer_sizes": (4, 4)}, ValueError,
          "activation"),
         ({"dropout": 1.0}, ValueError, "dropout"),
         ({"dropout": 1.5}, ValueError, "dropout"),
