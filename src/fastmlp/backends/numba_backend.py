@@ -2,9 +2,9 @@
 
 Each kernel is a ``numba.njit(nogil=True, cache=True)`` function written as the explicit
 loops of csrc/kernels/*.inc (bias add and activation fused into one pass, the activation
-derivative taken from the saved output or, for gelu, gelu_tanh, swish and mish, the
-kept pre-activation, losses and their gradients in one pass, fused
-optimizer updates), with the matrix products left to BLAS through ``np.dot``. Numba
+derivative taken from the saved output or, for gelu, gelu_tanh, swish and mish, the kept
+pre-activation, losses and their gradients in one pass, fused optimizer updates), with
+the matrix products left to BLAS through ``np.dot``. Numba
 compiles one specialisation per dtype, so float32 stays float32 (losses accumulate in
 float64, as in the C core). Same API and numerics as the reference, numpy_backend (see
 fastmlp.backends.BACKEND_API): arguments are already validated, outputs preallocated.
