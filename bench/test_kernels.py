@@ -11,13 +11,17 @@ from __future__ import annotations
 import mlpbench as mb
 import numpy as np
 import pytest
+from scipy.special import erf
 
 import fastmlp
 from fastmlp import ops
 
 N, D_IN, D_OUT = 256, 256, 256
 SHAPE = f"{N}x{D_IN}->{D_OUT}"
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus")
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus", "selu",
+               "gelu", "gelu_tanh", "swish", "mish", "softsign", "hard_sigmoid")
+NEEDS_Z = ("gelu", "gelu_tanh", "swish", "mish")  # their backward reads the pre-activation
+SELU_SCALE, SELU_ALPHA = 1.0507009873554805, 1.6732632423543772
 LEAKY, ELU = 0.01, 1.0
 DTYPES = ("float32", "float64")
 IMPLS = tuple(f"fastmlp-{b}" for b in mb.FASTMLP_BACKENDS) + ("course-numpy",)
@@ -41,6 +45,20 @@ def course_activation(name, z):
         return np.where(z > 0, z, ELU * (np.exp(z) - 1))
     if name == "softplus":
         return np.log(1 + np.exp(z))
+    if name == "selu":
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * (np.exp(z) - 1))
+    if name == "gelu":
+        return 0.5 * z * (1 + erf(z / np.sqrt(2)))
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
+    if name == "swish":
+        return z / (1 + np.exp(-z))
+    if name == "mish":
+        return z * np.tanh(np.log(1 + np.exp(z)))
+    if name == "softsign":
+        return z / (1 + np.abs(z))
+    if name == "hard_sigmoid":
+        return np.clip(0.2 * z + 0.5, 0, 1)
     raise ValueError(name)
 
 
@@ -48,7 +66,7 @@ def course_dense_forward(name, X, W, b):
     return course_activation(name, np.dot(X, W) + b)
 
 
-def course_dense_backward(name, dA, X, W, A):
+def course_dense_backward(name, dA, X, W, A, Z):
     if name == "identity":
         dZ = dA
     elif name == "relu":
@@ -64,6 +82,25 @@ def course_dense_backward(name, dA, X, W, A):
         dZ = dA * np.where(A > 0, 1, A + ELU)
     elif name == "softplus":
         dZ = dA * (1 - np.exp(-A))  # sigmoid(z) written from a = softplus(z)
+    elif name == "selu":
+        dZ = dA * np.where(A > 0, SELU_SCALE, A + SELU_SCALE * SELU_ALPHA)
+    elif name == "gelu":
+        dZ = dA * (0.5 * (1 + erf(Z / np.sqrt(2))) + Z * np.exp(-0.5 * Z**2) / np.sqrt(2 * np.pi))
+    elif name == "gelu_tanh":
+        u = np.sqrt(2 / np.pi) * (Z + 0.044715 * Z**3)
+        t = np.tanh(u)
+        dZ = dA * (0.5 * (1 + t) + 0.5 * Z * (1 - t**2) * np.sqrt(2 / np.pi)
+                   * (1 + 3 * 0.044715 * Z**2))
+    elif name == "swish":
+        s = 1 / (1 + np.exp(-Z))
+        dZ = dA * (s + Z * s * (1 - s))
+    elif name == "mish":
+        t = np.tanh(np.log(1 + np.exp(Z)))
+        dZ = dA * (t + Z * (1 - t**2) / (1 + np.exp(-Z)))
+    elif name == "softsign":
+        dZ = dA * (1 - np.abs(A)) ** 2
+    elif name == "hard_sigmoid":
+        dZ = dA * np.where((A > 0) & (A < 1), 0.2, 0.0)
     else:
         raise ValueError(name)
     dW = np.dot(X.T, dZ)
@@ -111,10 +148,11 @@ def dense_arrays(dtype, activation, seed=0):
     X = rng.standard_normal((N, D_IN)).astype(dtype)
     W = (rng.standard_normal((D_IN, D_OUT)) / np.sqrt(D_IN)).astype(dtype)
     b = (0.1 * rng.standard_normal(D_OUT)).astype(dtype)
+    Z = np.empty((N, D_OUT), dtype)  # the pre-activation, what NEEDS_Z's backward reads
     with fastmlp.use_backend("numpy"):
-        A = ops.dense_forward(X, W, b, activation)
+        A = ops.dense_forward(X, W, b, activation, Z_out=Z)
     dA = rng.standard_normal((N, D_OUT)).astype(dtype)
-    return X, W, b, A, dA
+    return X, W, b, A, dA, Z
 
 
 # -- benchmarks --------------------------------------------------------------------------
@@ -122,7 +160,7 @@ def dense_arrays(dtype, activation, seed=0):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_forward(measure, impl, dtype, activation):
-    X, W, b, _, _ = dense_arrays(dtype, activation)
+    X, W, b, _, _, _ = dense_arrays(dtype, activation)
     if impl == "course-numpy":
         def fn():
             return course_dense_forward(activation, X, W, b)
@@ -139,13 +177,14 @@ def test_dense_forward(measure, impl, dtype, activation):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_dense_backward(measure, impl, dtype, activation):
-    X, W, _, A, dA = dense_arrays(dtype, activation)
+    X, W, _, A, dA, Z = dense_arrays(dtype, activation)
     if impl == "course-numpy":
         def fn():
-            return course_dense_backward(activation, dA, X, W, A)
+            return course_dense_backward(activation, dA, X, W, A, Z)
     else:
         def fn():
-            return ops.dense_backward(dA, X, W, A, activation)
+            return ops.dense_backward(dA, X, W, A, activation,
+                                      Z=Z if activation in NEEDS_Z else None)
 
     measure(fn, group=f"dense_backward[{activation}] {SHAPE} {dtype}", impl=impl,
             dtype=dtype, shape=SHAPE, flops=4 * N * D_IN * D_OUT, kernel="dense_backward",

@@ -29,8 +29,23 @@ typedef enum {
     FM_ACT_TANH = 4,
     FM_ACT_ELU = 5,
     FM_ACT_SOFTPLUS = 6,
-    FM_ACT_COUNT = 7
+    FM_ACT_SELU = 7,
+    FM_ACT_GELU = 8,          /* exact, with erf */
+    FM_ACT_GELU_TANH = 9,     /* the tanh approximation */
+    FM_ACT_SWISH = 10,        /* SiLU */
+    FM_ACT_MISH = 11,
+    FM_ACT_SOFTSIGN = 12,
+    FM_ACT_HARD_SIGMOID = 13, /* Keras 2's clip(0.2 z + 0.5, 0, 1) */
+    FM_ACT_COUNT = 14
 } fm_activation;
+
+/* 1 for the activations whose derivative is not a function of their output (gelu,
+   gelu_tanh, swish, mish): their backward passes read the saved pre-activation Z. */
+static inline int fm_activation_needs_z(int act)
+{
+    return act == FM_ACT_GELU || act == FM_ACT_GELU_TANH || act == FM_ACT_SWISH ||
+           act == FM_ACT_MISH;
+}
 
 typedef enum {
     FM_LOSS_SOFTMAX_CROSS_ENTROPY = 0, /* y: int64 labels */
@@ -162,6 +177,10 @@ typedef struct {
     void *const *W, *const *b, *const *dW, *const *db;
     void *const *state1_W, *const *state1_b, *const *state2_W, *const *state2_b;
     void *const *A, *const *dA;
+    /* Z[l] (max_batch x sizes[l+1]) holds layer l's pre-activation X W + b for the layers
+       whose activation needs it (fm_activation_needs_z), NULL for the others; Z itself
+       may be NULL when no layer needs it. */
+    void *const *Z;
     void *X_batch, *y_batch;
     void *w_batch;            /* max_batch sample weights gathered for a shuffled epoch;
                                  NULL: the plan trains without weights */
@@ -192,15 +211,18 @@ typedef struct {
                                           int64_t cols, const REAL *Z,                 \
                                           const REAL *bias, REAL *A);                  \
     fm_status fm_activation_backward_##SFX(int act, double alpha, int64_t n,           \
-                                           const REAL *dA, const REAL *A, REAL *dZ);   \
+                                           const REAL *dA, const REAL *A,              \
+                                           const REAL *Z, REAL *dZ);                   \
     fm_status fm_dense_forward_##SFX(const fm_blas *blas, int64_t rows, int64_t d_in,  \
                                      int64_t d_out, const REAL *X, const REAL *W,      \
-                                     const REAL *b, int act, double alpha, REAL *A);   \
+                                     const REAL *b, int act, double alpha, REAL *A,    \
+                                     REAL *Z);                                         \
     fm_status fm_dense_backward_##SFX(const fm_blas *blas, int64_t rows, int64_t d_in, \
                                       int64_t d_out, const REAL *dA, const REAL *X,    \
-                                      const REAL *W, const REAL *A, int act,           \
-                                      double alpha, double l2, double l1, REAL *dZ,    \
-                                      REAL *dX, REAL *dW, REAL *db, double *penalty);  \
+                                      const REAL *W, const REAL *A, const REAL *Z,     \
+                                      int act, double alpha, double l2, double l1,     \
+                                      REAL *dZ, REAL *dX, REAL *dW, REAL *db,          \
+                                      double *penalty);                                \
     fm_status fm_softmax_##SFX(int64_t rows, int64_t cols, const REAL *Z, int log,     \
                                REAL *out);                                             \
     fm_status fm_softmax_cross_entropy_##SFX(int64_t rows, int64_t cols,               \

@@ -9,7 +9,7 @@ backend is one of the implementations under test, not the specification.
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, logsumexp
+from scipy.special import expit, logsumexp, ndtr
 
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("float32", "float64")
@@ -22,7 +22,10 @@ ATOL = {np.dtype(np.float32): 1e-6, np.dtype(np.float64): 1e-13}
 
 LAYOUTS = ("C", "F", "strided")
 
-ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus")
+ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus", "selu",
+               "gelu", "gelu_tanh", "swish", "mish", "softsign", "hard_sigmoid")
+# the activations whose backward pass reads the pre-activation Z (not monotonic)
+NEEDS_Z = ("gelu", "gelu_tanh", "swish", "mish")
 # (name, alpha) pairs that cover every activation and both documented alpha roles.
 ACTIVATION_CASES = (
     ("identity", None),
@@ -36,6 +39,13 @@ ACTIVATION_CASES = (
     ("elu", 1.0),
     ("elu", 0.5),
     ("softplus", None),
+    ("selu", None),
+    ("gelu", None),
+    ("gelu_tanh", None),
+    ("swish", None),
+    ("mish", None),
+    ("softsign", None),
+    ("hard_sigmoid", None),
 )
 ACTIVATION_IDS = tuple(n if a is None else f"{n}-{a}" for n, a in ACTIVATION_CASES)
 DEFAULT_ALPHA = {"leaky_relu": 0.01, "elu": 1.0}
@@ -169,7 +179,25 @@ def ref_activation(name, z, alpha=None):
         return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0.0)))
     if name == "softplus":
         return np.logaddexp(0.0, z)
+    if name == "selu":
+        return SELU_SCALE * np.where(z > 0, z, SELU_ALPHA * np.expm1(np.minimum(z, 0)))
+    if name == "gelu":
+        return z * ndtr(z)  # z P(N(0, 1) <= z)
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(np.sqrt(2 / np.pi) * (z + 0.044715 * z**3)))
+    if name in ("swish", "silu"):
+        return z * expit(z)
+    if name == "mish":
+        return z * np.tanh(np.logaddexp(0.0, z))
+    if name == "softsign":
+        return z / (1 + np.abs(z))
+    if name == "hard_sigmoid":
+        return np.clip(0.2 * z + 0.5, 0.0, 1.0)
     raise ValueError(name)
+
+
+SELU_SCALE = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
 
 
 def ref_derivative_from_z(name, z, alpha=None):
@@ -191,6 +219,24 @@ def ref_derivative_from_z(name, z, alpha=None):
         return np.where(z > 0, 1.0, alpha * np.exp(np.minimum(z, 0.0)))
     if name == "softplus":
         return expit(z)
+    if name == "selu":
+        return np.where(z > 0, SELU_SCALE, SELU_SCALE * SELU_ALPHA * np.exp(np.minimum(z, 0)))
+    if name == "gelu":  # Phi(z) + z phi(z)
+        return ndtr(z) + z * np.exp(-0.5 * z * z) / np.sqrt(2 * np.pi)
+    if name == "gelu_tanh":
+        c = np.sqrt(2 / np.pi)
+        u = c * (z + 0.044715 * z**3)
+        return 0.5 * (1 + np.tanh(u)) + 0.5 * z / np.cosh(u) ** 2 * c * (1 + 3 * 0.044715 * z**2)
+    if name in ("swish", "silu"):
+        s = expit(z)
+        return s + z * s * (1 - s)
+    if name == "mish":
+        sp = np.logaddexp(0.0, z)
+        return np.tanh(sp) + z * expit(z) / np.cosh(sp) ** 2
+    if name == "softsign":
+        return 1 / (1 + np.abs(z)) ** 2
+    if name == "hard_sigmoid":
+        return np.where(np.abs(z) < 2.5, 0.2, 0.0)
     raise ValueError(name)
 
 
@@ -212,7 +258,20 @@ def ref_derivative_from_a(name, a, alpha=None):
         return np.where(a > 0, 1.0, a + alpha)
     if name == "softplus":
         return 1 - np.exp(-a)  # sigmoid(z) = 1 - 1 / (1 + e^z) = 1 - e^-a
-    raise ValueError(name)
+    if name == "selu":
+        return np.where(a > 0, SELU_SCALE, a + SELU_SCALE * SELU_ALPHA)
+    if name == "softsign":
+        return (1 - np.abs(a)) ** 2
+    if name == "hard_sigmoid":
+        return np.where((a > 0) & (a < 1), 0.2, 0.0)
+    raise ValueError(f"{name}: its derivative is not a function of its output")
+
+
+def ref_derivative(name, A, Z, alpha=None):
+    """f'(z) as activation_backward computes it: from the pre-activation Z for NEEDS_Z, else
+    from the saved output A."""
+    return ref_derivative_from_z(name, Z, alpha) if name in NEEDS_Z else \
+        ref_derivative_from_a(name, A, alpha)
 
 
 def ref_dense_forward(X, W, b, name, alpha=None):
@@ -220,9 +279,9 @@ def ref_dense_forward(X, W, b, name, alpha=None):
     return ref_activation(name, X @ W + b.reshape(-1), alpha)
 
 
-def ref_dense_backward(dA, X, W, A, name, alpha=None, l2=0.0, l1=0.0):
+def ref_dense_backward(dA, X, W, A, name, alpha=None, l2=0.0, l1=0.0, Z=None):
     dA, X, W, A = (np.asarray(a, dtype=np.float64) for a in (dA, X, W, A))
-    dZ = dA * ref_derivative_from_a(name, A, alpha)
+    dZ = dA * ref_derivative(name, A, Z, alpha)
     dW = X.T @ dZ + l2 * W + l1 * np.sign(W)
     return dZ @ W.T, dW, dZ.sum(axis=0), dZ
 

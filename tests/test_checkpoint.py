@@ -29,7 +29,10 @@ _FIT = dict(epochs=4, batch_size=8, verbose=0, validation_split=0.2, early_stopp
 _OPTIMIZERS = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad", "adadelta",
                "adamax", "nadam"]
 _VARIANTS = {"plan": {}, "dropout": {"dropout": 0.3},
-             "batch_norm": {"batch_norm": True, "dropout": 0.2}}
+             "batch_norm": {"batch_norm": True, "dropout": 0.2},
+             # a layer that keeps its pre-activation (plan and layered paths), by alias
+             "silu": {"activation": "silu"},
+             "gelu_batch_norm": {"activation": "gelu", "batch_norm": True}}
 
 
 def _data(n=600, n_features=6, seed=0):

@@ -12,6 +12,7 @@ import pytest
 from helpers import (
     ACTIVATION_CASES,
     ACTIVATION_IDS,
+    ACTIVATIONS,
     as_layout,
     assert_unchanged,
     assert_within,
@@ -104,16 +105,17 @@ def test_dense_backward(backend, dtype, layout, rng, name, alpha, l2, l1):
     Z = rng.standard_normal((7, 4)) * 2
     Z[np.abs(Z) < 0.05] = 0.5
     A = ref_activation(name, Z, alpha).astype(dtype)
+    Z = Z.astype(dtype)  # the pre-activation, read by gelu, gelu_tanh, swish and mish
     dA = rng.standard_normal((7, 4)).astype(dtype)
-    dA, X, W, A = (as_layout(a, layout) for a in (dA, X, W, A))
-    before = snapshot(dA, X, W, A)
-    dX, dW, db = ops.dense_backward(dA, X, W, A, name, l2=l2, l1=l1, **_kw(alpha))
-    _check_backward(dA, X, W, A, name, alpha, l2, l1, dtype, dX, dW, db)
-    assert_unchanged([dA, X, W, A], before, ["dA", "X", "W", "A"])
+    dA, X, W, A, Z = (as_layout(a, layout) for a in (dA, X, W, A, Z))
+    before = snapshot(dA, X, W, A, Z)
+    dX, dW, db = ops.dense_backward(dA, X, W, A, name, Z=Z, l2=l2, l1=l1, **_kw(alpha))
+    _check_backward(dA, X, W, A, name, alpha, l2, l1, dtype, dX, dW, db, Z=Z)
+    assert_unchanged([dA, X, W, A, Z], before, ["dA", "X", "W", "A", "Z"])
 
 
-def _check_backward(dA, X, W, A, name, alpha, l2, l1, dtype, dX, dW, db, need_dX=True):
-    e_dX, e_dW, e_db, e_dZ = ref_dense_backward(dA, X, W, A, name, alpha, l2, l1)
+def _check_backward(dA, X, W, A, name, alpha, l2, l1, dtype, dX, dW, db, need_dX=True, Z=None):
+    e_dX, e_dW, e_db, e_dZ = ref_dense_backward(dA, X, W, A, name, alpha, l2, l1, Z=Z)
     aZ = np.abs(e_dZ)
     X64, W64 = np.asarray(X, np.float64), np.asarray(W, np.float64)
     n, n_in = X.shape
@@ -162,17 +164,18 @@ def test_dense_backward_zero_rows_gives_only_the_penalty(backend, dtype, rng):
 # -- the C backend's two gemm paths ------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["identity", "relu", "sigmoid", "elu"])
+@pytest.mark.parametrize("name", ["identity", "relu", "sigmoid", "elu", "selu", "gelu", "mish"])
 @pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
 def test_c_dense_on_both_gemm_paths(gemm_path, dtype, layout, rng, name, shape):
     with fastmlp.use_backend("c"):
         X, W, b = _inputs(rng, dtype, *shape)
         X, W = as_layout(X, layout), as_layout(W, layout)
-        A = ops.dense_forward(X, W, b, name)
+        Z = np.empty((shape[0], shape[2]), dtype)
+        A = ops.dense_forward(X, W, b, name, Z_out=Z)
         _check_forward(X, W, b, name, None, dtype, A)
         dA = rng.standard_normal(A.shape).astype(dtype)
-        dX, dW, db = ops.dense_backward(dA, X, W, A, name, l2=0.01, l1=0.001)
-        _check_backward(dA, X, W, A, name, None, 0.01, 0.001, dtype, dX, dW, db)
+        dX, dW, db = ops.dense_backward(dA, X, W, A, name, Z=Z, l2=0.01, l1=0.001)
+        _check_backward(dA, X, W, A, name, None, 0.01, 0.001, dtype, dX, dW, db, Z=Z)
 
 
 def test_small_gemm_threshold_round_trips(c_kernels):
@@ -277,8 +280,7 @@ def test_simd_levels_and_selection(c_kernels):
     assert c_kernels.select_simd(None) == levels[-1]
 
 
-@pytest.mark.parametrize("name", ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu",
-                                  "softplus"])
+@pytest.mark.parametrize("name", ACTIVATIONS)
 def test_dense_layers_on_every_simd_kernel_set(c_kernels, simd, dtype, rng, name):
     """dense_forward (bias and activation fused into the product's epilogue where they
     fit) and dense_backward on each kernel set, wide, narrow and one-row layers."""
@@ -286,11 +288,12 @@ def test_dense_layers_on_every_simd_kernel_set(c_kernels, simd, dtype, rng, name
     with fastmlp.use_backend("c"):
         for rows, d_in, d_out in [(37, 2, 100), (33, 100, 3), (1, 17, 31), (64, 257, 15)]:
             X, W, b = _inputs(rng, dtype, rows, d_in, d_out)
-            A = ops.dense_forward(X, W, b, name, alpha=alpha)
+            Z = np.empty((rows, d_out), dtype)
+            A = ops.dense_forward(X, W, b, name, alpha=alpha, Z_out=Z)
             _check_forward(X, W, b, name, alpha, dtype, A)
             dA = rng.standard_normal(A.shape).astype(dtype)
-            dX, dW, db = ops.dense_backward(dA, X, W, A, name, alpha=alpha, l2=0.01)
-            _check_backward(dA, X, W, A, name, alpha, 0.01, 0.0, dtype, dX, dW, db)
+            dX, dW, db = ops.dense_backward(dA, X, W, A, name, Z=Z, alpha=alpha, l2=0.01)
+            _check_backward(dA, X, W, A, name, alpha, 0.01, 0.0, dtype, dX, dW, db, Z=Z)
 
 
 def test_fused_relu_epilogue_keeps_nan(c_kernels, simd, dtype):
@@ -302,3 +305,18 @@ def test_fused_relu_epilogue_keeps_nan(c_kernels, simd, dtype):
         A = ops.dense_forward(X, W, np.zeros(20, dtype), "relu")
         assert np.isnan(A[5]).all()
         np.testing.assert_array_equal(np.delete(A, 5, axis=0), 0)
+
+
+@pytest.mark.parametrize("name", ["gelu", "gelu_tanh", "swish", "mish"])
+def test_dense_forward_keeps_the_preactivation(backend, dtype, rng, name):
+    # Z_out = X W + b, what dense_backward reads for the activations that need it
+    X, W, b = _inputs(rng, dtype, 6, 4, 3)
+    Z = np.full((6, 3), np.nan, dtype)
+    A = ops.dense_forward(X, W, b, name, Z_out=Z)
+    _check_forward(X, W, b, "identity", None, dtype, Z)
+    _check_forward(X, W, b, name, None, dtype, A)
+    dA = rng.standard_normal((6, 3)).astype(dtype)
+    dX, dW, db = ops.dense_backward(dA, X, W, A, name, Z=Z)
+    _check_backward(dA, X, W, A, name, None, 0.0, 0.0, dtype, dX, dW, db, Z=Z)
+    with pytest.raises(ValueError, match="pre-activation"):
+        ops.dense_backward(dA, X, W, A, name)

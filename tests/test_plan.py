@@ -11,7 +11,8 @@ from helpers import RTOL, ref_network_forward
 import fastmlp
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus")
+HIDDEN_ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "elu", "softplus", "selu",
+                      "gelu", "gelu_tanh", "swish", "mish", "softsign", "hard_sigmoid")
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
 LEARNING_RATES = {"sgd": 0.1, "momentum": 0.05, "nesterov": 0.05, "adam": 0.01, "adamw": 0.01}
 

@@ -73,13 +73,17 @@ def test_threaded_training_matches_the_numpy_reference(dtype):
 
 
 @pytest.mark.parametrize("activation, dropout", [("relu", 0.0), ("sigmoid", 0.0),
-                                                 ("softplus", 0.0), ("tanh", 0.3)])
+                                                 ("softplus", 0.0), ("tanh", 0.3),
+                                                 ("gelu", 0.0), ("mish", 0.3),
+                                                 ("selu", 0.0)])
 def test_a_step_in_tiles_gives_the_same_bits_and_the_reference(activation, dropout, dtype,
                                                               gemm_path, monkeypatch):
     """A network without per-block gradient copies (the plan's budget forced to 0 here, as
     a 1024-2048-2048-1000 net has none) runs each product in tiles on the threads: 2080
     units make two tiles a side, with an edge. Epilogues in registers (gemm=small) or in a
-    pass over each tile (gemm=blas); softplus and dropout leave the gate to its own pass."""
+    pass over each tile (gemm=blas); softplus, selu and dropout leave the gate to its own
+    pass; gelu and mish keep their pre-activation Z (the tiles make Z, then A = f(Z)) and
+    take their derivative from it."""
     from fastmlp import plan as plan_module
 
     monkeypatch.setattr(plan_module, "_BLOCK_GRADIENT_BYTES", 0)

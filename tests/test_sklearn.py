@@ -682,6 +682,10 @@ def test_extension_activations_per_layer_dropout_and_dtype(digits):
                           random_state=0, max_iter=40).fit(X, y)
     assert mixed._plan.activations == ["leaky_relu", "tanh", "identity"]
     assert mixed.score(X, y) > 0.8
+    new = MLPClassifier(activation=["gelu", "silu"], hidden_layer_sizes=(12, 8),
+                        random_state=0, max_iter=40).fit(X, y)
+    assert new._plan.activations == ["gelu", "swish", "identity"]
+    assert new.score(X, y) > 0.8
     with pytest.raises(ValueError, match="one per hidden layer"):
         MLPClassifier(activation=["relu"], **params).fit(X, y)
     # dropout trains another model; refused with lbfgs

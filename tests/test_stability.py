@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from helpers import (
     ACTIVATIONS,
     assert_close,
+    ref_activation,
+    ref_derivative_from_z,
     ref_log_softmax,
     ref_sigmoid_bce,
     ref_softmax,
@@ -295,3 +299,22 @@ def test_infinite_inputs(backend, dtype):
     # a -inf logit is a masked class: probability 0, the others unaffected
     P = ops.softmax(np.array([[-np.inf, 0.0, 0.0]], dtype))
     np.testing.assert_array_equal(P, [[0.0, 0.5, 0.5]])
+
+
+# -- the activations at the edges ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_activations_finite_at_the_edges(backend, dtype, name):
+    # far out (+-1e4, +-80: e^80 overflows float32) every activation and its derivative is
+    # finite, without an overflow warning, and equals its float64 reference (saturated)
+    Z = np.array([[-1e4, -80.0, -30.0, 0.0, 30.0, 80.0, 1e4]], dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning (overflow, invalid) fails
+        A = ops.activation_forward(name, Z)
+        dZ = ops.activation_backward(name, np.ones_like(Z), A, Z=Z)
+    assert np.all(np.isfinite(A)) and np.all(np.isfinite(dZ)), f"{name}: {A}, {dZ}"
+    with np.errstate(over="ignore"):  # the reference's cosh may overflow to a 0 slope
+        expected = ref_derivative_from_z(name, Z.astype(np.float64))
+    assert_close(A, ref_activation(name, Z.astype(np.float64)), dtype)
+    assert_close(dZ, expected, dtype)

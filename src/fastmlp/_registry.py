@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 # name -> (code, default alpha); alpha is the slope of leaky_relu and the scale of elu.
+# The formulas are in csrc/kernels/activation.inc and the user guide's kernels page.
 ACTIVATIONS = {
     "identity": (0, 0.0),
     "relu": (1, 0.0),
@@ -11,8 +12,19 @@ ACTIVATIONS = {
     "tanh": (4, 0.0),
     "elu": (5, 1.0),
     "softplus": (6, 0.0),
+    "selu": (7, 0.0),
+    "gelu": (8, 0.0),
+    "gelu_tanh": (9, 0.0),
+    "swish": (10, 0.0),
+    "mish": (11, 0.0),
+    "softsign": (12, 0.0),
+    "hard_sigmoid": (13, 0.0),
 }
 ACTIVATIONS_WITH_ALPHA = ("leaky_relu", "elu")
+ACTIVATION_ALIASES = {"silu": "swish"}
+# The activations whose derivative is not a function of their output (not monotonic:
+# one output, two inputs): their backward pass reads the saved pre-activation z.
+ACTIVATIONS_NEEDING_Z = ("gelu", "gelu_tanh", "swish", "mish")
 
 # name -> code. The classification losses take logits: the output layer is linear.
 LOSSES = {

@@ -20,7 +20,13 @@ import numbers
 
 import numpy as np
 
-from fastmlp._registry import ACTIVATIONS, ACTIVATIONS_WITH_ALPHA, LOSS_ALIASES, LOSSES
+from fastmlp._registry import (
+    ACTIVATION_ALIASES,
+    ACTIVATIONS,
+    ACTIVATIONS_WITH_ALPHA,
+    LOSS_ALIASES,
+    LOSSES,
+)
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 _INT32_MAX = 2**31 - 1
@@ -115,10 +121,18 @@ def labels(y, name, n_rows, n_classes, check_range=True):
     return aligned(np.ascontiguousarray(arr, dtype=np.int64))
 
 
+def activation_name(name):
+    """The canonical activation name (accepts the aliases in fastmlp._registry)."""
+    canonical = ACTIVATION_ALIASES.get(name, name) if isinstance(name, str) else name
+    if not isinstance(canonical, str) or canonical not in ACTIVATIONS:
+        raise ValueError(f"activation: unknown {name!r}; expected one of "
+                         f"{sorted({*ACTIVATIONS, *ACTIVATION_ALIASES})}")
+    return canonical
+
+
 def activation(name, alpha=None):
-    """(code, alpha) for an activation name; alpha only for leaky_relu and elu."""
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"activation: unknown {name!r}; expected one of {sorted(ACTIVATIONS)}")
+    """(code, alpha) for an activation name or alias; alpha only for leaky_relu and elu."""
+    name = activation_name(name)
     code, default = ACTIVATIONS[name]
     if alpha is None:
         return code, default

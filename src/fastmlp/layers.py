@@ -148,7 +148,8 @@ class LayeredNetwork:
                     Z = self.gamma[layer] * xhat + self.beta[layer]
                     entry.update(xhat=xhat, inv_std=inv_std)
                 A = ops.activation_forward(self.activations[layer], Z, alpha=self._alpha(layer))
-                entry["activation"] = A
+                # the pre-activation too: gelu, gelu_tanh, swish and mish's derivative reads it
+                entry.update(activation=A, preactivation=Z)
                 if training and self.dropout:
                     keep = self._rng.random(A.shape) >= self.dropout
                     entry["mask"] = keep / self.dtype.type(1 - self.dropout)
@@ -193,7 +194,7 @@ class LayeredNetwork:
                 if "mask" in entry:
                     dA = dA * entry["mask"]
                 dZ = ops.activation_backward(self.activations[layer], dA, entry["activation"],
-                                             alpha=self._alpha(layer))
+                                             Z=entry["preactivation"], alpha=self._alpha(layer))
                 if self.batch_norm:
                     xhat, inv_std = entry["xhat"], entry["inv_std"]
                     bn_grads[layer] = ((dZ * xhat).sum(axis=0), dZ.sum(axis=0))

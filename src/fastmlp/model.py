@@ -58,7 +58,9 @@ class MLP:
     ----------
     hidden_layer_sizes : sequence of int, default (100,)
     activation : str or sequence of str, default "relu"
-        Hidden-layer activation(s): identity, relu, leaky_relu, sigmoid, tanh, elu, softplus.
+        Hidden-layer activation(s): identity, relu, leaky_relu, sigmoid, tanh, elu, softplus,
+        selu, gelu, gelu_tanh, swish (alias silu), mish, softsign, hard_sigmoid (Keras 2's
+        clip(0.2 z + 0.5, 0, 1)); formulas in the user guide's kernels page.
     task : {"auto", "classification", "binary", "multilabel", "regression"}
         "auto" decides from y at the first fit: integer or string labels give
         classification (a sigmoid head for two classes, softmax otherwise); a 2-D 0/1

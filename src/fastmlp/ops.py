@@ -11,7 +11,7 @@ import numpy as np
 
 from fastmlp import _backend
 from fastmlp import _validation as check
-from fastmlp._registry import OPTIMIZERS
+from fastmlp._registry import ACTIVATIONS, ACTIVATIONS_NEEDING_Z, OPTIMIZERS
 
 __all__ = [
     "activation_forward",
@@ -45,6 +45,10 @@ def _kernels(*arrays):
     return _backend.active()
 
 
+_NAMES = {code: name for name, (code, _) in ACTIVATIONS.items()}
+_CODES_NEEDING_Z = {ACTIVATIONS[name][0] for name in ACTIVATIONS_NEEDING_Z}
+
+
 def _as_2d(arr):
     # elementwise kernels see any C-contiguous array as one row
     return arr.reshape(1, -1)
@@ -55,8 +59,12 @@ def activation_forward(name, Z, *, alpha=None, out=None):
 
     Parameters
     ----------
-    name : {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus"}
-        The activation.
+    name : str
+        The activation: "identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu",
+        "softplus", "selu", "gelu" (exact, with erf), "gelu_tanh" (its tanh
+        approximation), "swish" (alias "silu"), "mish", "softsign" or "hard_sigmoid"
+        (Keras 2's ``clip(0.2 z + 0.5, 0, 1)``); the formulas are in the user guide's
+        kernels page.
     Z : ndarray of float32 or float64
         Any shape.
     alpha : float, optional
@@ -81,11 +89,13 @@ def activation_forward(name, Z, *, alpha=None, out=None):
     return out
 
 
-def activation_backward(name, dA, A, *, alpha=None, out=None):
+def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
     """Backpropagate through an activation from its saved output: ``dZ = dA * f'(z)``.
 
     The derivative is written from ``A = f(z)`` (sigmoid ``a(1-a)``, tanh ``1-a^2``,
-    relu ``a > 0``, ...), so the pre-activation is never needed.
+    relu ``a > 0``, ...), so the pre-activation is not needed, except by gelu,
+    gelu_tanh, swish and mish: they are not monotonic (two inputs share an output), so
+    their derivative is written from the pre-activation Z, which they require.
 
     Parameters
     ----------
@@ -95,10 +105,13 @@ def activation_backward(name, dA, A, *, alpha=None, out=None):
         The gradient of the loss with respect to A.
     A : ndarray
         The activation's output, the shape and dtype of dA.
+    Z : ndarray, optional
+        The pre-activation (A = f(Z)), the shape and dtype of dA: required by gelu,
+        gelu_tanh, swish and mish, unread by the others.
     alpha : float, optional
         The leaky_relu slope / elu scale used in the forward pass.
     out : ndarray, optional
-        Where to write dZ (may be dA itself).
+        Where to write dZ (may be dA itself; not A or Z).
 
     Returns
     -------
@@ -110,9 +123,24 @@ def activation_backward(name, dA, A, *, alpha=None, out=None):
     A = check.float_array(A, "A")
     check.same_dtype(dA=dA, A=A)
     check.shape(dA, "dA", A.shape)
+    Z = _preactivation(code, Z, A)
     out = check.out_array(out, "out", A.shape, A.dtype)
-    _kernels(A).activation_backward(code, alpha, _as_2d(dA), _as_2d(A), _as_2d(out))
+    _kernels(A).activation_backward(code, alpha, _as_2d(dA), _as_2d(A),
+                                    None if Z is None else _as_2d(Z), _as_2d(out))
     return out
+
+
+def _preactivation(code, Z, A):
+    """Z checked against A where activation `code` reads it, else None."""
+    if code not in _CODES_NEEDING_Z:
+        return None
+    if Z is None:
+        raise ValueError(f"Z: {_NAMES[code]}'s derivative needs the pre-activation Z "
+                         f"(its output does not determine it)")
+    Z = check.float_array(Z, "Z")
+    check.same_dtype(A=A, Z=Z)
+    check.shape(Z, "Z", A.shape)
+    return Z
 
 
 def _dense_arrays(X, W, b):
@@ -130,7 +158,7 @@ def _dense_arrays(X, W, b):
     return X, W, b
 
 
-def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None):
+def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None, Z_out=None):
     """A dense layer with its activation fused: ``A = f(X @ W + b)``.
 
     Parameters
@@ -147,6 +175,9 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None):
         The leaky_relu slope / elu scale.
     out : ndarray of shape (n, n_out), optional
         Where to write A; must not overlap X, W or b.
+    Z_out : ndarray of shape (n, n_out), optional
+        Where to write the pre-activation ``X @ W + b`` as well (what dense_backward needs
+        for gelu, gelu_tanh, swish and mish); must not overlap X, W, b or out.
 
     Returns
     -------
@@ -172,14 +203,21 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None):
     for name, arr in (("X", X), ("W", W), ("b", b)):
         if np.may_share_memory(out, arr):
             raise ValueError(f"out: must not overlap {name}")
-    _kernels(X, W, out).dense_forward(X, W, b, code, alpha, out)
+    if Z_out is not None:
+        Z_out = check.out_array(Z_out, "Z_out", out.shape, X.dtype)
+        for name, arr in (("X", X), ("W", W), ("b", b), ("out", out)):
+            if np.may_share_memory(Z_out, arr):
+                raise ValueError(f"Z_out: must not overlap {name}")
+    _kernels(X, W, out).dense_forward(X, W, b, code, alpha, out, Z_out)
     return out
 
 
-def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_dX=True):
+def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.0,
+                   need_dX=True):
     """Backward pass of ``A = f(X @ W + b)`` with the activation derivative fused.
 
-    ``dZ = dA * f'(A)``, ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
+    ``dZ = dA * f'(A)`` (``f'(Z)`` for gelu, gelu_tanh, swish and mish),
+    ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
     ``dX = dZ @ W.T``.
 
     Parameters
@@ -194,6 +232,9 @@ def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_
         The layer's saved output.
     activation : str
         The layer's activation, as for :func:`activation_forward`.
+    Z : ndarray of shape (n, n_out), optional
+        The layer's pre-activation ``X @ W + b`` (dense_forward's Z_out): required by
+        gelu, gelu_tanh, swish and mish, unread by the others.
     alpha : float, optional
         The leaky_relu slope / elu scale.
     l2, l1 : float, default 0
@@ -229,11 +270,12 @@ def dense_backward(dA, X, W, A, activation, *, alpha=None, l2=0.0, l1=0.0, need_
         )
     check.shape(A, "A", (n, W.shape[1]))
     check.shape(dA, "dA", A.shape)
+    Z = _preactivation(code, Z, A)
     dZ = np.empty_like(A)
     dX = np.empty((n, n_in), dtype) if need_dX else None
     dW = np.empty_like(W)
     db = np.empty(W.shape[1], dtype)
-    _kernels(X, W, A).dense_backward(dA, X, W, A, code, alpha, l2, l1, dZ, dX, dW, db)
+    _kernels(X, W, A).dense_backward(dA, X, W, A, Z, code, alpha, l2, l1, dZ, dX, dW, db)
     return dX, dW, db
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from fastmlp import _backend, _threads
 from fastmlp import _validation as check
-from fastmlp._registry import ACTIVATIONS_WITH_ALPHA, LOSSES
+from fastmlp._registry import ACTIVATIONS_NEEDING_Z, ACTIVATIONS_WITH_ALPHA, LOSSES
 from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
@@ -221,9 +221,7 @@ class NetworkPlan:
                 f"activations: expected {n_layers - 1} (hidden layers) or {n_layers} names, "
                 f"got {len(names)}"
             )
-        for name in names:
-            check.activation(name)
-        return names
+        return [check.activation_name(name) for name in names]  # aliases made canonical
 
     def _check_output_activation(self):
         if self.loss in _TAKES_LOGITS and self.activations[-1] != "identity":
@@ -298,6 +296,9 @@ class NetworkPlan:
             "state2_b": like(b) if states >= 2 else [None] * len(W),
             "A": [np.zeros((n, s[1]), dt) for s in shapes],
             "dA": [np.zeros((n, s[1]), dt) for s in shapes],
+            # the pre-activations of the layers whose derivative needs them (gelu, swish...)
+            "Z": [np.zeros((n, s[1]), dt) if name in ACTIVATIONS_NEEDING_Z else None
+                  for name, s in zip(self.activations, shapes)],
             # the dropped outputs of the hidden layers (what the next layer reads)
             "D": [np.zeros((n, s[1]), dt) if self.dropout and i < len(shapes) - 1 else None
                   for i, s in enumerate(shapes)],

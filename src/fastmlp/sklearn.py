@@ -102,7 +102,9 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 # scikit-learn's names, then fastmlp's (an extension): each hidden layer's plan activation
 _HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
                        "relu": "relu", "sigmoid": "sigmoid", "leaky_relu": "leaky_relu",
-                       "elu": "elu", "softplus": "softplus"}
+                       "elu": "elu", "softplus": "softplus", "selu": "selu", "gelu": "gelu",
+                       "gelu_tanh": "gelu_tanh", "swish": "swish", "silu": "swish",
+                       "mish": "mish", "softsign": "softsign", "hard_sigmoid": "hard_sigmoid"}
 _PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
                 "identity": "mean_squared_error", "exp": "poisson"}
 # MLPRegressor's loss -> the plan's; absolute_error and huber are fastmlp's extensions
@@ -611,8 +613,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"} or list, default="relu"
         The hidden layers' activation. Also (fastmlp's extension) ``"sigmoid"`` (the
-        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, or a list
-        with one name per hidden layer.
+        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, ``"selu"``,
+        ``"gelu"``, ``"gelu_tanh"``, ``"swish"`` (``"silu"``), ``"mish"``, ``"softsign"``,
+        ``"hard_sigmoid"``, or a list with one name per hidden layer.
     solver : {"lbfgs", "sgd", "adam"}, default="adam"
         ``"lbfgs"``: SciPy's L-BFGS-B on the whole batch; ``"sgd"``: minibatch gradient
         descent (with momentum, Nesterov's by default); ``"adam"``: Adam.
@@ -880,8 +883,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         The width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"} or list, default="relu"
         The hidden layers' activation. Also (fastmlp's extension) ``"sigmoid"`` (the
-        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, or a list
-        with one name per hidden layer.
+        same as ``"logistic"``), ``"leaky_relu"``, ``"elu"``, ``"softplus"``, ``"selu"``,
+        ``"gelu"``, ``"gelu_tanh"``, ``"swish"`` (``"silu"``), ``"mish"``, ``"softsign"``,
+        ``"hard_sigmoid"``, or a list with one name per hidden layer.
     solver : {"lbfgs", "sgd", "adam"}, default="adam"
         ``"lbfgs"``: SciPy's L-BFGS-B on the whole batch; ``"sgd"``: minibatch gradient
         descent (with momentum, Nesterov's by default); ``"adam"``: Adam.

@@ -17,6 +17,7 @@ cdef extern from "fastmlp.h" nogil:
     int fm_simd_select(int level)
     int fm_simd_active()
     const char *fm_simd_name(int level)
+    int fm_activation_needs_z(int act)
 
     ctypedef void (*fm_sgemm_fn)(const char*, const char*, const int*, const int*, const int*,
                                  const float*, const float*, const int*, const float*,
@@ -69,6 +70,7 @@ cdef extern from "fastmlp.h" nogil:
         void **state2_b
         void **A
         void **dA
+        void **Z
         void *X_batch
         void *y_batch
         void *w_batch
@@ -91,20 +93,22 @@ cdef extern from "fastmlp.h" nogil:
     fm_status fm_activation_forward_f64(int, double, int64_t, int64_t, const double*,
                                         const double*, double*)
     fm_status fm_activation_backward_f32(int, double, int64_t, const float*, const float*,
-                                         float*)
+                                         const float*, float*)
     fm_status fm_activation_backward_f64(int, double, int64_t, const double*, const double*,
-                                         double*)
+                                         const double*, double*)
     fm_status fm_dense_forward_f32(const fm_blas*, int64_t, int64_t, int64_t, const float*,
-                                   const float*, const float*, int, double, float*)
+                                   const float*, const float*, int, double, float*, float*)
     fm_status fm_dense_forward_f64(const fm_blas*, int64_t, int64_t, int64_t, const double*,
-                                   const double*, const double*, int, double, double*)
+                                   const double*, const double*, int, double, double*,
+                                   double*)
     fm_status fm_dense_backward_f32(const fm_blas*, int64_t, int64_t, int64_t, const float*,
-                                    const float*, const float*, const float*, int, double,
-                                    double, double, float*, float*, float*, float*, double*)
+                                    const float*, const float*, const float*, const float*,
+                                    int, double, double, double, float*, float*, float*,
+                                    float*, double*)
     fm_status fm_dense_backward_f64(const fm_blas*, int64_t, int64_t, int64_t, const double*,
-                                    const double*, const double*, const double*, int, double,
-                                    double, double, double*, double*, double*, double*,
-                                    double*)
+                                    const double*, const double*, const double*,
+                                    const double*, int, double, double, double, double*,
+                                    double*, double*, double*, double*)
     fm_status fm_softmax_f32(int64_t, int64_t, const float*, int, float*)
     fm_status fm_softmax_f64(int64_t, int64_t, const double*, int, double*)
     fm_status fm_softmax_cross_entropy_f32(int64_t, int64_t, const float*, const int64_t*,

@@ -216,46 +216,51 @@ def activation_forward(int act, double alpha, const real[:, ::1] Z, real[:, ::1]
 
 
 def activation_backward(int act, double alpha, const real[:, ::1] dA, const real[:, ::1] A,
-                        real[:, ::1] out):
-    """out = dA * f'(.) from the saved output A."""
+                        const real[:, ::1] Z, real[:, ::1] out):
+    """out = dA * f'(.) from the saved output A, or the pre-activation Z (may be None for
+    the activations that do not read it)."""
     cdef fm_status st
     cdef int64_t n = A.shape[0] * A.shape[1]
+    cdef const real *z = NULL if Z is None else &Z[0, 0]
     with nogil:
         if real is float:
-            st = fm_activation_backward_f32(act, alpha, n, &dA[0, 0], &A[0, 0], &out[0, 0])
+            st = fm_activation_backward_f32(act, alpha, n, &dA[0, 0], &A[0, 0], z, &out[0, 0])
         else:
-            st = fm_activation_backward_f64(act, alpha, n, &dA[0, 0], &A[0, 0], &out[0, 0])
+            st = fm_activation_backward_f64(act, alpha, n, &dA[0, 0], &A[0, 0], z, &out[0, 0])
     check(st)
 
 
 def dense_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b, int act,
-                  double alpha, real[:, ::1] out):
-    """out = f(X @ W + b)."""
+                  double alpha, real[:, ::1] out, real[:, ::1] Z):
+    """out = f(X @ W + b); Z (None: not kept) = X @ W + b."""
     cdef fm_status st
+    cdef real *z = NULL if Z is None else &Z[0, 0]
     with nogil:
         if real is float:
             st = fm_dense_forward_f32(&BLAS, X.shape[0], X.shape[1], W.shape[1], &X[0, 0],
-                                      &W[0, 0], &b[0], act, alpha, &out[0, 0])
+                                      &W[0, 0], &b[0], act, alpha, &out[0, 0], z)
         else:
             st = fm_dense_forward_f64(&BLAS, X.shape[0], X.shape[1], W.shape[1], &X[0, 0],
-                                      &W[0, 0], &b[0], act, alpha, &out[0, 0])
+                                      &W[0, 0], &b[0], act, alpha, &out[0, 0], z)
     check(st)
 
 
 def dense_backward(const real[:, ::1] dA, const real[:, ::1] X, const real[:, ::1] W,
-                   const real[:, ::1] A, int act, double alpha, double l2, double l1,
-                   real[:, ::1] dZ, real[:, ::1] dX, real[:, ::1] dW, real[::1] db):
-    """dZ = dA * f'(A); dW = X.T @ dZ + penalty; db = dZ.sum(0); dX = dZ @ W.T (dX may be None)."""
+                   const real[:, ::1] A, const real[:, ::1] Z, int act, double alpha, double l2,
+                   double l1, real[:, ::1] dZ, real[:, ::1] dX, real[:, ::1] dW, real[::1] db):
+    """dZ = dA * f'(A) (f'(Z) where the activation needs it; Z may be None otherwise);
+    dW = X.T @ dZ + penalty; db = dZ.sum(0); dX = dZ @ W.T (dX may be None)."""
     cdef fm_status st
     cdef real *dx = NULL if dX is None else &dX[0, 0]
+    cdef const real *z = NULL if Z is None else &Z[0, 0]
     with nogil:
         if real is float:
             st = fm_dense_backward_f32(&BLAS, X.shape[0], X.shape[1], W.shape[1], &dA[0, 0],
-                                       &X[0, 0], &W[0, 0], &A[0, 0], act, alpha, l2, l1,
+                                       &X[0, 0], &W[0, 0], &A[0, 0], z, act, alpha, l2, l1,
                                        &dZ[0, 0], dx, &dW[0, 0], &db[0], NULL)
         else:
             st = fm_dense_backward_f64(&BLAS, X.shape[0], X.shape[1], W.shape[1], &dA[0, 0],
-                                       &X[0, 0], &W[0, 0], &A[0, 0], act, alpha, l2, l1,
+                                       &X[0, 0], &W[0, 0], &A[0, 0], z, act, alpha, l2, l1,
                                        &dZ[0, 0], dx, &dW[0, 0], &db[0], NULL)
     check(st)
 
@@ -516,6 +521,7 @@ cdef class Network:
         self.net.state2_b = <void **><uintptr_t>table(buffers["state2_b"])
         self.net.A = <void **><uintptr_t>table(buffers["A"])
         self.net.dA = <void **><uintptr_t>table(buffers["dA"])
+        self.net.Z = <void **><uintptr_t>table(buffers["Z"])
         self.net.X_batch = <void *>_address(buffers["X_batch"])
         self.net.y_batch = <void *>_address(buffers["y_batch"])
         self.net.w_batch = <void *>_address(buffers["w_batch"])

@@ -74,12 +74,13 @@ class PythonNetwork:
         W, b, dW, db = buf["W"], buf["b"], buf["dW"], buf["db"]
         A = [a[:rows] for a in buf["A"]]
         dA = [d[:rows] for d in buf["dA"]]
+        Z = [None if z is None else z[:rows] for z in buf["Z"]]  # where the derivative needs it
         t = self._step + 1  # the step these gradients are for (its dropout mask)
         # with dropout, the next layer reads the dropped outputs D
         inputs = [X] + ([d[:rows] for d in buf["D"][:-1]] if self._dropout else A[:-1])
         for layer in range(len(W)):
             k.dense_forward(inputs[layer], W[layer], b[layer], self._activations[layer],
-                            self._alphas[layer], A[layer])
+                            self._alphas[layer], A[layer], Z[layer])
             if self._dropout and layer < len(W) - 1:
                 dropout(self._dropout_key, self._dropout, t, layer, A[layer], inputs[layer + 1])
         loss = k.loss_rows(self._loss_code, A[-1], y, w, 1.0 / weight_sum, dA[-1]) / weight_sum
@@ -92,7 +93,7 @@ class PythonNetwork:
         for layer in reversed(range(len(W))):
             if self._dropout and layer < len(W) - 1:  # the forward pass's mask, again
                 dropout(self._dropout_key, self._dropout, t, layer, dA[layer], dA[layer])
-            k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer],
+            k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], Z[layer],
                              self._activations[layer], self._alphas[layer], l2, l1, dA[layer],
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
         return loss
@@ -140,7 +141,7 @@ class PythonNetwork:
                 else:
                     dst = (work_a if layer % 2 == 0 else work_b)[: n * width].reshape(n, width)
                 k.dense_forward(inp, W[layer], b[layer], self._activations[layer],
-                                self._alphas[layer], dst)
+                                self._alphas[layer], dst, None)
                 inp = dst
 
 

@@ -2,8 +2,9 @@
 
 Each kernel is a ``numba.njit(nogil=True, cache=True)`` function written as the explicit
 loops of csrc/kernels/*.inc (bias add and activation fused into one pass, the activation
-derivative taken from the saved output, losses and their gradients in one pass, fused
-optimizer updates), with the matrix products left to BLAS through ``np.dot``. Numba
+derivative taken from the saved output or, for gelu, gelu_tanh, swish and mish, the kept
+pre-activation, losses and their gradients in one pass, fused optimizer updates), with
+the matrix products left to BLAS through ``np.dot``. Numba
 compiles one specialisation per dtype, so float32 stays float32 (losses accumulate in
 float64, as in the C core). Same API and numerics as the reference, numpy_backend (see
 fastmlp.backends.BACKEND_API): arguments are already validated, outputs preallocated.
@@ -50,7 +51,9 @@ _kernel = numba.njit(nogil=True, cache=True, error_model="numpy")
 # an inlined function's body again at every call site: it is no place for whole kernels.)
 _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 
-_N_ACTIVATIONS = 7
+_N_ACTIVATIONS = 14
+# the activations whose derivative reads the pre-activation z (fastmlp._registry)
+_NEEDS_Z = (8, 9, 10, 11)
 
 # Constants are built with type(x)(...) throughout: a bare Python literal would promote
 # float32 arithmetic to float64. Conversely the loss sums widen with np.float64(x):
@@ -269,7 +272,74 @@ def _softplus(z, alpha):
     return _relu(z, alpha) + _log1p_unit(_exp(-abs(z)))
 
 
-# Backward from the saved output a = f(z), so the pre-activation is never needed.
+# selu's fixed scale and scale times alpha (Klambauer et al. 2017)
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_SCALE_ALPHA = 1.7580993408473768599402175208123
+
+
+@_inline
+def _selu(z, alpha):
+    T = type(z)
+    return T(_SELU_SCALE) * z if z > 0 else T(_SELU_SCALE_ALPHA) * _expm1(z)
+
+
+@_inline
+def _normal_cdf(z):
+    # Phi(z) = erfc(-z / sqrt 2) / 2: no cancellation in the left tail, as 1 + erf would
+    T = type(z)
+    return T(0.5) * T(math.erfc(z * T(-0.7071067811865476)))
+
+
+@_inline
+def _gelu(z, alpha):
+    return z * _normal_cdf(z)
+
+
+@_inline
+def _gelu_tanh_s(c):
+    # (1 + tanh u) / 2 = sigmoid(2u), u = sqrt(2/pi) (c + 0.044715 c^3), c = z clipped to
+    # [-10, 10] by the caller (beyond, the sigmoid is 0 or 1 to the last bit)
+    T = type(c)
+    return _sigmoid(T(1.5957691216057308) * c * (T(1) + T(0.044715) * c * c), c)
+
+
+@_inline
+def _clip10(z):
+    T = type(z)
+    return T(-10) if z < T(-10) else (T(10) if z > T(10) else z)
+
+
+@_inline
+def _gelu_tanh(z, alpha):
+    return z * _gelu_tanh_s(_clip10(z))
+
+
+@_inline
+def _swish(z, alpha):
+    return z * _sigmoid(z, alpha)
+
+
+@_inline
+def _mish(z, alpha):
+    return z * _tanh(_softplus(z, alpha), alpha)
+
+
+@_inline
+def _softsign(z, alpha):
+    return z / (type(z)(1) + abs(z))
+
+
+@_inline
+def _hard_sigmoid(z, alpha):
+    # Keras 2's clip(0.2 z + 0.5, 0, 1); NaN stays NaN
+    T = type(z)
+    t = T(0.2) * z + T(0.5)
+    return T(0) if t < 0 else (T(1) if t > 1 else t)
+
+
+# Backward from the saved output a = f(z), so the pre-activation is not needed; but for
+# gelu, gelu_tanh, swish and mish (not monotonic: one output, two inputs), whose backward
+# functions take the saved pre-activation z in a's place.
 
 
 @_inline
@@ -310,6 +380,52 @@ def _softplus_backward(da, a, alpha):
 
 
 @_inline
+def _selu_backward(da, a, alpha):
+    T = type(a)
+    return da * (T(_SELU_SCALE) if a > 0 else a + T(_SELU_SCALE_ALPHA))
+
+
+@_inline
+def _softsign_backward(da, a, alpha):
+    d = type(a)(1) - abs(a)  # 1 / (1 + |z|)^2 = (1 - |a|)^2
+    return da * (d * d)
+
+
+@_inline
+def _hard_sigmoid_backward(da, a, alpha):
+    T = type(a)
+    return da * (T(0.2) if a > 0 and a < 1 else (a if a != a else T(0)))
+
+
+@_inline
+def _gelu_backward(da, z, alpha):
+    # Phi(z) + z phi(z), phi the normal density e^(-z^2/2) / sqrt(2 pi)
+    T = type(z)
+    return da * (_normal_cdf(z) + z * T(0.3989422804014327) * _exp(T(-0.5) * z * z))
+
+
+@_inline
+def _gelu_tanh_backward(da, z, alpha):
+    # s + z s (1 - s) 2 du/dz, du/dz = sqrt(2/pi) (1 + 3 0.044715 z^2), z clipped as forward
+    T = type(z)
+    c = _clip10(z)
+    s = _gelu_tanh_s(c)
+    return da * (s + c * s * (T(1) - s) * T(1.5957691216057308) * (T(1) + T(0.134145) * c * c))
+
+
+@_inline
+def _swish_backward(da, z, alpha):
+    s = _sigmoid(z, alpha)  # s (1 + z (1 - s))
+    return da * (s * (type(z)(1) + z * (type(z)(1) - s)))
+
+
+@_inline
+def _mish_backward(da, z, alpha):
+    t = _tanh(_softplus(z, alpha), alpha)  # t + z (1 - t^2) sigmoid(z)
+    return da * (t + z * (type(z)(1) - t * t) * _sigmoid(z, alpha))
+
+
+@_inline
 def _forward_pass(f, alpha, Z, bias, out):
     # bias is None or an array: Numba prunes the untaken branch at compile time
     for i in range(Z.shape[0]):
@@ -335,7 +451,8 @@ def _backward_pass(f, alpha, dA, A, out):
 @functools.cache
 def _activation_kernels(act):
     """The public kernels of activation `act`: forward(alpha, Z, bias, out), out = f(Z + bias)
-    (bias None or a row), and backward(alpha, dA, A, out), out = dA * f'(from A)."""
+    (bias None or a row), and backward(alpha, dA, A, Z, out), out = dA * f'(from A, or from
+    the pre-activation Z for the activations in _NEEDS_Z)."""
 
     @_kernel
     def forward(alpha, Z, bias, out):
@@ -353,11 +470,26 @@ def _activation_kernels(act):
             _forward_pass(_tanh, alpha, Z, bias, out)
         elif act == 5:
             _forward_pass(_elu, alpha, Z, bias, out)
-        else:
+        elif act == 6:
             _forward_pass(_softplus, alpha, Z, bias, out)
+        elif act == 7:
+            _forward_pass(_selu, alpha, Z, bias, out)
+        elif act == 8:
+            _forward_pass(_gelu, alpha, Z, bias, out)
+        elif act == 9:
+            _forward_pass(_gelu_tanh, alpha, Z, bias, out)
+        elif act == 10:
+            _forward_pass(_swish, alpha, Z, bias, out)
+        elif act == 11:
+            _forward_pass(_mish, alpha, Z, bias, out)
+        elif act == 12:
+            _forward_pass(_softsign, alpha, Z, bias, out)
+        else:
+            _forward_pass(_hard_sigmoid, alpha, Z, bias, out)
 
     @_kernel
-    def backward(alpha, dA, A, out):
+    def backward(alpha, dA, A, Z, out):
+        # Z: the pre-activation, read (in A's place) by the activations in _NEEDS_Z
         if act == 0:
             _backward_pass(_identity_backward, alpha, dA, A, out)
         elif act == 1:
@@ -370,8 +502,22 @@ def _activation_kernels(act):
             _backward_pass(_tanh_backward, alpha, dA, A, out)
         elif act == 5:
             _backward_pass(_elu_backward, alpha, dA, A, out)
-        else:
+        elif act == 6:
             _backward_pass(_softplus_backward, alpha, dA, A, out)
+        elif act == 7:
+            _backward_pass(_selu_backward, alpha, dA, A, out)
+        elif act == 8:
+            _backward_pass(_gelu_backward, alpha, dA, Z, out)
+        elif act == 9:
+            _backward_pass(_gelu_tanh_backward, alpha, dA, Z, out)
+        elif act == 10:
+            _backward_pass(_swish_backward, alpha, dA, Z, out)
+        elif act == 11:
+            _backward_pass(_mish_backward, alpha, dA, Z, out)
+        elif act == 12:
+            _backward_pass(_softsign_backward, alpha, dA, A, out)
+        else:
+            _backward_pass(_hard_sigmoid_backward, alpha, dA, A, out)
 
     return forward, backward
 
@@ -779,24 +925,38 @@ def activation_forward(act, alpha, Z, out):
     forward(Z.dtype.type(alpha), _matrix(Z), None, _matrix(out))
 
 
-def activation_backward(act, alpha, dA, A, out):
+def _preactivation(act, A, Z):
+    # A in Z's place where the activation does not read Z: one specialisation per dtype
+    if act in _NEEDS_Z and Z is None:
+        raise ValueError("Z: this activation's derivative needs the pre-activation")
+    return A if Z is None else Z
+
+
+def activation_backward(act, alpha, dA, A, Z, out):
     _check_activation(act)
     _, backward = _activation_kernels(int(act))
-    backward(A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(out))
+    Z = _preactivation(act, A, Z)
+    backward(A.dtype.type(alpha), _matrix(dA), _matrix(A), _matrix(Z), _matrix(out))
 
 
-def dense_forward(X, W, b, act, alpha, out):
+def dense_forward(X, W, b, act, alpha, out, Z):
     _check_activation(act)
     forward, _ = _activation_kernels(int(act))
-    _matmul(X, W, out)
-    forward(X.dtype.type(alpha), out, b.reshape(-1), out)
+    alpha = X.dtype.type(alpha)
+    if Z is None:
+        _matmul(X, W, out)
+        forward(alpha, out, b.reshape(-1), out)
+    else:  # Z = X W + b kept, then out = f(Z)
+        _matmul(X, W, Z)
+        _activation_kernels(0)[0](alpha, Z, b.reshape(-1), Z)
+        forward(alpha, Z, None, out)
 
 
-def dense_backward(dA, X, W, A, act, alpha, l2, l1, dZ, dX, dW, db):
+def dense_backward(dA, X, W, A, Z, act, alpha, l2, l1, dZ, dX, dW, db):
     _check_activation(act)
     _, backward = _activation_kernels(int(act))
     t = X.dtype.type
-    backward(t(alpha), dA, A, dZ)
+    backward(t(alpha), dA, A, _preactivation(act, A, Z), dZ)
     _dense_gradients(X, W, t(l2), t(l1), dZ, dX, dW, db.reshape(-1))
 
 
@@ -969,8 +1129,8 @@ def optimizer_update(kind, lr, momentum, beta1, beta2, eps, weight_decay, rho, m
 # labels (int64) and the targets (float) are separate arguments, the unused one empty, so
 # that both kinds of loss share that specialisation. Per layer, _SLOTS arrays:
 
-_W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT, _D = range(12)
-_SLOTS = 12
+_W, _B, _DW, _DB, _S1W, _S2W, _S1B, _S2B, _A, _DA, _WT, _D, _ZP = range(13)
+_SLOTS = 13  # _ZP: the pre-activation kept for _NEEDS_Z layers (else an empty matrix)
 # then six more: the hyper-parameters in the plan's dtype (_H_* below), the activation
 # alphas in the plan's dtype, a scratch row as long as the widest layer input, and the
 # batch buffers of a shuffled epoch: X's gathered rows, the targets' (an empty matrix
@@ -1014,6 +1174,16 @@ def _forward_pass_inplace(f, alpha, Z, bias):
     for i in range(Z.shape[0]):
         for j in range(Z.shape[1]):
             Z[i, j] = f(Z[i, j] + bias[j], alpha)
+
+
+@_inline
+def _forward_pass_keep(f, alpha, A, bias, K):
+    # the product is in K (which may be A itself): K = K + bias kept, A = f(K)
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            k = K[i, j] + bias[j]
+            K[i, j] = k
+            A[i, j] = f(k, alpha)
 
 
 @_inline
@@ -1420,32 +1590,50 @@ _c_functions_lock = threading.Lock()
 @functools.cache
 def _activation_calls(act, dtype):
     """Activation act's in-place passes on arrays of dtype, as C functions:
-    forward(Z, bias, rows, cols, alpha), Z = f(Z + bias), and
-    backward(dZ, A, rows, cols, alpha), dZ = dZ * f'(from A). act is a constant of these
-    closures: Numba prunes the other activations' branches before it compiles."""
+    forward(A, bias, K, rows, cols, alpha), A = f(A + bias), or for the activations in
+    _NEEDS_Z, which read the product from K (the layer's pre-activation buffer, or A
+    itself), K = K + bias kept and A = f(K); and backward(dZ, A, K, rows, cols, alpha),
+    dZ = dZ * f'(from A, or from the kept pre-activation K for _NEEDS_Z). act is a
+    constant of these closures: Numba prunes the other activations' branches before it
+    compiles."""
     T = numba.from_dtype(dtype)
-    signature = types.void(types.CPointer(T), types.CPointer(T), types.int64, types.int64, T)
+    P = types.CPointer(T)
+    signature = types.void(P, P, P, types.int64, types.int64, T)
 
     @_c_function(signature)
-    def forward(Z_data, bias_data, rows, cols, alpha):
-        Z, bias = numba.carray(Z_data, (rows, cols)), numba.carray(bias_data, cols)
+    def forward(A_data, bias_data, K_data, rows, cols, alpha):
+        A, bias = numba.carray(A_data, (rows, cols)), numba.carray(bias_data, cols)
         if act == 0:
-            _forward_pass_inplace(_identity, alpha, Z, bias)
+            _forward_pass_inplace(_identity, alpha, A, bias)
         elif act == 1:
-            _forward_pass_inplace(_relu, alpha, Z, bias)
+            _forward_pass_inplace(_relu, alpha, A, bias)
         elif act == 2:
-            _forward_pass_inplace(_leaky_relu, alpha, Z, bias)
+            _forward_pass_inplace(_leaky_relu, alpha, A, bias)
         elif act == 3:
-            _forward_pass_inplace(_sigmoid, alpha, Z, bias)
+            _forward_pass_inplace(_sigmoid, alpha, A, bias)
         elif act == 4:
-            _forward_pass_inplace(_tanh, alpha, Z, bias)
+            _forward_pass_inplace(_tanh, alpha, A, bias)
         elif act == 5:
-            _forward_pass_inplace(_elu, alpha, Z, bias)
+            _forward_pass_inplace(_elu, alpha, A, bias)
+        elif act == 6:
+            _forward_pass_inplace(_softplus, alpha, A, bias)
+        elif act == 7:
+            _forward_pass_inplace(_selu, alpha, A, bias)
+        elif act == 8:
+            _forward_pass_keep(_gelu, alpha, A, bias, numba.carray(K_data, (rows, cols)))
+        elif act == 9:
+            _forward_pass_keep(_gelu_tanh, alpha, A, bias, numba.carray(K_data, (rows, cols)))
+        elif act == 10:
+            _forward_pass_keep(_swish, alpha, A, bias, numba.carray(K_data, (rows, cols)))
+        elif act == 11:
+            _forward_pass_keep(_mish, alpha, A, bias, numba.carray(K_data, (rows, cols)))
+        elif act == 12:
+            _forward_pass_inplace(_softsign, alpha, A, bias)
         else:
-            _forward_pass_inplace(_softplus, alpha, Z, bias)
+            _forward_pass_inplace(_hard_sigmoid, alpha, A, bias)
 
     @_c_function(signature)
-    def backward(dZ_data, A_data, rows, cols, alpha):
+    def backward(dZ_data, A_data, K_data, rows, cols, alpha):
         dZ, A = numba.carray(dZ_data, (rows, cols)), numba.carray(A_data, (rows, cols))
         if act == 0:
             _backward_pass_inplace(_identity_backward, alpha, dZ, A)
@@ -1459,8 +1647,23 @@ def _activation_calls(act, dtype):
             _backward_pass_inplace(_tanh_backward, alpha, dZ, A)
         elif act == 5:
             _backward_pass_inplace(_elu_backward, alpha, dZ, A)
-        else:
+        elif act == 6:
             _backward_pass_inplace(_softplus_backward, alpha, dZ, A)
+        elif act == 7:
+            _backward_pass_inplace(_selu_backward, alpha, dZ, A)
+        elif act == 8:
+            _backward_pass_inplace(_gelu_backward, alpha, dZ, numba.carray(K_data, (rows, cols)))
+        elif act == 9:
+            _backward_pass_inplace(_gelu_tanh_backward, alpha, dZ,
+                                   numba.carray(K_data, (rows, cols)))
+        elif act == 10:
+            _backward_pass_inplace(_swish_backward, alpha, dZ, numba.carray(K_data, (rows, cols)))
+        elif act == 11:
+            _backward_pass_inplace(_mish_backward, alpha, dZ, numba.carray(K_data, (rows, cols)))
+        elif act == 12:
+            _backward_pass_inplace(_softsign_backward, alpha, dZ, A)
+        else:
+            _backward_pass_inplace(_hard_sigmoid_backward, alpha, dZ, A)
 
     return forward, backward
 
@@ -1692,14 +1895,16 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 W = bufs[s + _W]
                 small = block * W.size <= _SMALL_GEMM_FLOPS
                 Z = bufs[s + _A][:n]
+                # the product goes to the kept pre-activation where the layer has one
+                K = bufs[s + _ZP][:n] if bufs[s + _ZP].shape[1] > 0 else Z
                 # X stays apart from the buffers (a read-only X is another type)
                 if layer == 0:
                     inputs = X_rows[r0 : r0 + n]
                 else:
                     inputs = bufs[s - _SLOTS + below][:n]
-                _layer_product(inputs, W, bufs[s + _WT], Z, small)
+                _layer_product(inputs, W, bufs[s + _WT], K, small)
                 _call(ints[_I_CALLS + layer], None,
-                      (Z, bufs[s + _B][0], n, Z.shape[1], alphas[layer]))
+                      (Z, bufs[s + _B][0], K, n, Z.shape[1], alphas[layer]))
                 if dropping and layer < n_layers - 1:
                     _dropout(ints, hyper[_H_DROP_SCALE], t, layer, r0, Z, bufs[s + _D][:n])
             Z, dZ, w_n = bufs[last + _A][:n], bufs[last + _DA][:n], w_rows[r0 : r0 + n]
@@ -1716,8 +1921,10 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 dZ = bufs[s + _DA][:n]
                 if dropping and layer < n_layers - 1:  # the forward pass's mask, again
                     _dropout(ints, hyper[_H_DROP_SCALE], t, layer, r0, dZ, dZ)
+                A = bufs[s + _A][:n]
+                K = bufs[s + _ZP][:n] if bufs[s + _ZP].shape[1] > 0 else A
                 _call(ints[_I_CALLS + n_layers + layer], None,
-                      (dZ, bufs[s + _A][:n], n, dZ.shape[1], alphas[layer]))
+                      (dZ, A, K, n, dZ.shape[1], alphas[layer]))
                 if layer == 0:
                     inputs = X_rows[r0 : r0 + n]
                 else:
@@ -1798,7 +2005,9 @@ def _forward(bufs, ints, X, out, work_a, work_b, chunk_rows):
             else:
                 inputs = work_b[: n * d_in].reshape((n, d_in))
             _forward_product(inputs, W, dst)
-            _call(ints[_I_CALLS + layer], None, (dst, bufs[s + _B][0], n, d_out, alphas[layer]))
+            # K = dst: a pre-activation is not kept (the plan's buffers stay untouched)
+            _call(ints[_I_CALLS + layer], None,
+                  (dst, bufs[s + _B][0], dst, n, d_out, alphas[layer]))
 
 
 @_kernel
@@ -1848,7 +2057,7 @@ class Network:
             Wt = np.zeros(W.shape[::-1], dtype) if W.size <= _SMALL_GEMM_FLOPS else none
             arrays += [matrix(buf[key][layer]) for key in (
                 "W", "b", "dW", "db", "state1_W", "state2_W", "state1_b", "state2_b", "A", "dA"
-            )] + [Wt, matrix(buf["D"][layer])]
+            )] + [Wt, matrix(buf["D"][layer]), matrix(buf["Z"][layer])]
         self._hyper = np.zeros((1, _N_HYPER), dtype)
         alphas = np.array([plan._activation_alphas], dtype=np.float64).astype(dtype)
         scratch = np.zeros((1, max(plan.layer_sizes[:-1])), dtype)

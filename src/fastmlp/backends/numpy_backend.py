@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from scipy.special import erfc
 
 from fastmlp.backends._python_network import PythonNetwork
 from fastmlp.optimizers import nadam_mu, nadam_mu_product
@@ -22,6 +23,28 @@ def _sigmoid(z):
     # e = e^-|z| <= 1 never overflows: sigma = 1/(1+e) for z >= 0, e/(1+e) below
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(z.dtype, copy=False)
+
+
+# selu's fixed scale and alpha (Klambauer et al. 2017)
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+def _softplus(z):
+    # log(1 + e^z) = max(z, 0) + log1p(e^-|z|)
+    return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _normal_cdf(z):
+    # Phi(z) = erfc(-z / sqrt 2) / 2: no cancellation in the left tail, as 1 + erf would
+    return (0.5 * erfc(-z / np.sqrt(2))).astype(z.dtype, copy=False)
+
+
+def _gelu_tanh_s(z):
+    # (1 + tanh u) / 2 = sigmoid(2u), u = sqrt(2/pi) (z + 0.044715 z^3), from z clipped to
+    # [-10, 10]: beyond, sigmoid(2u) is 0 or 1 to the last bit and z^3 could overflow
+    c = np.clip(z, -10, 10)
+    return _sigmoid(2 * np.sqrt(2 / np.pi) * c * (1 + 0.044715 * c * c))
 
 
 def _activate(act, alpha, z):
@@ -39,9 +62,29 @@ def _activate(act, alpha, z):
     if act == 5:
         return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0)))
     if act == 6:
-        # log(1 + e^z) = max(z, 0) + log1p(e^-|z|)
-        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+        return _softplus(z)
+    if act == 7:  # selu
+        t = z.dtype.type
+        return np.where(z > 0, t(_SELU_SCALE) * z,
+                        t(_SELU_SCALE * _SELU_ALPHA) * np.expm1(np.minimum(z, 0)))
+    if act == 8:  # gelu: z Phi(z)
+        return z * _normal_cdf(z)
+    if act == 9:  # gelu_tanh: z (1 + tanh u) / 2
+        return z * _gelu_tanh_s(z)
+    if act == 10:  # swish (SiLU): z sigmoid(z)
+        return z * _sigmoid(z)
+    if act == 11:  # mish: z tanh(softplus(z))
+        return z * np.tanh(_softplus(z))
+    if act == 12:  # softsign
+        return z / (1 + np.abs(z))
+    if act == 13:  # hard_sigmoid, Keras 2's: clip(0.2 z + 0.5, 0, 1); NaN stays NaN
+        t = z.dtype.type
+        return np.clip(t(0.2) * z + t(0.5), 0, 1)
     raise ValueError(f"unknown activation code {act}")
+
+
+# the activations whose derivative reads the pre-activation z (fastmlp._registry)
+_NEEDS_Z = (8, 9, 10, 11)
 
 
 def _derivative(act, alpha, a):
@@ -61,27 +104,58 @@ def _derivative(act, alpha, a):
         return np.where(a > 0, 1, a + alpha).astype(a.dtype)
     if act == 6:
         return -np.expm1(-a)  # sigmoid(z) = 1 - e^-a
+    if act == 7:  # selu: scale for z > 0, a + scale alpha below
+        t = a.dtype.type
+        return np.where(a > 0, t(_SELU_SCALE), a + t(_SELU_SCALE * _SELU_ALPHA)).astype(a.dtype)
+    if act == 12:  # softsign: 1 / (1 + |z|)^2 = (1 - |a|)^2
+        return (1 - np.abs(a)) ** 2
+    if act == 13:  # hard_sigmoid: 0.2 inside the ramp, 0 on the flat parts (and the kinks)
+        t = a.dtype.type
+        return np.where((a > 0) & (a < 1), t(0.2), np.where(np.isnan(a), a, 0)).astype(a.dtype)
     raise ValueError(f"unknown activation code {act}")
+
+
+def _derivative_from_z(act, z):
+    """f'(z) of the activations that need the pre-activation z (_NEEDS_Z)."""
+    if act == 8:  # gelu: Phi(z) + z phi(z), phi the normal density
+        return _normal_cdf(z) + z * (1 / np.sqrt(2 * np.pi)) * np.exp(-0.5 * z * z)
+    if act == 9:  # gelu_tanh: s + z s (1 - s) 2 du/dz, du/dz = sqrt(2/pi) (1 + 3 0.044715 z^2)
+        s, c = _gelu_tanh_s(z), np.clip(z, -10, 10)
+        return s + c * s * (1 - s) * (2 * np.sqrt(2 / np.pi)) * (1 + 0.134145 * c * c)
+    if act == 10:  # swish: s (1 + z (1 - s)), s = sigmoid(z)
+        s = _sigmoid(z)
+        return s * (1 + z * (1 - s))
+    if act == 11:  # mish: t + z (1 - t^2) sigmoid(z), t = tanh(softplus(z))
+        t = np.tanh(_softplus(z))
+        return t + z * (1 - t * t) * _sigmoid(z)
+    raise ValueError(f"activation code {act} takes its derivative from the output")
 
 
 def activation_forward(act, alpha, Z, out):
     out[...] = _activate(act, Z.dtype.type(alpha), Z)
 
 
-def activation_backward(act, alpha, dA, A, out):
-    if act == 1:
+def activation_backward(act, alpha, dA, A, Z, out):
+    if act in _NEEDS_Z:
+        if Z is None:
+            raise ValueError("Z: this activation's derivative needs the pre-activation")
+        out[...] = dA * _derivative_from_z(act, Z).astype(Z.dtype, copy=False)
+    elif act == 1:
         # the course: dh[h <= 0] = 0 (a selection, so an infinite dA at a closed gate gives 0)
         out[...] = np.where(A > 0, dA, np.where(np.isnan(A), A, 0))
     else:
         out[...] = dA * _derivative(act, A.dtype.type(alpha), A)
 
 
-def dense_forward(X, W, b, act, alpha, out):
-    out[...] = _activate(act, X.dtype.type(alpha), np.dot(X, W) + b)
+def dense_forward(X, W, b, act, alpha, out, Z):
+    z = np.dot(X, W) + b
+    if Z is not None:
+        Z[...] = z
+    out[...] = _activate(act, X.dtype.type(alpha), z)
 
 
-def dense_backward(dA, X, W, A, act, alpha, l2, l1, dZ, dX, dW, db):
-    activation_backward(act, alpha, dA, A, dZ)
+def dense_backward(dA, X, W, A, Z, act, alpha, l2, l1, dZ, dX, dW, db):
+    activation_backward(act, alpha, dA, A, Z, dZ)
     dW[...] = np.dot(X.T, dZ) + l2 * W + l1 * np.sign(W)
     db[...] = np.sum(dZ, axis=0)
     if dX is not None:
