@@ -257,7 +257,7 @@ def _check_activation(name, Z, alpha, entries, epsilon, rng):
     def evaluate():
         A = ops.activation_forward(name, Z, alpha=alpha)
         value = float(np.sum(weights.astype(np.float64) * A))
-        return value, ops.activation_backward(name, weights, A, alpha=alpha)
+        return value, ops.activation_backward(name, weights, A, Z=Z, alpha=alpha)
 
     report = GradientCheck()
     _compare(report, "Z", Z, evaluate, entries, epsilon, rng)
