@@ -836,12 +836,20 @@ def huber(P, Y, dP):
     return _regression_mean(_huber_terms, P, Y, dP)
 
 
+@_kernel
+def _weight_sum(w):
+    """sum w in float64, in order (as _softmax_cross_entropy and the C core sum it)."""
+    total = 0.0
+    for i in range(w.shape[0]):
+        total += np.float64(w[i])
+    return total
+
+
 def _weighted_mean(loss_terms, Z, y, sample_weight, dZ, *options):
     """A public loss with sample weights (loss_terms(Z, y, w, *options, inv_norm, dZ)):
     the weighted mean over the rows (dZ may be Z)."""
     w = Z.reshape(-1)[:0] if sample_weight is None else sample_weight
-    weight_sum = float(Z.shape[0]) if sample_weight is None else float(
-        np.sum(sample_weight, dtype=np.float64))
+    weight_sum = float(Z.shape[0]) if sample_weight is None else _weight_sum(sample_weight)
     inv_norm = 1.0 / weight_sum
     return float(loss_terms(Z, y, w, *options, inv_norm, dZ) * inv_norm)
 

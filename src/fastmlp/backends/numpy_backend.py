@@ -213,7 +213,8 @@ def _soft_target_rows(Z, T, w, inv_norm, dZ, kl=False):
     if kl:
         part = part + np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
     t_sum = np.sum(t, axis=1)
-    loss = np.sum(part, axis=1) + t_sum * np.log(sum_exp[:, 0].astype(np.float64))
+    # log s in the dtype, as _softmax_cross_entropy_rows (and the C core) take it
+    loss = np.sum(part, axis=1) + t_sum * np.log(sum_exp[:, 0]).astype(np.float64)
     w, scale = _row_weights(w, Z.shape[0], inv_norm, Z.dtype)
     probs = exp_z / sum_exp
     dZ[...] = (probs * t_sum.astype(Z.dtype)[:, None] - T) * scale
