@@ -1429,7 +1429,7 @@ def test_a_refused_fit_leaves_the_fitted_model_as_it_was():
 # -- the multiclass SVM, soft-target classifiers and log-cosh regression --------------------
 
 
-def _blobs(rng, n_per, centers, spread=0.3):
+def _svm_blobs(rng, n_per, centers, spread=0.3):
     centers = np.asarray(centers, np.float64)
     X = np.concatenate([c + spread * rng.standard_normal((n_per, centers.shape[1]))
                         for c in centers])
@@ -1438,7 +1438,7 @@ def _blobs(rng, n_per, centers, spread=0.3):
 
 @pytest.mark.parametrize("loss", ["hinge", "squared_hinge"])
 def test_linear_svm_separates_blobs(backend, rng, loss):
-    X, y = _blobs(rng, 40, [[0, 4], [4, 0], [-4, 0], [0, -4]])
+    X, y = _svm_blobs(rng, 40, [[0, 4], [4, 0], [-4, 0], [0, -4]])
     labels = np.array(["a", "b", "c", "d"])[y]
     model = fastmlp.MLP((), loss=loss, seed=0, backend=backend).fit(
         X, labels, epochs=60, batch_size=32, optimizer="sgd", learning_rate=0.05, verbose=0)
@@ -1455,7 +1455,7 @@ def test_linear_svm_separates_blobs(backend, rng, loss):
 
 
 def test_svm_with_two_classes_has_two_outputs_and_a_margin(rng):
-    X, y = _blobs(rng, 50, [[2, 2], [-2, -2]])
+    X, y = _svm_blobs(rng, 50, [[2, 2], [-2, -2]])
     model = fastmlp.MLP((8,), loss="hinge", margin=2.0, seed=0).fit(X, y, epochs=40,
                                                                      verbose=0)
     assert model.task_ == "classification" and model.n_outputs_ == 2
@@ -1468,7 +1468,7 @@ def test_svm_with_two_classes_has_two_outputs_and_a_margin(rng):
 
 @pytest.mark.parametrize("loss", ["categorical_cross_entropy", "kl_divergence"])
 def test_soft_target_classifier(backend, rng, loss):
-    X, y = _blobs(rng, 40, [[0, 3], [3, 0], [-3, 0]])
+    X, y = _svm_blobs(rng, 40, [[0, 3], [3, 0], [-3, 0]])
     T = np.full((120, 3), 0.1)
     T[np.arange(120), y] = 0.8  # label smoothing
     model = fastmlp.MLP((16,), loss=loss, seed=0, backend=backend).fit(X, T, epochs=40,

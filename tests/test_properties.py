@@ -672,6 +672,14 @@ def _kernel_call(name, draw):
     if name == "softmax_cross_entropy":
         w = arg((n,)) if draw(st.booleans()) else None
         return lambda: ops.softmax_cross_entropy(arg((n, k)), y, sample_weight=w)
+    if name in ("multiclass_hinge", "squared_multiclass_hinge"):
+        w = arg((n,)) if draw(st.booleans()) else None
+        return lambda: getattr(ops, name)(arg((n, k)), y, margin=scalar(1.0), sample_weight=w,
+                                          out=arg((n, k)) if draw(st.booleans()) else None)
+    if name in ("categorical_cross_entropy", "kl_divergence", "log_cosh"):
+        w = arg((n,)) if draw(st.booleans()) else None
+        return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)), sample_weight=w,
+                                          out=arg((n, k)) if draw(st.booleans()) else None)
     if name in ("sigmoid_binary_cross_entropy", "mean_squared_error", "poisson",
                 "absolute_error", "huber"):
         return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)),
