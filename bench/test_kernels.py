@@ -121,6 +121,45 @@ def course_softmax_cross_entropy(scores, y):
     return loss, dscores
 
 
+def course_svm_loss(scores, y, delta=1.0, squared=False):
+    """The notes' vectorised multiclass SVM loss and its gradient (squared: the L2-SVM)."""
+    num_examples = scores.shape[0]
+    rows = np.arange(num_examples)
+    margins = np.maximum(0, scores - scores[rows, y][:, None] + delta)
+    margins[rows, y] = 0
+    loss = np.sum(margins * margins if squared else margins) / num_examples
+    dscores = 2 * margins if squared else (margins > 0).astype(scores.dtype)
+    dscores[rows, y] = -np.sum(dscores, axis=1)
+    dscores /= num_examples
+    return loss, dscores
+
+
+def numpy_categorical_cross_entropy(scores, targets):
+    """-sum t log softmax(z) with log-sum-exp, and softmax * sum(t) - t, in NumPy."""
+    num_examples = scores.shape[0]
+    shifted = scores - np.max(scores, axis=1, keepdims=True)
+    exp_scores = np.exp(shifted)
+    sum_exp = np.sum(exp_scores, axis=1, keepdims=True)
+    log_probs = shifted - np.log(sum_exp)
+    loss = -np.sum(targets * log_probs) / num_examples
+    t_sum = np.sum(targets, axis=1, keepdims=True)
+    return loss, (exp_scores / sum_exp * t_sum - targets) / num_examples
+
+
+def numpy_kl_divergence(scores, targets):
+    loss, dscores = numpy_categorical_cross_entropy(scores, targets)
+    positive = targets > 0
+    loss += np.sum(targets[positive] * np.log(targets[positive])) / scores.shape[0]
+    return loss, dscores
+
+
+def numpy_log_cosh(predictions, targets):
+    r = predictions - targets
+    a = np.abs(r)
+    loss = np.sum(a + np.log1p(np.exp(-2 * a)) - np.log(2)) / r.shape[0]
+    return loss, np.tanh(r) / r.shape[0]
+
+
 # -- fixtures ----------------------------------------------------------------------------
 
 
@@ -207,6 +246,49 @@ def test_softmax_cross_entropy(measure, impl, dtype):
 
     measure(fn, group=f"softmax_cross_entropy {shape} {dtype}", impl=impl, dtype=dtype,
             shape=shape, kernel="softmax_cross_entropy")
+
+
+NEW_LOSSES = {
+    # name: (the NumPy version, the fastmlp call, targets: labels / probability rows / values)
+    "multiclass_hinge": (course_svm_loss, lambda Z, t, out: ops.multiclass_hinge(Z, t, out=out),
+                         "labels"),
+    "squared_multiclass_hinge": (
+        lambda Z, t: course_svm_loss(Z, t, squared=True),
+        lambda Z, t, out: ops.squared_multiclass_hinge(Z, t, out=out), "labels"),
+    "categorical_cross_entropy": (
+        numpy_categorical_cross_entropy,
+        lambda Z, t, out: ops.categorical_cross_entropy(Z, t, out=out), "rows"),
+    "kl_divergence": (numpy_kl_divergence,
+                      lambda Z, t, out: ops.kl_divergence(Z, t, out=out), "rows"),
+    "log_cosh": (numpy_log_cosh, lambda Z, t, out: ops.log_cosh(Z, t, out=out), "values"),
+}
+
+
+@pytest.mark.parametrize("loss", list(NEW_LOSSES))
+def test_new_losses(measure, impl, dtype, loss):
+    """The multiclass SVM, soft-target and log-cosh losses beside a NumPy version (impl
+    course-numpy)."""
+    rng = np.random.default_rng(0)
+    Z = (3 * rng.standard_normal((N, D_OUT))).astype(dtype)
+    numpy_version, call, kind = NEW_LOSSES[loss]
+    if kind == "labels":
+        t = rng.integers(0, D_OUT, N).astype(np.int64)
+    elif kind == "rows":
+        t = rng.dirichlet(np.ones(D_OUT), N).astype(dtype)
+    else:
+        t = rng.standard_normal((N, D_OUT)).astype(dtype)
+    shape = f"{N}x{D_OUT}"
+    if impl == "course-numpy":
+        def fn():
+            return numpy_version(Z, t)
+    else:
+        out = np.empty_like(Z)
+
+        def fn():
+            return call(Z, t, out)
+
+    measure(fn, group=f"{loss} {shape} {dtype}", impl=impl, dtype=dtype, shape=shape,
+            kernel=loss)
 
 
 def _numpy_rmsprop(param, grad, v, _, t, lr, rho=0.9, eps=1e-8):

@@ -54,8 +54,18 @@ typedef enum {
     FM_LOSS_POISSON = 3,               /* y: counts >= 0; the output is log(mean) */
     FM_LOSS_ABSOLUTE_ERROR = 4,        /* y: real targets, same shape as the output */
     FM_LOSS_HUBER = 5,                 /* y: real targets; delta 1 */
-    FM_LOSS_COUNT = 6
+    FM_LOSS_MULTICLASS_HINGE = 6,      /* y: int64 labels; fm_network.margin */
+    FM_LOSS_SQUARED_HINGE = 7,         /* y: int64 labels; fm_network.margin */
+    FM_LOSS_CATEGORICAL_CE = 8,        /* y: real targets (probability rows) */
+    FM_LOSS_LOG_COSH = 9,              /* y: real targets, same shape as the output */
+    FM_LOSS_KL_DIVERGENCE = 10,        /* y: real targets (probability rows) */
+    FM_LOSS_COUNT = 11
 } fm_loss;
+
+/* The losses whose y is one int64 label per row (the others: a row of targets). */
+#define FM_LOSS_TAKES_LABELS(loss)                                                   \
+    ((loss) == FM_LOSS_SOFTMAX_CROSS_ENTROPY || (loss) == FM_LOSS_MULTICLASS_HINGE || \
+     (loss) == FM_LOSS_SQUARED_HINGE)
 
 typedef enum {
     FM_OPT_SGD = 0,
@@ -164,6 +174,7 @@ typedef struct {
     int loss;                 /* fm_loss; the output activation must be identity for
                                  the losses that take logits (softmax cross-entropy,
                                  sigmoid BCE) or log(mean) (poisson) */
+    double margin;            /* the hinge losses' margin Delta (unread by the others) */
     double l2, l1;            /* penalties on weights (not biases), per step as in the course */
     int penalty_over_weight;  /* 1: l2 and l1 divided by each batch's weight sum (its rows
                                  without sample weights): scikit-learn's alpha */
@@ -242,6 +253,20 @@ typedef struct {
                                       const REAL *Y, double *loss, REAL *dP);          \
     fm_status fm_huber_##SFX(int64_t rows, int64_t cols, const REAL *P, const REAL *Y, \
                              double *loss, REAL *dP);                                  \
+    fm_status fm_multiclass_hinge_##SFX(int64_t rows, int64_t cols, const REAL *Z,     \
+                                        const int64_t *labels,                         \
+                                        const REAL *sample_weight, double margin,      \
+                                        int squared, double *loss, REAL *dZ);          \
+    fm_status fm_categorical_cross_entropy_##SFX(int64_t rows, int64_t cols,           \
+                                                 const REAL *Z, const REAL *T,         \
+                                                 const REAL *sample_weight,            \
+                                                 double *loss, REAL *dZ);              \
+    fm_status fm_kl_divergence_##SFX(int64_t rows, int64_t cols, const REAL *Z,        \
+                                     const REAL *T, const REAL *sample_weight,         \
+                                     double *loss, REAL *dZ);                          \
+    fm_status fm_log_cosh_##SFX(int64_t rows, int64_t cols, const REAL *P,             \
+                                const REAL *Y, const REAL *sample_weight,              \
+                                double *loss, REAL *dP);                               \
     fm_status fm_network_train_step_##SFX(fm_network *net, int64_t rows,               \
                                           const REAL *X, const void *y,                \
                                           const REAL *sample_weight, double *loss);    \

@@ -19,6 +19,10 @@ def _targets(loss, rng, n, k):
         return rng.integers(0, 2, (n, k)).astype(F64)
     if loss == "poisson":
         return rng.poisson(2.0, (n, k)).astype(F64)
+    if "hinge" in loss:  # random scores: no margin within h of its kink
+        return rng.integers(0, k, n)
+    if loss in ("categorical_cross_entropy", "kl_divergence"):
+        return rng.dirichlet(np.ones(k), n)
     return rng.standard_normal((n, k))
 
 
@@ -84,7 +88,9 @@ def test_each_loss_kernel_passes_by_name(backend, rng, loss):
     y = _targets(loss, rng, 6, 4)
     Z_before = Z.copy()
     report = fastmlp.check_gradients(loss, Z, y)
-    assert list(report.errors) == ["logits" if "entropy" in loss else "predictions"]
+    name = "scores" if "hinge" in loss else "logits" if "entropy" in loss or \
+        "divergence" in loss else "predictions"
+    assert list(report.errors) == [name]
     assert report.worst < 1e-6, str(report)
     np.testing.assert_array_equal(Z, Z_before)
 

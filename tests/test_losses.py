@@ -8,6 +8,7 @@ from helpers import (
     as_layout,
     assert_close,
     assert_unchanged,
+    assert_within,
     numerical_gradient,
     ref_log_softmax,
     ref_mse,
@@ -17,7 +18,9 @@ from helpers import (
     relative_error,
     snapshot,
 )
+from scipy.special import logsumexp
 
+import fastmlp
 from fastmlp import ops
 
 SHAPES = [(6, 4), (1, 1), (9, 2), (3, 11)]
@@ -450,3 +453,291 @@ def test_robust_losses_at_large_values(backend, dtype, name):
         np.testing.assert_array_equal(grad, [[1.0]])
         loss, grad = f(np.array([[np.inf, 2.0]], dtype), np.array([[np.inf, 0.0]], dtype))
     assert np.isnan(loss) and np.isnan(grad[0, 0]) and grad[0, 1] == 1.0
+
+
+# -- multiclass SVM (hinge), categorical cross-entropy on soft targets, KL, log-cosh ------
+# References written from the formulas in float64, independent of every backend.
+
+
+def ref_hinge(Z, y, margin=1.0, squared=False, w=None):
+    Z = np.asarray(Z, np.float64)
+    n, k = Z.shape
+    w = np.ones(n) if w is None else np.asarray(w, np.float64)
+    loss, grad = 0.0, np.zeros((n, k))
+    for i in range(n):
+        for j in range(k):
+            if j == y[i]:
+                continue
+            m = Z[i, j] - Z[i, y[i]] + margin
+            if m > 0:  # the convention: a tie m == 0 is no violation
+                loss += w[i] * (m * m if squared else m)
+                g = 2 * m if squared else 1.0
+                grad[i, j] += w[i] * g
+                grad[i, y[i]] -= w[i] * g
+    return loss / w.sum(), grad / w.sum()
+
+
+def ref_soft_target(Z, T, kl=False, w=None):
+    Z, T = np.asarray(Z, np.float64), np.asarray(T, np.float64)
+    w = np.ones(len(Z)) if w is None else np.asarray(w, np.float64)
+    log_q = Z - logsumexp(Z, axis=1, keepdims=True)
+    rows = -np.sum(T * log_q, axis=1)
+    if kl:
+        rows += np.sum(np.where(T > 0, T * np.log(np.where(T > 0, T, 1)), 0), axis=1)
+    grad = np.exp(log_q) * T.sum(axis=1, keepdims=True) - T
+    return float(np.sum(w * rows) / w.sum()), grad * (w / w.sum())[:, None]
+
+
+def ref_log_cosh(P, Y, w=None):
+    r = np.asarray(P, np.float64) - np.asarray(Y, np.float64)
+    w = np.ones(len(r)) if w is None else np.asarray(w, np.float64)
+    rows = np.sum(np.log(np.cosh(r)), axis=1)  # fine for the |r| < 20 the tests draw
+    return float(np.sum(w * rows) / w.sum()), np.tanh(r) * (w / w.sum())[:, None]
+
+
+def _labels_data(rng, shape, dtype):
+    Z = (rng.standard_normal(shape) * 2).astype(dtype)
+    return Z, rng.integers(0, shape[1], shape[0])
+
+
+def _soft_data(rng, shape, dtype):
+    Z = (rng.standard_normal(shape) * 2).astype(dtype)
+    T = rng.dirichlet(np.full(shape[1], 0.7), shape[0])
+    T[rng.random(shape) < 0.3] = 0  # zeros in the targets: 0 log 0 = 0
+    T /= np.maximum(T.sum(axis=1, keepdims=True), 1e-300)
+    T[T.sum(axis=1) == 0, 0] = 1
+    return Z, T.astype(dtype)
+
+
+NEW_LOSSES = {
+    "multiclass_hinge": (lambda Z, y, **kw: ops.multiclass_hinge(Z, y, margin=0.8, **kw),
+                         lambda Z, y, w=None: ref_hinge(Z, y, 0.8, False, w), _labels_data),
+    "squared_multiclass_hinge": (
+        lambda Z, y, **kw: ops.squared_multiclass_hinge(Z, y, margin=0.8, **kw),
+        lambda Z, y, w=None: ref_hinge(Z, y, 0.8, True, w), _labels_data),
+    "categorical_cross_entropy": (ops.categorical_cross_entropy,
+                                  lambda Z, T, w=None: ref_soft_target(Z, T, False, w),
+                                  _soft_data),
+    "kl_divergence": (ops.kl_divergence, lambda Z, T, w=None: ref_soft_target(Z, T, True, w),
+                      _soft_data),
+    "log_cosh": (ops.log_cosh, ref_log_cosh,
+                 lambda rng, shape, dtype: ((rng.standard_normal(shape) * 3).astype(dtype),
+                                            rng.standard_normal(shape).astype(dtype))),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_new_losses_against_the_formula(backend, dtype, layout, rng, shape, name, weighted):
+    f, ref, data = NEW_LOSSES[name]
+    Z, y = data(rng, shape, dtype)
+    Z = as_layout(Z, layout)
+    w = rng.uniform(0.1, 2.0, shape[0]).astype(dtype) if weighted else None
+    before = snapshot(Z)
+    loss, grad = f(Z, y, sample_weight=w)
+    e_loss, e_grad = ref(Z, y, w)
+    assert isinstance(loss, float) and grad.dtype == dtype and grad.shape == shape
+    assert_close(loss, e_loss, dtype, atol=20 * np.finfo(dtype).eps * max(1.0, abs(e_loss)))
+    assert_close(grad, e_grad, dtype, atol=8 * np.finfo(dtype).eps)
+    assert_unchanged([Z], before, ["Z"])
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_new_losses_every_backend_agrees_with_the_reference_backend(dtype, rng, name,
+                                                                    weighted):
+    f, _, data = NEW_LOSSES[name]
+    Z, y = data(rng, (300, 5), dtype)
+    w = rng.uniform(0.0, 2.0, 300).astype(dtype) if weighted else None
+    results = {}
+    for backend in fastmlp.available_backends():
+        with fastmlp.use_backend(backend):
+            results[backend] = f(Z, y, sample_weight=w)
+    ref_loss, ref_grad = results["numpy"]
+    # a gradient entry is a difference of terms of the row's scale w_i / sum w (softmax T
+    # and t), each backend rounding them in its own order: within a dozen roundings of
+    # that scale (the difference itself may cancel)
+    scale = (np.ones(300) if w is None else w.astype(np.float64)) / (
+        300 if w is None else np.sum(w, dtype=np.float64))
+    for backend, (loss, grad) in results.items():
+        assert_close(loss, ref_loss, dtype, atol=0, err_msg=backend)
+        assert_within(grad, ref_grad, 12 * np.finfo(dtype).eps * scale[:, None], backend)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+def test_new_losses_gradient_is_the_derivative(backend, rng, name):
+    # float64 central differences, h = 1e-6; the hinge's margins kept >= 0.05 from its
+    # kinks (m_j = 0), where a step of h cannot cross one
+    f, _, data = NEW_LOSSES[name]
+    Z, y = data(rng, (5, 4), np.float64)
+    if "hinge" in name:
+        rows = np.arange(5)
+        m = Z - Z[rows, y][:, None] + 0.8
+        m[rows, y] = 1.0
+        Z = Z + np.where(np.abs(m) < 0.05, 0.1, 0.0)  # away from the kinks
+        m = Z - Z[rows, y][:, None] + 0.8
+        m[rows, y] = 1.0
+        assert np.all(np.abs(m) >= 0.05) and np.any(m > 0)
+    w = rng.uniform(0.5, 1.5, 5)
+    _, analytic = f(Z, y, sample_weight=w)
+    numeric = numerical_gradient(lambda: f(Z, y, sample_weight=w)[0], Z, 1e-6)
+    assert relative_error(analytic, numeric) < 1e-6
+
+
+def test_hinge_the_course_example(backend, dtype):
+    # the notes' example: scores (cat, car, frog) = (3.2, 5.1, -1.7) of a cat image, Delta 1:
+    # max(0, 5.1 - 3.2 + 1) + max(0, -1.7 - 3.2 + 1) = 2.9
+    Z = np.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]], dtype)
+    y = np.array([0, 1, 2])
+    loss, grad = ops.multiclass_hinge(Z, y)
+    assert_close(loss, (2.9 + 0.0 + 12.9) / 3, dtype, atol=1e-6)
+    np.testing.assert_array_equal(grad * 3, [[-1, 1, 0], [0, 0, 0], [1, 1, -2]])
+
+
+def test_hinge_at_its_kinks(backend, dtype):
+    # m_j = 0 exactly (s_j = s_y - Delta): no violation, gradient 0 (the convention);
+    # just past it (m_j = 0.25 > 0) one
+    Z = np.array([[2.0, 1.0, 0.0], [2.0, 1.25, 0.0]], dtype)
+    y = np.array([0, 0])
+    loss, grad = ops.multiclass_hinge(Z, y)
+    assert loss == 0.25 / 2
+    np.testing.assert_array_equal(grad, [[0, 0, 0], [-0.5, 0.5, 0]])
+    loss, grad = ops.squared_multiclass_hinge(Z, y)
+    assert loss == 0.0625 / 2
+    np.testing.assert_array_equal(grad, [[0, 0, 0], [-0.25, 0.25, 0]])
+    # margin 0: ties of scores with the label's are no violation
+    loss, grad = ops.multiclass_hinge(np.array([[1.0, 1.0]], dtype), np.array([0]), margin=0)
+    assert loss == 0.0
+    np.testing.assert_array_equal(grad, 0)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+def test_new_losses_at_large_logits(backend, dtype, name):
+    # logits +-1e4: finite values and gradients, equal to the float64 formula
+    f, _, _ = NEW_LOSSES[name]
+    Z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4], [3.0, -1e4, 2.0]], dtype)
+    if name in ("categorical_cross_entropy", "kl_divergence"):
+        y = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [1.0, 0.0, 0.0]], dtype)
+        lse = np.array([1e4, 1e4 + np.log(2.0), 2.0 + np.log1p(np.e)])
+        zt = np.array([-1e4, -5e3 + 5e3, 3.0])  # sum_j t_j z_j
+        t_log_t = np.array([0.0, -np.log(2.0), 0.0])  # sum_j t_j log t_j
+        e_loss = np.mean(lse - zt + (t_log_t if name == "kl_divergence" else 0.0))
+    elif name == "log_cosh":
+        y = np.zeros_like(Z)
+        e_loss = np.sum(np.abs(Z.astype(np.float64)) - np.log(2.0)
+                        + np.log1p(np.exp(-2 * np.abs(Z.astype(np.float64))))) / 3
+    else:
+        y = np.array([1, 0, 2])
+        # m_j = z_j - z_y + 0.8: (2e4, -, 1e4), (-, 2e4, 2e4), (1, -1e4 - 2, -) + 0.8
+        m = np.array([[2e4, 0, 1e4], [0, 2e4, 2e4], [1.0, -1e4 - 2, 0]]) + 0.8
+        m[np.arange(3), y] = 0
+        m = np.maximum(m, 0)
+        e_loss = np.sum(m * m if "squared" in name else m) / 3
+    loss, grad = f(Z, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert_close(loss, e_loss, dtype, atol=0)
+
+
+def test_log_cosh_is_quadratic_near_zero_and_linear_far_away(backend, dtype):
+    r = np.array([[1e-4, -1e-3, 0.0, 1e-20]], dtype)
+    loss, grad = ops.log_cosh(r, np.zeros_like(r))
+    x2 = np.asarray(r, np.float64) ** 2  # log cosh x = x^2/2 - x^4/12 + x^6/45 - ...
+    assert_close(loss, float(np.sum(x2 / 2 - x2 * x2 / 12 + x2**3 / 45)), dtype, atol=0)
+    assert_close(grad, np.tanh(r.astype(np.float64)), dtype, atol=0)
+    r = np.array([[30.0, -1e6]], dtype)  # cosh overflows past 710: the formula does not
+    loss, grad = ops.log_cosh(r, np.zeros_like(r))
+    assert_close(loss, 30 + 1e6 - 2 * np.log(2.0), dtype, atol=0)
+    np.testing.assert_array_equal(grad, [[1, -1]])
+
+
+def test_categorical_cross_entropy_on_one_hot_rows_is_softmax_cross_entropy(backend, dtype,
+                                                                            rng):
+    # the gradient bit for bit (T = 1, the same operations); the loss to within 2 ulp in
+    # float64 ((m - z_y) + log s against (m + log s) - z_y)
+    Z, y = _labels_data(rng, (500, 7), dtype)
+    w = rng.uniform(0.1, 2.0, 500).astype(dtype)
+    T = np.eye(7, dtype=dtype)[y]
+    for weights in (None, w):
+        loss, grad = ops.categorical_cross_entropy(Z, T, sample_weight=weights)
+        e_loss, e_grad = ops.softmax_cross_entropy(Z, y, sample_weight=weights)
+        np.testing.assert_array_equal(grad, e_grad)
+        np.testing.assert_array_max_ulp(loss, e_loss, maxulp=2)
+        kl, kl_grad = ops.kl_divergence(Z, T, sample_weight=weights)
+        assert kl == loss  # the entropy of a one-hot row is 0
+        np.testing.assert_array_equal(kl_grad, grad)
+
+
+def test_kl_divergence_is_zero_at_the_target_and_cross_entropy_minus_entropy(backend, dtype,
+                                                                               rng):
+    Z, T = _soft_data(rng, (40, 5), np.float64)
+    log_T = np.log(np.where(T > 0, T, 1e-300))
+    log_T[T == 0] = -50.0  # softmax of these logits is T to within e^-50
+    Zt = log_T.astype(dtype)
+    loss, grad = ops.kl_divergence(Zt, T.astype(dtype))
+    assert abs(loss) < 20 * np.finfo(dtype).eps
+    assert np.max(np.abs(grad)) < 20 * np.finfo(dtype).eps
+    cce = ops.categorical_cross_entropy(Z.astype(dtype), T.astype(dtype))[0]
+    kl = ops.kl_divergence(Z.astype(dtype), T.astype(dtype))[0]
+    T64 = T.astype(dtype).astype(np.float64)
+    entropy = -np.mean(np.sum(np.where(T64 > 0, T64 * np.log(np.where(T64 > 0, T64, 1)), 0),
+                              axis=1))
+    assert_close(kl, cce - entropy, dtype, atol=1e-12)
+
+
+def test_soft_target_gradient_for_rows_that_do_not_sum_to_one(backend, dtype):
+    # the general gradient softmax * sum(t) - t, the loss weighing the row by its sum
+    Z = np.array([[0.0, np.log(3.0)]], dtype)  # softmax (1/4, 3/4)
+    T = np.array([[1.0, 1.0]], dtype)
+    loss, grad = ops.categorical_cross_entropy(Z, T)
+    assert_close(grad, [[0.5 - 1, 1.5 - 1]], dtype)
+    assert_close(loss, -np.log(0.25) - np.log(0.75), dtype)
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+def test_new_losses_propagate_nan(backend, dtype, rng, name):
+    f, _, data = NEW_LOSSES[name]
+    Z, y = data(rng, (3, 4), dtype)
+    Z[1, 2] = np.nan
+    with np.errstate(invalid="ignore"):
+        loss, grad = f(Z, y)
+    assert np.isnan(loss)
+    assert np.isnan(grad[1]).any() and not np.isnan(grad[[0, 2]]).any()
+
+
+@pytest.mark.parametrize("name", list(NEW_LOSSES))
+def test_new_losses_out_and_in_place(backend, dtype, rng, name):
+    f, _, data = NEW_LOSSES[name]
+    Z, y = data(rng, (3000, 3), dtype)
+    loss, grad = f(Z, y)
+    out = np.full_like(Z, np.nan)
+    assert f(Z, y, out=out)[1] is out
+    np.testing.assert_array_equal(out, grad)
+    loss_in_place, same = f(Z, y, out=Z)
+    assert same is Z and loss_in_place == loss
+    np.testing.assert_array_equal(Z, grad)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: ops.multiclass_hinge(np.zeros((2, 3)), np.array([0, 3])), ValueError, "y"),
+    (lambda: ops.multiclass_hinge(np.zeros((2, 3)), np.array([0, 1]), margin=-1.0),
+     ValueError, "margin"),
+    (lambda: ops.multiclass_hinge(np.zeros((2, 3)), np.array([0, 1]), margin=np.nan),
+     ValueError, "margin"),
+    (lambda: ops.multiclass_hinge(np.zeros((2, 3)), np.array([0, 1]), squared=1), TypeError,
+     "squared"),
+    (lambda: ops.multiclass_hinge(np.zeros((2, 3)), np.array([0, 1]),
+                                  sample_weight=np.zeros(2)), ValueError, "sample_weight"),
+    (lambda: ops.categorical_cross_entropy(np.zeros((2, 3)), np.zeros((2, 2))), ValueError,
+     "targets"),
+    (lambda: ops.categorical_cross_entropy(np.zeros((2, 3)), -np.ones((2, 3))), ValueError,
+     "targets"),
+    (lambda: ops.kl_divergence(np.zeros((2, 3)), np.ones((2, 3), np.float32)), TypeError,
+     "targets"),
+    (lambda: ops.log_cosh(np.zeros((2, 3)), np.zeros((2, 3)), sample_weight=np.ones(3)),
+     ValueError, "sample_weight"),
+    (lambda: ops.log_cosh(np.zeros((0, 3)), np.zeros((0, 3))), ValueError, "predictions"),
+])
+def test_new_losses_name_the_bad_argument(backend, call, error, message):
+    with pytest.raises(error, match=message):
+        call()

@@ -1465,3 +1465,106 @@ def test_a_refused_fit_leaves_the_fitted_model_as_it_was():
         assert (model.task_, model.history) == (before[0], before[2])
         assert not hasattr(model, "classes_")
         np.testing.assert_array_equal(model.predict(X), before[1])
+
+
+# -- the multiclass SVM, soft-target classifiers and log-cosh regression --------------------
+
+
+def _svm_blobs(rng, n_per, centers, spread=0.3):
+    centers = np.asarray(centers, np.float64)
+    X = np.concatenate([c + spread * rng.standard_normal((n_per, centers.shape[1]))
+                        for c in centers])
+    return X, np.repeat(np.arange(len(centers)), n_per)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "squared_hinge"])
+def test_linear_svm_separates_blobs(backend, rng, loss):
+    X, y = _svm_blobs(rng, 40, [[0, 4], [4, 0], [-4, 0], [0, -4]])
+    labels = np.array(["a", "b", "c", "d"])[y]
+    model = fastmlp.MLP((), loss=loss, seed=0, backend=backend).fit(
+        X, labels, epochs=60, batch_size=32, optimizer="sgd", learning_rate=0.05, verbose=0)
+    assert model.task_ == "classification" and model.n_outputs_ == 4
+    assert model.score(X, labels) == 1.0
+    np.testing.assert_array_equal(model.predict(X), labels)
+    scores = model.decision_function(X)
+    assert scores.shape == (160, 4)
+    # separable with room: every margin met, so the training loss goes to 0
+    assert model.evaluate(X, labels)["loss"] < 0.05
+    assert model.history["accuracy"][-1] > 0.95
+    with pytest.raises(AttributeError, match="hinge"):
+        model.predict_proba(X)
+
+
+def test_svm_with_two_classes_has_two_outputs_and_a_margin(rng):
+    X, y = _svm_blobs(rng, 50, [[2, 2], [-2, -2]])
+    model = fastmlp.MLP((8,), loss="hinge", margin=2.0, seed=0).fit(X, y, epochs=40,
+                                                                     verbose=0)
+    assert model.task_ == "classification" and model.n_outputs_ == 2
+    assert model.score(X, y) == 1.0
+    z = model.decision_function(X)
+    loss = fastmlp.ops.multiclass_hinge(z, y, margin=2.0)[0]
+    assert model.evaluate(X, y)["loss"] == pytest.approx(loss, rel=1e-6)
+    assert loss != pytest.approx(fastmlp.ops.multiclass_hinge(z, y)[0], rel=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["categorical_cross_entropy", "kl_divergence"])
+def test_soft_target_classifier(backend, rng, loss):
+    X, y = _svm_blobs(rng, 40, [[0, 3], [3, 0], [-3, 0]])
+    T = np.full((120, 3), 0.1)
+    T[np.arange(120), y] = 0.8  # label smoothing
+    model = fastmlp.MLP((16,), loss=loss, seed=0, backend=backend).fit(X, T, epochs=40,
+                                                                       verbose=0)
+    np.testing.assert_array_equal(model.classes_, [0, 1, 2])
+    assert model.task_ == "classification"
+    assert model.score(X, T) == model.score(X, y) > 0.95  # rows or column indices
+    np.testing.assert_array_equal(model.predict(X), np.argmax(model.decision_function(X), 1))
+    P = model.predict_proba(X)
+    np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-6)
+    result = model.evaluate(X, T)
+    z = model.decision_function(X)
+    assert result["loss"] == pytest.approx(getattr(fastmlp.ops, loss)(z, T.astype(np.float32))[0])
+    with pytest.raises(ValueError, match="probabilities"):
+        model.score(X, T[:, :2])
+    with pytest.raises(ValueError, match="probabilities"):
+        fastmlp.MLP((4,), loss=loss).fit(X, y, epochs=1, verbose=0)  # labels at first fit
+
+
+def test_log_cosh_regression_is_robust_to_outliers(rng):
+    X = rng.standard_normal((200, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 0.05 * rng.standard_normal(200)
+    y_dirty = y.copy()
+    y_dirty[:10] += 50.0
+    model = fastmlp.MLP((), loss="log_cosh", seed=0, dtype=np.float64).fit(
+        X, y_dirty, epochs=300, batch_size=200, optimizer="adam", learning_rate=0.05,
+        verbose=0)
+    mse = fastmlp.MLP((), seed=0, dtype=np.float64).fit(
+        X, y_dirty, epochs=300, batch_size=200, optimizer="adam", learning_rate=0.05,
+        verbose=0)
+    assert model.task_ == "regression"
+    assert model.score(X[10:], y[10:]) > 0.99 > mse.score(X[10:], y[10:])
+
+
+@pytest.mark.parametrize("loss, target", [("hinge", "labels"), ("squared_hinge", "labels"),
+                                          ("categorical_cross_entropy", "rows"),
+                                          ("kl_divergence", "rows"), ("log_cosh", "values")])
+def test_new_loss_models_save_and_load(tmp_path, rng, loss, target):
+    X = rng.standard_normal((60, 4))
+    y = {"labels": rng.integers(0, 3, 60), "rows": rng.dirichlet(np.ones(3), 60),
+         "values": rng.standard_normal(60)}[target]
+    model = fastmlp.MLP((5,), loss=loss, margin=0.5, seed=1).fit(X, y, epochs=3, verbose=0)
+    loaded = _saved_and_loaded(model, tmp_path)
+    assert loaded.loss == loss and loaded.margin == 0.5 and loaded.task_ == model.task_
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    assert loaded.evaluate(X, y) == model.evaluate(X, y)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(loss="hinge", task="regression"), "classification loss"),
+    (dict(loss="kl_divergence", task="binary"), "classification loss"),
+    (dict(loss="log_cosh", task="classification"), "regression loss"),
+    (dict(loss="hinge", margin=-1.0), "margin"),
+    (dict(loss="softmax"), "loss"),
+])
+def test_new_loss_model_arguments(kw, message):
+    with pytest.raises(ValueError, match=message):
+        fastmlp.MLP((4,), **kw)

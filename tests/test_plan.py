@@ -644,3 +644,112 @@ def test_integer_inputs_are_refused_by_the_plan_and_cast_by_the_models():
             call()
     model = fastmlp.MLP((4,), seed=0).fit(X, y, epochs=1, verbose=0)
     np.testing.assert_array_equal(model.predict(X), model.predict(X.astype(np.float32)))
+
+
+# -- the multiclass SVM, soft-target and log-cosh losses in the fused step -----------------
+
+NEW_LOSSES = ("multiclass_hinge", "squared_multiclass_hinge", "categorical_cross_entropy",
+              "kl_divergence", "log_cosh")
+
+
+def _new_loss_data(rng, n, n_in, n_out, loss, dtype):
+    X = rng.standard_normal((n, n_in)).astype(dtype)
+    if "hinge" in loss:
+        return X, rng.integers(0, n_out, n)
+    if loss == "log_cosh":
+        return X, (2 * rng.standard_normal((n, n_out))).astype(dtype)
+    T = rng.dirichlet(np.full(n_out, 0.5), n)
+    T[:3] = np.eye(n_out)[rng.integers(0, n_out, 3)]  # zeros: 0 log 0
+    return X, T.astype(dtype)
+
+
+def _reference_loss(loss, Z, y, w, margin):
+    from test_losses import ref_hinge, ref_log_cosh, ref_soft_target
+
+    if "hinge" in loss:
+        return ref_hinge(Z, y, margin, "squared" in loss, w)
+    if loss == "log_cosh":
+        return ref_log_cosh(Z, y, w)
+    return ref_soft_target(Z, y, loss == "kl_divergence", w)
+
+
+@pytest.mark.parametrize("loss", NEW_LOSSES)
+def test_new_losses_step_against_a_reference_network(backend, dtype, rng, loss):
+    # the batch's loss and every gradient of a [4, 6, 3] tanh network with sample weights,
+    # from the formulas in float64, then the SGD update
+    X, y = _new_loss_data(rng, 20, 4, 3, loss, dtype)
+    w = rng.uniform(0.2, 2.0, 20).astype(dtype)
+    plan = fastmlp.NetworkPlan([4, 6, 3], "tanh", loss=loss, batch_size=20, dtype=dtype,
+                               seed=2, margin=0.7, learning_rate=0.1)
+    (W0, b0), (W1, b1) = [(W.astype(np.float64), b.astype(np.float64))
+                          for W, b in plan.weights]
+    A0 = np.tanh(X.astype(np.float64) @ W0 + b0)
+    Z = A0 @ W1 + b1
+    e_loss, dZ = _reference_loss(loss, Z, y, w, 0.7)
+    dZ0 = (dZ @ W1.T) * (1 - A0 * A0)
+    expected = np.concatenate([(X.astype(np.float64).T @ dZ0).ravel(), (A0.T @ dZ).ravel(),
+                               dZ0.sum(axis=0), dZ.sum(axis=0)])
+    loss_value, grads = plan.loss_and_gradient(X, y, sample_weight=w)
+    tol = 1e-5 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(loss_value, e_loss, rtol=tol)
+    np.testing.assert_allclose(grads, expected, rtol=tol, atol=tol * np.abs(expected).max())
+    before = plan.parameters.astype(np.float64)
+    assert plan.train_step(X, y, sample_weight=w) == loss_value
+    np.testing.assert_allclose(plan.parameters, before - 0.1 * expected, rtol=tol, atol=tol)
+
+
+@compared_backends
+@pytest.mark.parametrize("loss", NEW_LOSSES)
+def test_new_losses_same_loss_curve_as_numpy(backend, dtype, rng, loss):
+    X, y = _new_loss_data(rng, 64, 5, 3, loss, dtype)
+    _compare_with_numpy(backend, dtype, X, y, layer_sizes=[5, 8, 3], activations="relu",
+                        loss=loss, optimizer="adam", learning_rate=0.01, batch_size=16,
+                        seed=5, l1=1e-4, margin=1.5)
+
+
+def _new_running_metric(loss, Z, y):
+    Z = Z.astype(np.float64)
+    if loss == "log_cosh":
+        return np.sum((Z - y) ** 2, axis=0)
+    labels = y if "hinge" in loss else np.argmax(y, axis=1)
+    hit = np.argmax(Z, axis=1) == labels
+    return np.bincount(labels[hit], minlength=Z.shape[1]).astype(np.float64)
+
+
+@pytest.mark.parametrize("loss", NEW_LOSSES)
+def test_new_losses_running_metric(backend, dtype, rng, loss):
+    # hinge: the label's score highest; CCE/KL: argmax z == argmax t; log-cosh: the squared
+    # errors, as mean squared error's
+    X, y = _new_loss_data(rng, 45, 4, 3, loss, dtype)
+    rows = rng.permutation(45)
+    kw = dict(layer_sizes=[4, 7, 3], activations="tanh", loss=loss, optimizer="adam",
+              batch_size=10, seed=3, dtype=dtype, learning_rate=0.05)
+    by_epoch, by_step = fastmlp.NetworkPlan(**kw), fastmlp.NetworkPlan(**kw)
+    metric = np.full(3, np.nan)
+    by_epoch.train_epoch(X, y, rows=rows, metric_out=metric)
+    expected = np.zeros(3)
+    for start in range(0, 45, 10):
+        batch = rows[start:start + 10]
+        expected += _new_running_metric(loss, by_step.forward(X[batch]), y[batch])
+        by_step.train_step(X[batch], y[batch])
+    if loss == "log_cosh":
+        np.testing.assert_allclose(metric, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    else:
+        np.testing.assert_array_equal(metric, expected)
+        assert 0 < metric.sum() < 45
+
+
+@pytest.mark.parametrize("kw, y, error, message", [
+    (dict(loss="hinge"), np.array([0, 3]), ValueError, "y"),
+    (dict(loss="hinge", margin=-0.5), np.array([0, 1]), ValueError, "margin"),
+    (dict(loss="squared_hinge", activations=["relu", "sigmoid"]), np.array([0, 1]), ValueError,
+     "activations"),
+    (dict(loss="categorical_cross_entropy"), -np.ones((2, 3)), ValueError, "probabilities"),
+    (dict(loss="kl_divergence"), np.ones((2, 2)), ValueError, "y"),
+    (dict(loss="log_cosh"), np.ones((2, 4)), ValueError, "y"),
+])
+def test_new_losses_plan_checks(backend, kw, y, error, message):
+    kw = {"activations": "relu", **kw}
+    with pytest.raises(error, match=message):
+        plan = fastmlp.NetworkPlan([2, 4, 3], backend=backend, **kw)
+        plan.train_step(np.zeros((2, 2)), y)

@@ -672,6 +672,14 @@ def _kernel_call(name, draw):
     if name == "softmax_cross_entropy":
         w = arg((n,)) if draw(st.booleans()) else None
         return lambda: ops.softmax_cross_entropy(arg((n, k)), y, sample_weight=w)
+    if name in ("multiclass_hinge", "squared_multiclass_hinge"):
+        w = arg((n,)) if draw(st.booleans()) else None
+        return lambda: getattr(ops, name)(arg((n, k)), y, margin=scalar(1.0), sample_weight=w,
+                                          out=arg((n, k)) if draw(st.booleans()) else None)
+    if name in ("categorical_cross_entropy", "kl_divergence", "log_cosh"):
+        w = arg((n,)) if draw(st.booleans()) else None
+        return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)), sample_weight=w,
+                                          out=arg((n, k)) if draw(st.booleans()) else None)
     if name in ("sigmoid_binary_cross_entropy", "mean_squared_error", "poisson",
                 "absolute_error", "huber"):
         return lambda: getattr(ops, name)(arg((n, k)), arg((n, k)),
@@ -1437,3 +1445,42 @@ def test_float32_mnist_training_matches_float64():
         scores[np.dtype(dtype).name] = model.score(X_test, y_test)
     assert scores["float64"] > 0.9, scores
     assert abs(scores["float32"] - scores["float64"]) <= 0.01, scores
+
+
+@given(data=st.data(), backend=backends, dtype=dtypes, n=st.integers(1, 6),
+       k=st.integers(2, 6), margin=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+       squared=st.booleans())
+def test_hinge_is_zero_exactly_where_every_margin_is_met(data, backend, dtype, n, k, margin,
+                                                         squared):
+    # ties included (small integer scores): the loss is >= 0, 0 iff no j != y has
+    # s_j - s_y + margin > 0, and then the gradient is 0; each row's gradient sums to 0
+    Z = np.asarray(values(data.draw, (n, k)), dtype)
+    y = np.asarray(data.draw(st.lists(st.integers(0, k - 1), min_size=n, max_size=n)))
+    with on_backend(backend):
+        loss, grad = ops.multiclass_hinge(Z, y, margin=margin, squared=squared)
+    m = Z - Z[np.arange(n), y][:, None] + dtype.type(margin)
+    m[np.arange(n), y] = 0
+    assert loss >= 0
+    assert (loss == 0) == (not np.any(m > 0))
+    if loss == 0:
+        np.testing.assert_array_equal(grad, 0)
+    scale = np.abs(grad).max(initial=0.0)
+    assert np.all(np.abs(grad.sum(axis=1, dtype=np.float64)) <= 8 * k * np.finfo(dtype).eps
+                  * max(scale, 1e-30) * (1 + np.abs(m).max()))
+
+
+@given(data=st.data(), backend=backends, dtype=dtypes, n=st.integers(1, 5),
+       k=st.integers(1, 6), kl=st.booleans())
+def test_soft_target_losses_bounds(data, backend, dtype, n, k, kl):
+    # KL >= 0 (0 where the softmax is the target) and CCE >= KL; for target rows summing
+    # to 1 the gradient rows sum to 0
+    Z = np.asarray(values(data.draw, (n, k), scale=5.0), dtype)
+    T = np.abs(np.asarray(values(data.draw, (n, k), kind="unit"), np.float64)) + 1e-3
+    T = (T / T.sum(axis=1, keepdims=True)).astype(dtype)
+    with on_backend(backend):
+        value, grad = (ops.kl_divergence if kl else ops.categorical_cross_entropy)(Z, T)
+        divergence = ops.kl_divergence(Z, T)[0]
+    tol = 64 * np.finfo(dtype).eps * (1 + np.abs(Z.astype(np.float64)).max())
+    assert divergence >= -tol
+    assert value >= divergence - tol
+    assert np.all(np.abs(grad.sum(axis=1, dtype=np.float64)) <= 16 * k * np.finfo(dtype).eps)

@@ -360,8 +360,8 @@ def test_bad_adam_hyper_parameters(backend, kw, exc, name):
 
 
 def test_plan_unknown_loss():
-    with pytest.raises(ValueError, match=r"^loss: unknown 'hinge'"):
-        fastmlp.NetworkPlan([2, 3], loss="hinge")
+    with pytest.raises(ValueError, match=r"^loss: unknown 'focal'"):
+        fastmlp.NetworkPlan([2, 3], loss="focal")
 
 
 def test_plan_unknown_optimizer():

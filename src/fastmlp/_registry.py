@@ -34,7 +34,18 @@ LOSSES = {
     "poisson": 3,
     "absolute_error": 4,
     "huber": 5,
+    "multiclass_hinge": 6,
+    "squared_multiclass_hinge": 7,
+    "categorical_cross_entropy": 8,
+    "log_cosh": 9,
+    "kl_divergence": 10,
 }
+# the losses whose y is one integer label per row (the others take a row of targets)
+LABEL_LOSSES = ("softmax_cross_entropy", "multiclass_hinge", "squared_multiclass_hinge")
+# the losses with a margin (NetworkPlan(margin=...))
+HINGE_LOSSES = ("multiclass_hinge", "squared_multiclass_hinge")
+# the losses on target rows of probabilities (one-hot or soft)
+SOFT_TARGET_LOSSES = ("categorical_cross_entropy", "kl_divergence")
 LOSS_ALIASES = {
     "cross_entropy": "softmax_cross_entropy",
     "softmax": "softmax_cross_entropy",
@@ -42,6 +53,10 @@ LOSS_ALIASES = {
     "bce": "sigmoid_binary_cross_entropy",
     "mse": "mean_squared_error",
     "mae": "absolute_error",
+    "hinge": "multiclass_hinge",
+    "svm": "multiclass_hinge",
+    "squared_hinge": "squared_multiclass_hinge",
+    "kl": "kl_divergence",
 }
 
 # name -> code (fm_optimizer_kind)

@@ -244,7 +244,9 @@ def _check_loss(name, Z, y, sample_weight, entries, epsilon, rng):
     kernel = getattr(ops, name)
     extra = {} if sample_weight is None else {"sample_weight": sample_weight}
     report = GradientCheck()
-    _compare(report, "logits" if "entropy" in name else "predictions", Z,
+    array = "scores" if "hinge" in name else "logits" if "entropy" in name or \
+        "divergence" in name else "predictions"
+    _compare(report, array, Z,
              lambda: kernel(Z, y, **extra), entries, epsilon, rng)
     return report
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from fastmlp import _backend, ops
 from fastmlp import _validation as check
+from fastmlp._registry import HINGE_LOSSES
 from fastmlp.backends._python_network import output_metric
 from fastmlp.plan import NetworkPlan, _set_generator_state
 
@@ -41,18 +42,17 @@ class LayeredNetwork:
         from the network's generator).
     batch_norm : bool, default False
         Batch normalisation before each hidden activation.
-    loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend
-        As for NetworkPlan (only the softmax cross-entropy, sigmoid binary cross-entropy
-        and mean squared error losses).
+    loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend, margin
+        As for NetworkPlan (every loss: each is the fastmlp.ops function of its name).
     """
 
     def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
                  optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
-                 backend=None):
+                 backend=None, margin=1.0):
         # The plan validates the architecture and initialises the weights the same way.
         self._plan = NetworkPlan(layer_sizes, activations, loss=loss, optimizer=optimizer,
                                  batch_size=batch_size, dtype=dtype, seed=seed, l2=l2, l1=l1,
-                                 init=init, backend=backend)
+                                 init=init, backend=backend, margin=margin)
         self.backend = self._plan.backend
         self.activations = self._plan.activations
         self.loss, self.batch_size, self.dtype = loss, batch_size, np.dtype(dtype)
@@ -174,7 +174,8 @@ class LayeredNetwork:
 
     def _loss_and_gradient(self, logits, Y):
         # each of the plan's losses is the fastmlp.ops kernel of its name
-        return getattr(ops, self._plan.loss)(logits, Y)
+        options = {"margin": self._plan.margin} if self._plan.loss in HINGE_LOSSES else {}
+        return getattr(ops, self._plan.loss)(logits, Y, **options)
 
     def train_step(self, X, Y):
         """Forward, loss, backward and update on one batch; returns its loss (penalties

@@ -23,13 +23,18 @@ import numpy as np
 
 from fastmlp import _backend, _files, _threads, training
 from fastmlp import _validation as check
+from fastmlp._registry import HINGE_LOSSES, LOSS_ALIASES, SOFT_TARGET_LOSSES
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
 from fastmlp.plan import NetworkPlan, _set_generator_state
 from fastmlp.progress import Progress
 
 _TASKS = ("auto", "classification", "binary", "multilabel", "regression")
-_REGRESSION_LOSSES = (None, "poisson", "absolute_error", "huber")  # MLP(loss=); None: MSE
+_REGRESSION_LOSSES = (None, "poisson", "absolute_error", "huber", "log_cosh")  # None: MSE
+# MLP(loss=) for a classifier whose outputs are one per class (two classes included): the
+# multiclass SVM (hinge) losses on labels, and softmax against target rows of
+# probabilities (soft targets)
+_CLASSIFIER_LOSSES = (*HINGE_LOSSES, *SOFT_TARGET_LOSSES)
 _FORMAT = "fastmlp.MLP"
 _FORMAT_VERSION = 1
 # rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
@@ -70,10 +75,19 @@ class MLP:
         one-hot rows multilabel too); other floats give regression (identity head, mean
         squared error). The scikit-learn drop-ins keep scikit-learn's reading: an
         indicator matrix is multilabel there.
-    loss : {None, "poisson", "absolute_error", "huber"}, default None
-        None: the task's loss. For regression only: "poisson", the half Poisson deviance
+    loss : str, default None
+        None: the task's loss. For regression: "poisson", the half Poisson deviance
         with the log link, for counts or rates y >= 0 (predict returns the mean,
-        exp(output)); "absolute_error" and "huber" (delta 1), robust to outliers.
+        exp(output)); "absolute_error", "huber" (delta 1) and "log_cosh", robust to
+        outliers. For classification: "multiclass_hinge" ("hinge") or
+        "squared_multiclass_hinge" ("squared_hinge"), the multiclass SVM loss with
+        `margin` (``MLP(())`` is a linear SVM; one output per class, two classes
+        included; no predict_proba); "categorical_cross_entropy" and "kl_divergence"
+        train on soft targets, an (n, k) y of rows of probabilities (``classes_`` are
+        the column indices; evaluate and score take such rows or column indices, and
+        count a hit where the largest output is the row's most probable class).
+    margin : float, default 1.0
+        The hinge losses' margin Delta (>= 0).
     dropout : float, default 0
         Inverted dropout on every hidden layer's output while training.
     batch_norm : bool, default False
@@ -139,7 +153,7 @@ class MLP:
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
                  loss=None, dropout=0.0, batch_norm=False, standardize=False, init="auto",
-                 dtype=np.float32, seed=None, n_threads=None, backend=None):
+                 dtype=np.float32, seed=None, n_threads=None, backend=None, margin=1.0):
         if isinstance(hidden_layer_sizes, int):
             hidden_layer_sizes = (hidden_layer_sizes,)
         self.hidden_layer_sizes = tuple(
@@ -157,11 +171,17 @@ class MLP:
         if task not in _TASKS:
             raise ValueError(f"task: unknown {task!r}; expected one of {list(_TASKS)}")
         self.task = task
-        if loss not in _REGRESSION_LOSSES:
-            raise ValueError(f"loss: expected one of {list(_REGRESSION_LOSSES)}, got {loss!r}")
-        if loss is not None and task not in ("auto", "regression"):
+        canonical = LOSS_ALIASES.get(loss, loss) if isinstance(loss, str) else loss
+        if canonical not in _REGRESSION_LOSSES + _CLASSIFIER_LOSSES:
+            raise ValueError(f"loss: expected one of "
+                             f"{list(_REGRESSION_LOSSES + _CLASSIFIER_LOSSES)}, got {loss!r}")
+        if canonical in _CLASSIFIER_LOSSES and task not in ("auto", "classification"):
+            raise ValueError(f"loss: {loss!r} is a classification loss, not for task={task!r}")
+        if canonical is not None and canonical not in _CLASSIFIER_LOSSES and \
+                task not in ("auto", "regression"):
             raise ValueError(f"loss: {loss!r} is a regression loss, not for task={task!r}")
         self.loss = loss
+        self.margin = check.real_scalar(margin, "margin", low=0)
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
         if not isinstance(standardize, (bool, np.bool_)):
@@ -229,6 +249,8 @@ class MLP:
     def _resolve_task(self, y):
         if self.task != "auto":
             return self.task
+        if self._canonical_loss in _CLASSIFIER_LOSSES:
+            return "classification"
         if self.loss is not None:  # integer counts are targets, not classes
             return "regression"
         if y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all() and y.shape[1] > 1:
@@ -246,6 +268,8 @@ class MLP:
         y = np.asarray(y)
         if y.ndim == 0 or y.ndim > 2:
             raise ValueError(f"y: expected a 1-D or 2-D array, got shape {y.shape}")
+        if self._soft_targets:
+            return self._encode_soft_targets(y, first)
         if first:
             self.task_ = self._resolve_task(y)
             if self.task_ in ("classification", "binary"):
@@ -260,9 +284,10 @@ class MLP:
                 if len(self.classes_) < 2:
                     raise ValueError(f"y: expected at least two classes, got {self.classes_}")
                 if self.task_ == "binary" and len(self.classes_) != 2:
-                    raise ValueError(f"y: task='binary' needs two classes, got {len(self.classes_)}")
+                    raise ValueError(f"y: task='binary' needs two classes, got "
+                                     f"{len(self.classes_)}")
                 if len(self.classes_) == 2:
-                    self.task_ = "binary"
+                    self.task_ = self._two_class_task
         if self.task_ in ("classification", "binary"):
             if y.ndim == 2 and y.shape[1] > 1:
                 if y.shape[1] != len(self.classes_) or not _one_hot(y):
@@ -286,11 +311,52 @@ class MLP:
             raise ValueError("y: contains NaN or infinity")
         return np.ascontiguousarray(Y.reshape(len(Y), -1))
 
+    def _encode_soft_targets(self, y, first):
+        """Target rows of probabilities for categorical_cross_entropy / kl_divergence: an
+        (n, k) y (k >= 2, finite, >= 0); after the first fit also column indices, as
+        one-hot rows."""
+        if first:
+            if y.ndim != 2 or y.shape[1] < 2:
+                raise ValueError(f"y: loss={self.loss!r} takes (n, k) rows of probabilities "
+                                 f"(k >= 2), got shape {y.shape}")
+            self.task_ = "classification"
+            self.classes_ = np.arange(y.shape[1])
+        k = len(self.classes_)
+        if y.ndim == 1:
+            if y.dtype.kind not in "biu" or ((y < 0) | (y >= k)).any():
+                raise ValueError(f"y: expected rows of {k} probabilities or column indices "
+                                 f"in [0, {k})")
+            return np.ascontiguousarray(np.eye(k, dtype=self.dtype)[y])
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"y: expected numeric targets, got dtype {y.dtype}")
+        if y.ndim != 2 or y.shape[1] != k:
+            raise ValueError(f"y: expected rows of {k} probabilities, got shape {y.shape}")
+        Y = np.ascontiguousarray(y, dtype=self.dtype)
+        if not self._all_finite(Y) or (Y < 0).any():
+            raise ValueError("y: target probabilities must be finite and >= 0")
+        return Y
+
+    @property
+    def _canonical_loss(self):
+        return LOSS_ALIASES.get(self.loss, self.loss)
+
+    @property
+    def _soft_targets(self):
+        return self._canonical_loss in SOFT_TARGET_LOSSES
+
+    @property
+    def _two_class_task(self):
+        """The task of two classes: "binary" (one sigmoid output), or "classification"
+        (an output per class) for the classifier losses."""
+        return "classification" if self._canonical_loss in _CLASSIFIER_LOSSES else "binary"
+
     @property
     def _loss(self):
-        if self.loss is not None and self.task_ == "regression":
-            return self.loss
-        return {"classification": "softmax_cross_entropy", "binary": "sigmoid_binary_cross_entropy",
+        if self.loss is not None and self.task_ in ("regression", "classification"):
+            if (self.task_ == "classification") == (self._canonical_loss in _CLASSIFIER_LOSSES):
+                return self._canonical_loss
+        return {"classification": "softmax_cross_entropy",
+                "binary": "sigmoid_binary_cross_entropy",
                 "multilabel": "sigmoid_binary_cross_entropy",
                 "regression": "mean_squared_error"}[self.task_]
 
@@ -307,7 +373,7 @@ class MLP:
         sizes = [n_features, *self.hidden_layer_sizes, n_outputs]
         options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
                        dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
-                       backend=backend or self.backend)
+                       backend=backend or self.backend, margin=self.margin)
         if self.batch_norm:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
                                        batch_norm=True, **options)
@@ -487,7 +553,7 @@ class MLP:
                 # the model's seed (a resumed fit: its own draw) picks the rows held out
                 split_seed = saved["record"].get("split_seed") if saved is not None else \
                     np.random.SeedSequence(self.seed).entropy
-                labels = Y if self.task_ in ("classification", "binary") else None
+                labels = _labels_of(Y) if self.task_ in ("classification", "binary") else None
                 train, held_out = _validation_rows(len(X), validation_split, labels, split_seed)
                 validation_data = (X[held_out], y_raw[held_out])
                 X, Y = X[train], Y[train]
@@ -786,7 +852,8 @@ class MLP:
                 self.task_ = self._resolve_task(y) if self.task == "auto" else self.task
                 self.classes_ = np.unique(np.asarray(classes))
                 if self.task_ in ("classification", "binary"):
-                    self.task_ = "binary" if len(self.classes_) == 2 else "classification"
+                    self.task_ = self._two_class_task if len(self.classes_) == 2 else \
+                        "classification"
                 Y = self._encode_targets(y, first=False)
             else:
                 Y = self._encode_targets(y, first=True)
@@ -847,6 +914,9 @@ class MLP:
         self._check_fitted()
         if self.task_ == "regression":
             raise AttributeError("predict_proba: a regression model has no probabilities")
+        if self._loss in HINGE_LOSSES:
+            raise AttributeError("predict_proba: a hinge-loss (SVM) model has scores, not "
+                                 "probabilities; see decision_function")
         z = self.decision_function(X)
         return self._probabilities(z)
 
@@ -905,22 +975,28 @@ class MLP:
         from fastmlp import metrics, ops
 
         z = self.net_.forward(X)
+        labels = _labels_of(Y) if self.task_ == "classification" else None
         if self.task_ == "regression":
             result = {"loss": getattr(ops, self._loss)(z, Y)[0],
                       "r2": metrics.r2_score(np.exp(z) if self._poisson else z, Y)}
         elif self.task_ == "classification":
-            result = {"loss": metrics.log_loss(z, Y), "accuracy": metrics.accuracy(z, Y)}
+            if self._loss == "softmax_cross_entropy":
+                loss = metrics.log_loss(z, Y)  # the value alone, no gradient table
+            else:
+                options = {"margin": self.margin} if self._loss in HINGE_LOSSES else {}
+                loss = getattr(ops, self._loss)(z, Y, **options)[0]
+            result = {"loss": loss, "accuracy": metrics.accuracy(z, labels)}
         else:
             loss = ops.sigmoid_binary_cross_entropy(z, Y)[0]
             result = {"loss": loss, "accuracy": _accuracy((z > 0) == (Y > 0.5), z)}
         for name in names or ():
             if name.startswith("top_") and name.endswith("_accuracy"):
                 k = int(name[len("top_"):-len("_accuracy")] or 5)
-                result[name] = metrics.top_k_accuracy(z, Y, k)
+                result[name] = metrics.top_k_accuracy(z, labels, k)
             elif name == "confusion_matrix":
-                result[name] = metrics.confusion_matrix(z, Y)
-            elif name == "log_loss":
-                result[name] = result["loss"]
+                result[name] = metrics.confusion_matrix(z, labels)
+            elif name == "log_loss":  # the softmax cross-entropy, whatever the loss
+                result[name] = metrics.log_loss(z, labels)
         return result
 
     _CLASS_METRICS = ("accuracy", "log_loss", "confusion_matrix", "top_k_accuracy")
@@ -1053,7 +1129,7 @@ class MLP:
         """The constructor's settings that make the model what it is."""
         return {"hidden_layer_sizes": list(self.hidden_layer_sizes),
                 "activation": self.activation, "task": self.task, "loss": self.loss,
-                "dropout": self.dropout, "batch_norm": self.batch_norm,
+                "margin": self.margin, "dropout": self.dropout, "batch_norm": self.batch_norm,
                 "standardize": self.standardize, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
 
@@ -1138,7 +1214,8 @@ class MLP:
             _check_model_shapes(config, members, max_bytes)
             _check_model_members(config, members)
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
-                        loss=config.get("loss"), dropout=config["dropout"],
+                        loss=config.get("loss"), margin=config.get("margin", 1.0),
+                        dropout=config["dropout"],
                         batch_norm=config["batch_norm"],
                         standardize=config.get("standardize", False), init=config["init"],
                         dtype=config["dtype"], seed=config["seed"])
@@ -1171,6 +1248,7 @@ class MLP:
     def __repr__(self):
         return (f"MLP(hidden_layer_sizes={self.hidden_layer_sizes}, activation={self.activation}, "
                 f"task={self.task!r}, {f'loss={self.loss!r}, ' if self.loss else ''}"
+                f"{f'margin={self.margin}, ' if self._canonical_loss in HINGE_LOSSES else ''}"
                 f"dtype={self.dtype.name})")
 
 
@@ -1315,6 +1393,12 @@ def _kept(arrays, into):
         for a, b in zip(source, target) if isinstance(source, tuple) else [(source, target)]:
             np.copyto(b, a)
     return into
+
+
+def _labels_of(Y):
+    """Class indices of encoded targets: labels as they are, the first most probable
+    column of target rows (soft targets)."""
+    return Y if Y.ndim == 1 else np.argmax(Y, axis=1)
 
 
 def _one_hot(y):

@@ -26,6 +26,11 @@ __all__ = [
     "absolute_error",
     "huber",
     "poisson",
+    "multiclass_hinge",
+    "squared_multiclass_hinge",
+    "categorical_cross_entropy",
+    "kl_divergence",
+    "log_cosh",
     "sgd_update",
     "momentum_update",
     "adam_update",
@@ -367,16 +372,24 @@ def softmax_cross_entropy(logits, y, *, sample_weight=None, out=None):
     """
     Z = _logits(logits)
     y = check.labels(y, "y", Z.shape[0], Z.shape[1])
-    if sample_weight is not None:
-        sample_weight = check.float_array(sample_weight, "sample_weight", ndim=1).astype(
-            Z.dtype, copy=False
-        )
-        check.shape(sample_weight, "sample_weight", (Z.shape[0],))
-        if not np.all(sample_weight >= 0) or not np.sum(sample_weight) > 0:
-            raise ValueError("sample_weight: expected non-negative weights with a positive sum")
+    sample_weight = _row_weights(sample_weight, Z)
     out = check.out_array(out, "out", Z.shape, Z.dtype)
     loss = _kernels(Z).softmax_cross_entropy(Z, y, sample_weight, out)
     return loss, out
+
+
+def _row_weights(sample_weight, Z):
+    """sample_weight as a (n,) array of Z's dtype, non-negative with a positive sum (or
+    None)."""
+    if sample_weight is None:
+        return None
+    sample_weight = check.float_array(sample_weight, "sample_weight", ndim=1).astype(
+        Z.dtype, copy=False
+    )
+    check.shape(sample_weight, "sample_weight", (Z.shape[0],))
+    if not np.all(sample_weight >= 0) or not np.sum(sample_weight) > 0:
+        raise ValueError("sample_weight: expected non-negative weights with a positive sum")
+    return sample_weight
 
 
 def _targets(Y, Z, name):
@@ -526,6 +539,185 @@ def poisson(log_means, targets, *, out=None):
                          "target)")
     out = check.out_array(out, "out", Z.shape, Z.dtype)
     return _kernels(Z).poisson(Z, Y, out), out
+
+
+def multiclass_hinge(scores, y, *, margin=1.0, squared=False, sample_weight=None, out=None):
+    """The multiclass SVM (hinge) loss of the course and its (sub)gradient, in one pass.
+
+    With ``m_ij = s_ij - s_{i, y_i} + margin``:
+    ``loss = sum_i w_i sum_{j != y_i} max(0, m_ij) / sum_i w_i`` (squared:
+    ``max(0, m_ij)**2``; w_i = 1 without weights: the mean over the rows),
+    ``dscores_ij = w_i [m_ij > 0] / sum w`` (squared: ``2 m_ij [m_ij > 0]``) for
+    ``j != y_i`` and ``dscores_{i, y_i} = -sum_{j != y_i} dscores_ij``.
+
+    At a kink (a score exactly at the margin, ``m_ij == 0``) the subgradient is 0: a
+    violation counts only where ``m_ij > 0``. A NaN score makes the loss and the gradient
+    NaN.
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n, k)
+        Class scores, float32 or float64.
+    y : ndarray of int of shape (n,)
+        Class labels, each in [0, k).
+    margin : float, default 1.0
+        The margin Delta, >= 0.
+    squared : bool, default False
+        Square each term (the L2-SVM).
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dscores (may be scores itself).
+
+    Returns
+    -------
+    loss : float
+        The (weighted) mean over the rows of the hinge terms summed over the classes.
+    dscores : ndarray of shape (n, k)
+        Its gradient with respect to the scores, the dtype of scores.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> # the course's example: scores of cat, car, frog for a cat image
+    >>> loss, dscores = ops.multiclass_hinge(np.array([[3.2, 5.1, -1.7]]), np.array([0]))
+    >>> print(f"{loss:.1f}")  # max(0, 5.1 - 3.2 + 1) + max(0, -1.7 - 3.2 + 1)
+    2.9
+    >>> dscores
+    array([[-1.,  1.,  0.]])
+    """
+    Z = _logits(scores, "scores")
+    y = check.labels(y, "y", Z.shape[0], Z.shape[1])
+    margin = check.real_scalar(margin, "margin", low=0)
+    if not isinstance(squared, (bool, np.bool_)):
+        raise TypeError(f"squared: expected True or False, got {squared!r}")
+    sample_weight = _row_weights(sample_weight, Z)
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    loss = _kernels(Z).multiclass_hinge(Z, y, sample_weight, margin, bool(squared), out)
+    return loss, out
+
+
+def squared_multiclass_hinge(scores, y, *, margin=1.0, sample_weight=None, out=None):
+    """:func:`multiclass_hinge` with ``squared=True``: ``sum_{j != y} max(0, m_j)**2``.
+
+    The name of NetworkPlan's loss ``"squared_multiclass_hinge"``; see
+    :func:`multiclass_hinge` for the parameters.
+    """
+    return multiclass_hinge(scores, y, margin=margin, squared=True,
+                            sample_weight=sample_weight, out=out)
+
+
+def _soft_targets(targets, Z):
+    T = _targets(targets, Z, "targets")
+    if np.any(T < 0):
+        raise ValueError("targets: expected probabilities >= 0 (found a negative target)")
+    return T
+
+
+def categorical_cross_entropy(logits, targets, *, sample_weight=None, out=None):
+    """Softmax cross-entropy on one-hot or soft target rows, and its gradient, in one pass.
+
+    With ``T_i = sum_j t_ij`` and the stable log-sum-exp (``m = max_j z_ij``):
+    ``loss_i = -sum_j t_ij log softmax(z_i)_j = sum_j t_ij (m - z_ij) + T_i log sum_j
+    exp(z_ij - m)``, ``loss = sum_i w_i loss_i / sum_i w_i``, and
+    ``dlogits_i = w_i (softmax(z_i) T_i - t_i) / sum w``: ``softmax - t`` for rows of
+    probabilities (summing to 1). Rows that do not sum to 1 get this general gradient of
+    the same formula (the loss then weighs the row by its sum).
+
+    With one-hot rows it is :func:`softmax_cross_entropy` on their labels: the same
+    gradient bits, the loss to rounding in float64.
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        Target probabilities (>= 0), the dtype of logits.
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dlogits (may be logits itself).
+
+    Returns
+    -------
+    loss : float
+        The (weighted) mean cross-entropy.
+    dlogits : ndarray of shape (n, k)
+        Its gradient with respect to the logits.
+    """
+    Z = _logits(logits)
+    T = _soft_targets(targets, Z)
+    sample_weight = _row_weights(sample_weight, Z)
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    return _kernels(Z).categorical_cross_entropy(Z, T, sample_weight, out), out
+
+
+def kl_divergence(logits, targets, *, sample_weight=None, out=None):
+    """Kullback-Leibler divergence KL(t || softmax(z)) and its gradient, in one pass.
+
+    ``loss_i = sum_j t_ij log(t_ij / softmax(z_i)_j)`` with ``0 log 0 = 0``: the
+    categorical cross-entropy minus the entropy of t, so 0 where softmax(z) equals t and
+    positive elsewhere; ``loss = sum_i w_i loss_i / sum_i w_i``. The gradient is the
+    cross-entropy's, ``w_i (softmax(z_i) sum_j t_ij - t_i) / sum w``. Stable for any
+    finite logits (``log softmax`` is never taken of an underflowed probability).
+
+    Parameters
+    ----------
+    logits : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        Target probabilities (>= 0, zeros allowed), the dtype of logits.
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dlogits (may be logits itself).
+
+    Returns
+    -------
+    loss : float
+        The (weighted) mean divergence.
+    dlogits : ndarray of shape (n, k)
+        Its gradient with respect to the logits.
+    """
+    Z = _logits(logits)
+    T = _soft_targets(targets, Z)
+    sample_weight = _row_weights(sample_weight, Z)
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    return _kernels(Z).kl_divergence(Z, T, sample_weight, out), out
+
+
+def log_cosh(predictions, targets, *, sample_weight=None, out=None):
+    """The log-cosh regression loss and its gradient, in one pass.
+
+    Summed over the outputs, a (weighted) mean over the rows. With ``r = p - y``:
+    ``log(cosh(r)) = |r| + log1p(exp(-2|r|)) - log(2)`` (no overflow for large ``|r|``;
+    ``log1p(2 sinh(r/2)**2)`` for ``|r| <= 1``, without cancellation), about ``r**2 / 2``
+    near the target and ``|r| - log 2`` far from it; ``dpredictions = w_i tanh(r) / sum w``.
+
+    Parameters
+    ----------
+    predictions : ndarray of shape (n, k)
+        float32 or float64.
+    targets : ndarray of shape (n, k)
+        The dtype of predictions ((n,) when k == 1).
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dpredictions (may be predictions itself).
+
+    Returns
+    -------
+    loss : float
+        The loss, summed over the outputs and averaged over the rows.
+    dpredictions : ndarray of shape (n, k)
+        Its gradient with respect to the predictions.
+    """
+    P = _logits(predictions, "predictions")
+    Y = _targets(targets, P, "targets")
+    sample_weight = _row_weights(sample_weight, P)
+    out = check.out_array(out, "out", P.shape, P.dtype)
+    return _kernels(P).log_cosh(P, Y, sample_weight, out), out
 
 
 def _update(kind, param, grad, states, step, lr, momentum=0.0, beta1=0.9, beta2=0.999,

@@ -15,14 +15,23 @@ import numpy as np
 
 from fastmlp import _backend, _threads
 from fastmlp import _validation as check
-from fastmlp._registry import ACTIVATIONS_NEEDING_Z, ACTIVATIONS_WITH_ALPHA, LOSSES
+from fastmlp._registry import (
+    ACTIVATIONS_NEEDING_Z,
+    ACTIVATIONS_WITH_ALPHA,
+    HINGE_LOSSES,
+    LABEL_LOSSES,
+    LOSSES,
+    SOFT_TARGET_LOSSES,
+)
 from fastmlp.optimizers import get_optimizer
 
 _RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
 _INITS = ("auto", "he", "glorot", "course")
 _PENALTIES = ("per_step", "per_sample")
-# the losses of the network's raw output (logits, or log means): a linear output layer
-_TAKES_LOGITS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "poisson")
+# the losses of the network's raw output (logits, scores or log means): a linear output
+# layer
+_TAKES_LOGITS = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "poisson",
+                 *HINGE_LOSSES, *SOFT_TARGET_LOSSES)
 # memory for the per-block copies of the gradients that let a step's row blocks run on
 # threads (the mid network gets 5 copies in float32, 11 MB; the large one none)
 _BLOCK_GRADIENT_BYTES = 16 << 20
@@ -52,14 +61,20 @@ class NetworkPlan:
     activations : str or sequence of str, default "relu"
         One name for every hidden layer, or one per hidden layer (the output layer is
         linear), or one per layer including the output (which must be ``"identity"`` for
-        the classification losses and ``"poisson"``: they take the raw output). Names:
+        the classification losses, the hinge losses and ``"poisson"``: they take the raw
+        output). Names:
         ``"identity"``, ``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``,
         ``"elu"``, ``"softplus"``.
     loss : str, default "softmax_cross_entropy"
         ``"softmax_cross_entropy"`` (integer labels), ``"sigmoid_binary_cross_entropy"``
         (targets in [0, 1]), ``"mean_squared_error"``, ``"absolute_error"``, ``"huber"``
-        (delta 1) or ``"poisson"`` (half Poisson deviance with the log link,
-        scikit-learn's: the output is log(mean), counts >= 0).
+        (delta 1), ``"poisson"`` (half Poisson deviance with the log link,
+        scikit-learn's: the output is log(mean), counts >= 0), ``"multiclass_hinge"``
+        (alias ``"hinge"``) and ``"squared_multiclass_hinge"`` (``"squared_hinge"``): the
+        multiclass SVM loss on integer labels, with `margin`;
+        ``"categorical_cross_entropy"`` and ``"kl_divergence"``: softmax against (n, n_out)
+        target rows of probabilities (one-hot or soft, >= 0); ``"log_cosh"``
+        (regression). See :mod:`fastmlp.ops` for each formula.
     optimizer : str or fastmlp.optimizers.Optimizer, default "sgd"
         ``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"``, ``"adamw"``,
         ``"rmsprop"``, ``"adagrad"``, ``"adadelta"``, ``"adamax"``, ``"nadam"`` (with their
@@ -99,6 +114,8 @@ class NetworkPlan:
         one thread.
     backend : {"c", "numba", "numpy"}, optional
         Default: the active backend (:func:`fastmlp.get_backend`) when the plan is built.
+    margin : float, default 1.0
+        The hinge losses' margin Delta (>= 0); unread by the other losses.
 
     Attributes
     ----------
@@ -108,6 +125,8 @@ class NetworkPlan:
         One activation per layer, the output layer's included.
     loss : str
         The loss's name.
+    margin : float
+        The hinge losses' margin.
     optimizer : fastmlp.optimizers.Optimizer
         The optimizer and its hyper-parameters (a copy of the one given).
     batch_size : int
@@ -153,7 +172,7 @@ class NetworkPlan:
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
                  l1=0.0, penalty="per_step", learning_rate=None, init="auto", alpha=None,
-                 dropout=0.0, n_threads=None, backend=None):
+                 dropout=0.0, n_threads=None, backend=None, margin=1.0):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -161,6 +180,8 @@ class NetworkPlan:
         n_layers = len(sizes) - 1
         self.loss = check.loss_name(loss)
         self._loss_code = LOSSES[self.loss]
+        self._labelled = self.loss in LABEL_LOSSES
+        self.margin = check.real_scalar(margin, "margin", low=0)
         self.activations = self._activation_names(activations, n_layers)
         self._check_output_activation()
         alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
@@ -304,7 +325,7 @@ class NetworkPlan:
                   for i, s in enumerate(shapes)],
             "X_batch": np.zeros((n, sizes[0]), dt),
             "w_batch": np.zeros(n, dt),
-            "y_batch": np.zeros(n, np.int64) if self._loss_code == 0 else np.zeros((n, n_out), dt),
+            "y_batch": np.zeros(n, np.int64) if self._labelled else np.zeros((n, n_out), dt),
         }
 
     def _initialise_weights(self):
@@ -538,7 +559,7 @@ class NetworkPlan:
         return check.aligned(np.ascontiguousarray(X))
 
     def _targets(self, y, rows, check_range=True):
-        if self._loss_code == 0:
+        if self._labelled:
             return check.labels(y, "y", rows, self.layer_sizes[-1], check_range)
         Y = np.asarray(y)
         if Y.dtype.kind not in "fiub":
@@ -549,6 +570,9 @@ class NetworkPlan:
         check.shape(Y, "y", (rows, self.layer_sizes[-1]))
         if self.loss == "poisson" and (Y < 0).any():  # (a NaN propagates, as elsewhere)
             raise ValueError("y: the poisson loss needs counts >= 0, found a negative one")
+        if self.loss in SOFT_TARGET_LOSSES and (Y < 0).any():
+            raise ValueError(f"y: the {self.loss} loss needs target rows of probabilities "
+                             "(>= 0), found a negative one")
         return Y
 
     def _enter(self):

@@ -53,6 +53,7 @@ cdef extern from "fastmlp.h" nogil:
         const int32_t *activations
         const double *alphas
         int loss
+        double margin
         double l2, l1
         int penalty_over_weight
         fm_optimizer opt
@@ -133,6 +134,22 @@ cdef extern from "fastmlp.h" nogil:
                                     double*)
     fm_status fm_huber_f32(int64_t, int64_t, const float*, const float*, double*, float*)
     fm_status fm_huber_f64(int64_t, int64_t, const double*, const double*, double*, double*)
+    fm_status fm_multiclass_hinge_f32(int64_t, int64_t, const float*, const int64_t*,
+                                      const float*, double, int, double*, float*)
+    fm_status fm_multiclass_hinge_f64(int64_t, int64_t, const double*, const int64_t*,
+                                      const double*, double, int, double*, double*)
+    fm_status fm_categorical_cross_entropy_f32(int64_t, int64_t, const float*, const float*,
+                                               const float*, double*, float*)
+    fm_status fm_categorical_cross_entropy_f64(int64_t, int64_t, const double*, const double*,
+                                               const double*, double*, double*)
+    fm_status fm_kl_divergence_f32(int64_t, int64_t, const float*, const float*, const float*,
+                                   double*, float*)
+    fm_status fm_kl_divergence_f64(int64_t, int64_t, const double*, const double*,
+                                   const double*, double*, double*)
+    fm_status fm_log_cosh_f32(int64_t, int64_t, const float*, const float*, const float*,
+                              double*, float*)
+    fm_status fm_log_cosh_f64(int64_t, int64_t, const double*, const double*, const double*,
+                              double*, double*)
     fm_status fm_network_train_step_f32(fm_network*, int64_t, const float*, const void*,
                                         const float*, double*)
     fm_status fm_network_train_step_f64(fm_network*, int64_t, const double*, const void*,

@@ -339,6 +339,65 @@ def mean_squared_error(const real[:, ::1] P, const real[:, ::1] Y, real[:, ::1] 
     return _elementwise_loss(fm_mse_f32, fm_mse_f64, P, Y, dP)
 
 
+def multiclass_hinge(const real[:, ::1] Z, const int64_t[::1] y, const real[::1] sample_weight,
+                     double margin, bint squared, real[:, ::1] dZ):
+    """Mean (weighted) multiclass SVM loss of scores Z on labels y; its gradient into dZ."""
+    cdef fm_status st
+    cdef double loss = 0
+    cdef const real *w = NULL if sample_weight is None else &sample_weight[0]
+    with nogil:
+        if real is float:
+            st = fm_multiclass_hinge_f32(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w, margin,
+                                         squared, &loss, &dZ[0, 0])
+        else:
+            st = fm_multiclass_hinge_f64(Z.shape[0], Z.shape[1], &Z[0, 0], &y[0], w, margin,
+                                         squared, &loss, &dZ[0, 0])
+    check(st)
+    return loss
+
+
+ctypedef fm_status (*_weighted_loss_f32)(int64_t, int64_t, const float*, const float*,
+                                         const float*, double*, float*) noexcept nogil
+ctypedef fm_status (*_weighted_loss_f64)(int64_t, int64_t, const double*, const double*,
+                                         const double*, double*, double*) noexcept nogil
+
+
+cdef double _weighted_loss(_weighted_loss_f32 f32, _weighted_loss_f64 f64, const real[:, ::1] Z,
+                           const real[:, ::1] Y, const real[::1] sample_weight,
+                           real[:, ::1] dZ) except? -1:
+    """One of the losses with the signature (rows, cols, Z, Y, sample_weight, loss, dZ): its
+    (weighted) mean over the rows, and its gradient into dZ."""
+    cdef fm_status st
+    cdef double loss = 0
+    cdef const real *w = NULL if sample_weight is None else &sample_weight[0]
+    with nogil:
+        if real is float:
+            st = f32(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], w, &loss, &dZ[0, 0])
+        else:
+            st = f64(Z.shape[0], Z.shape[1], &Z[0, 0], &Y[0, 0], w, &loss, &dZ[0, 0])
+    check(st)
+    return loss
+
+
+def categorical_cross_entropy(const real[:, ::1] Z, const real[:, ::1] T,
+                              const real[::1] sample_weight, real[:, ::1] dZ):
+    """Mean (weighted) cross-entropy of softmax(Z) on target rows T; its gradient into dZ."""
+    return _weighted_loss(fm_categorical_cross_entropy_f32, fm_categorical_cross_entropy_f64,
+                          Z, T, sample_weight, dZ)
+
+
+def kl_divergence(const real[:, ::1] Z, const real[:, ::1] T, const real[::1] sample_weight,
+                  real[:, ::1] dZ):
+    """Mean (weighted) KL(T || softmax(Z)); its gradient into dZ."""
+    return _weighted_loss(fm_kl_divergence_f32, fm_kl_divergence_f64, Z, T, sample_weight, dZ)
+
+
+def log_cosh(const real[:, ::1] P, const real[:, ::1] Y, const real[::1] sample_weight,
+             real[:, ::1] dP):
+    """Mean (weighted) sum of log(cosh(P - Y)) over rows; its gradient into dP."""
+    return _weighted_loss(fm_log_cosh_f32, fm_log_cosh_f64, P, Y, sample_weight, dP)
+
+
 cdef fm_optimizer _optimizer(int kind, double lr, double momentum, double beta1, double beta2,
                              double eps, double weight_decay, double rho, double momentum_decay,
                              double clip_value, double clip_norm, double grad_scale):
@@ -509,6 +568,7 @@ cdef class Network:
         self.net.activations = <const int32_t *><uintptr_t>_address(activations)
         self.net.alphas = <const double *><uintptr_t>_address(alphas)
         self.net.loss = plan._loss_code
+        self.net.margin = plan.margin
         self.net.max_batch = plan.batch_size
         buffers = plan._buffers
         self.net.W = <void **><uintptr_t>table(buffers["W"])

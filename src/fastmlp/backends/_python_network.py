@@ -22,6 +22,7 @@ class PythonNetwork:
         self._activations = [int(c) for c in plan._activation_codes]
         self._alphas = [float(a) for a in plan._activation_alphas]
         self._loss_code = plan._loss_code
+        self._margin = float(plan.margin)
         self.configure(plan)
 
     def configure(self, plan):
@@ -83,7 +84,8 @@ class PythonNetwork:
                             self._alphas[layer], A[layer], Z[layer])
             if self._dropout and layer < len(W) - 1:
                 dropout(self._dropout_key, self._dropout, t, layer, A[layer], inputs[layer + 1])
-        loss = k.loss_rows(self._loss_code, A[-1], y, w, 1.0 / weight_sum, dA[-1]) / weight_sum
+        loss = k.loss_rows(self._loss_code, A[-1], y, w, 1.0 / weight_sum, dA[-1],
+                           self._margin) / weight_sum
         # penalties on the weights: 0.5 l2 sum W^2 + l1 sum |W|
         for w_layer in W:
             if l2:
@@ -145,12 +147,20 @@ class PythonNetwork:
                 inp = dst
 
 
+_LABEL_CODES = (0, 6, 7)  # softmax cross-entropy, the hinge losses
+_SOFT_TARGET_CODES = (8, 10)  # categorical cross-entropy, KL divergence
+
+
 def output_metric(loss_code, Z, y, metric):
     """Adds a trained batch's running training metric to metric (n_out,), as the C core's
-    fm_output_metric: per class, the rows of that label whose first maximum is theirs (no
-    NaN in the row); sigmoid BCE: per output, (z > 0) == (y > 0.5); regression: per
-    output, the sum of (prediction - y)^2, the prediction exp(z) for poisson (code 3)."""
-    if loss_code == 0:
+    fm_output_metric: per class, the rows of that label (softmax cross-entropy, hinge) or
+    whose target row's first maximum is there (categorical cross-entropy, KL) whose first
+    maximum is theirs (no NaN in the row); sigmoid BCE: per output, (z > 0) == (y > 0.5);
+    regression: per output, the sum of (prediction - y)^2, the prediction exp(z) for
+    poisson (code 3)."""
+    if loss_code in _LABEL_CODES or loss_code in _SOFT_TARGET_CODES:
+        if loss_code in _SOFT_TARGET_CODES:
+            y = np.argmax(y, axis=1)
         hit = (np.argmax(Z, axis=1) == y) & ~np.isnan(Z).any(axis=1)
         metric += np.bincount(y[hit], minlength=Z.shape[1])
     elif loss_code == 1:

@@ -731,6 +731,92 @@ def _huber_terms(P, Y, w, inv_norm, dP):
     return total
 
 
+@_kernel
+def _hinge_terms(Z, y, w, margin, squared, inv_norm, dZ):
+    """sum_i w_i loss_i of the multiclass SVM loss with margin (a value of Z's dtype):
+    m_j = (z_j - z_y) + margin, loss_i = sum_{j != y} max(0, m_j) (squared: max(0, m_j)^2);
+    dZ_ij = w_i [m_j > 0] inv_norm (squared: 2 m_j), dZ_iy = -their sum (loss.inc's
+    fm_hinge_rows: a tie m_j = 0 is no violation, a NaN m_j is one). dZ may be Z."""
+    total = 0.0
+    for i in range(Z.shape[0]):
+        label = y[i]
+        zy = Z[i, label]
+        wi = _row_weight(w, i)
+        scale = Z.dtype.type(wi * inv_norm)
+        row = 0.0
+        g_sum = 0.0
+        for j in range(Z.shape[1]):
+            if j == label:
+                continue
+            m = Z[i, j] - zy + margin
+            g = type(m)(0)
+            if not m <= 0:  # m > 0, or NaN
+                g = m + m if squared else m * type(m)(0) + type(m)(1)
+                row += np.float64(m) * np.float64(m) if squared else np.float64(m)
+            g_sum += np.float64(g)
+            dZ[i, j] = g * scale
+        dZ[i, label] = Z.dtype.type(-g_sum) * scale
+        total += wi * row
+    return total
+
+
+@_kernel
+def _soft_target_terms(Z, T, w, kl, inv_norm, dZ):
+    """sum_i w_i loss_i of the cross-entropy of softmax(z) against target rows t (kl: of
+    KL(t || softmax(z)), which adds sum t log t, 0 log 0 = 0), as loss.inc's
+    fm_soft_target_rows: with m = max z, s = sum e^(z - m), T = sum t, loss_i =
+    sum t (m - z) + T log s; dZ_i = w_i (softmax T - t) inv_norm. A row of Z is read whole
+    before its row of dZ is written: dZ may be Z."""
+    rows, cols = Z.shape
+    total = 0.0
+    for i in range(rows):
+        m = _row_max(Z, i)
+        part = 0.0
+        t_sum = 0.0
+        for j in range(cols):
+            t = np.float64(T[i, j])
+            t_sum += t
+            part += t * (np.float64(m) - np.float64(Z[i, j]))
+            if kl and t > 0:
+                part += t * math.log(t)
+        s = type(m)(0)
+        for j in range(cols):
+            e = _exp(Z[i, j] - m)
+            dZ[i, j] = e
+            s += e
+        wi = _row_weight(w, i)
+        scale = Z.dtype.type(wi * inv_norm)
+        t_sum_r = Z.dtype.type(t_sum)
+        for j in range(cols):
+            # as _softmax_cross_entropy_rows for one-hot rows: (e / s - 1) scale at the 1
+            dZ[i, j] = (dZ[i, j] / s * t_sum_r - T[i, j]) * scale
+        total += wi * (part + t_sum * np.float64(math.log(s)))
+    return total
+
+
+@_kernel
+def _log_cosh_terms(P, Y, w, inv_norm, dP):
+    """sum_i w_i sum_j log(cosh(p - y)), in float64 without overflow or cancellation:
+    |r| + log1p(e^-2|r|) - log 2, and log1p(2 sinh(|r|/2)^2) for |r| <= 1; dP = w_i
+    tanh(r) inv_norm. dP may be P."""
+    total = 0.0
+    for i in range(P.shape[0]):
+        wi = _row_weight(w, i)
+        scale = P.dtype.type(wi * inv_norm)
+        row = 0.0
+        for j in range(P.shape[1]):
+            r = P[i, j] - Y[i, j]
+            a = abs(np.float64(r))
+            if a <= 1.0:
+                h = math.sinh(0.5 * a)
+                row += math.log1p(2.0 * h * h)
+            else:  # a NaN r lands here, and stays NaN
+                row += a + math.log1p(math.exp(-2.0 * a)) - 0.6931471805599453
+            dP[i, j] = _tanh(r, None) * scale
+        total += wi * row
+    return total
+
+
 @_inline
 def _poisson_terms(Z, Y, E, r0, n, w, inv_norm, dZ, total):
     """Given E[i, j] = e^Z[r0 + i, j] (the mean mu): the half Poisson deviances of rows
@@ -986,6 +1072,41 @@ def absolute_error(P, Y, dP):
 
 def huber(P, Y, dP):
     return _regression_mean(_huber_terms, P, Y, dP)
+
+
+@_kernel
+def _weight_sum(w):
+    """sum w in float64, in order (as _softmax_cross_entropy and the C core sum it)."""
+    total = 0.0
+    for i in range(w.shape[0]):
+        total += np.float64(w[i])
+    return total
+
+
+def _weighted_mean(loss_terms, Z, y, sample_weight, dZ, *options):
+    """A public loss with sample weights (loss_terms(Z, y, w, *options, inv_norm, dZ)):
+    the weighted mean over the rows (dZ may be Z)."""
+    w = Z.reshape(-1)[:0] if sample_weight is None else sample_weight
+    weight_sum = float(Z.shape[0]) if sample_weight is None else _weight_sum(sample_weight)
+    inv_norm = 1.0 / weight_sum
+    return float(loss_terms(Z, y, w, *options, inv_norm, dZ) * inv_norm)
+
+
+def multiclass_hinge(Z, y, sample_weight, margin, squared, dZ):
+    return _weighted_mean(_hinge_terms, Z, y, sample_weight, dZ, Z.dtype.type(margin),
+                          bool(squared))
+
+
+def categorical_cross_entropy(Z, T, sample_weight, dZ):
+    return _weighted_mean(_soft_target_terms, Z, T, sample_weight, dZ, False)
+
+
+def kl_divergence(Z, T, sample_weight, dZ):
+    return _weighted_mean(_soft_target_terms, Z, T, sample_weight, dZ, True)
+
+
+def log_cosh(P, Y, sample_weight, dP):
+    return _weighted_mean(_log_cosh_terms, P, Y, sample_weight, dP)
 
 
 @_kernel
@@ -1668,13 +1789,18 @@ def _activation_calls(act, dtype):
     return forward, backward
 
 
+_LABEL_LOSSES = (0, 6, 7)  # softmax cross-entropy and the hinge losses take labels
+
+
 @functools.cache
-def _loss_call(loss, dtype):
+def _loss_call(loss, dtype, margin=1.0):
     """The rows of loss code `loss` on arrays of dtype, as a C function
     loss_rows(Z, labels, targets, w, rows, cols, n_weights, inv_norm, dZ): the loss of Z's
     rows, sum_i w_i loss_i (no weights, n_weights 0: every w_i = 1), and their gradient
     dZ_i = w_i dloss_i/dz_i inv_norm: the batch's weighted mean once divided by its weight
-    sum, 1 / inv_norm (network.inc's fm_output_loss). dZ is C-contiguous and not Z."""
+    sum, 1 / inv_norm (network.inc's fm_output_loss). dZ is C-contiguous and not Z. The
+    hinge losses' margin is a constant of the function (one compile per margin)."""
+    delta = np.dtype(dtype).type(margin)
     T = numba.from_dtype(dtype)
     data = types.CPointer(T)
     signature = types.float64(data, types.CPointer(types.int64), data, data, types.int64,
@@ -1688,7 +1814,14 @@ def _loss_call(loss, dtype):
         if loss == 0:
             labels = numba.carray(labels_data, rows)
             return _softmax_cross_entropy_rows(Z, labels, w, inv_norm, dZ)
+        if loss == 6 or loss == 7:
+            labels = numba.carray(labels_data, rows)
+            return _hinge_terms(Z, labels, w, delta, loss == 7, inv_norm, dZ)
         targets = numba.carray(targets_data, (rows, cols))
+        if loss == 8 or loss == 10:
+            return _soft_target_terms(Z, targets, w, loss == 10, inv_norm, dZ)
+        if loss == 9:
+            return _log_cosh_terms(Z, targets, w, inv_norm, dZ)
         if loss == 1:  # dZ is the exps' scratch first
             return _sigmoid_bce_rows(Z, targets, dZ, 0, rows, w, inv_norm, dZ, 0.0)
         if loss == 3:
@@ -1780,12 +1913,15 @@ def _update_call(family, dtype):
 @_kernel
 def _add_output_metric(loss, Z, labels, targets, metric):
     """metric (n_out) plus the running training metric of the outputs Z of rows just
-    trained, against their labels (loss code 0) or targets: network.inc's
-    fm_output_metric. Softmax cross-entropy: metric[c] += 1 for a row of label c whose
-    first maximum is at c (no NaN in the row); sigmoid BCE: metric[j] += 1 where
+    trained, against their labels (loss codes 0, 6, 7) or targets: network.inc's
+    fm_output_metric. Softmax cross-entropy and hinge: metric[c] += 1 for a row of label c
+    whose first maximum is at c (no NaN in the row); categorical cross-entropy and KL
+    (codes 8, 10): the same with c the first maximum of the row's targets; sigmoid BCE:
+    metric[j] += 1 where
     (z > 0) == (y > 0.5); regression: metric[j] += (prediction - y)^2, the prediction
     e^z for poisson. Summed row after row in float64, in the C core's order."""
-    if loss == 0:
+    soft = loss == 8 or loss == 10
+    if loss == 0 or loss == 6 or loss == 7 or soft:
         for i in range(Z.shape[0]):
             best = 0
             nan = Z[i, 0] != Z[i, 0]
@@ -1793,7 +1929,14 @@ def _add_output_metric(loss, Z, labels, targets, metric):
                 nan |= Z[i, j] != Z[i, j]
                 if Z[i, j] > Z[i, best]:
                     best = j
-            if not nan and best == labels[i]:
+            target = 0
+            if soft:
+                for j in range(1, Z.shape[1]):
+                    if targets[i, j] > targets[i, target]:
+                        target = j
+            else:
+                target = labels[i]
+            if not nan and best == target:
                 metric[best] += 1.0
     elif loss == 1:
         half = targets.dtype.type(0.5)
@@ -1846,6 +1989,7 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
     hyper, alphas, acc = bufs[g][0], bufs[g + 1][0], bufs[g + 2]
     X_batch, targets_batch, w_batch = bufs[g + 3], bufs[g + 4], bufs[g + 5][0]
     loss, kind = ints[_I_LOSS], ints[_I_OPT]
+    labelled = loss == 0 or loss == 6 or loss == 7  # _LABEL_LOSSES
     # with dropout, a layer reads the dropped outputs _D of the one below
     dropping = ints[_I_DROP_THRESHOLD] > 0
     below = _D if dropping else _A
@@ -1865,7 +2009,7 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
         stop = min(start + batch_size, n_visit)
         rows = stop - start
         if shuffled:
-            _gather_rows(X, labels, targets, w, order, start, rows, loss == 0, X_batch,
+            _gather_rows(X, labels, targets, w, order, start, rows, labelled, X_batch,
                          labels_batch, targets_batch, w_batch)
             X_rows, labels_rows = X_batch[:rows], labels_batch[:rows]
             # without weights, an empty slice of w_batch
@@ -1880,7 +2024,7 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 weight_sum += np.float64(w_rows[i])
         if not weight_sum > 0:
             raise ValueError("sample_weight: the batch's weights must sum to more than 0")
-        if loss == 0 and not _labels_in_range(labels_rows, bufs[last + _W].shape[1]):
+        if labelled and not _labels_in_range(labels_rows, bufs[last + _W].shape[1]):
             raise ValueError("y: class labels out of range")
 
         # dW and db, and the data loss (a weighted mean), a block of rows at a time
@@ -2061,7 +2205,7 @@ class Network:
         self._hyper = np.zeros((1, _N_HYPER), dtype)
         alphas = np.array([plan._activation_alphas], dtype=np.float64).astype(dtype)
         scratch = np.zeros((1, max(plan.layer_sizes[:-1])), dtype)
-        self._labelled = plan._loss_code == 0
+        self._labelled = plan._loss_code in _LABEL_LOSSES
         # the kernels take both label and target arrays; the unused one is empty
         self._no_labels = np.zeros(0, np.int64)
         self._no_targets = np.zeros((0, plan.layer_sizes[-1]), dtype)
@@ -2075,7 +2219,7 @@ class Network:
         # of the optimizer): `ints` holds their addresses, this engine the functions
         with _c_functions_lock:
             passes = [_activation_calls(int(code), dtype) for code in plan._activation_codes]
-            loss_rows = _loss_call(plan._loss_code, dtype)
+            loss_rows = _loss_call(plan._loss_code, dtype, float(plan.margin))
         self._c_functions = {"passes": passes, "loss": loss_rows}
         self._ints = np.array(
             [0, plan._loss_code, 0, n_layers, plan._dropout_key, threshold, 0,

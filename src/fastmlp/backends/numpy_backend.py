@@ -251,15 +251,88 @@ def _huber_rows(P, Y, w, inv_norm, dP):
     return float(np.sum(w * np.sum(loss, axis=1)))
 
 
+def _hinge_rows(Z, y, w, inv_norm, dZ, margin=1.0, squared=False):
+    # the course's multiclass SVM: m_j = (z_j - z_y) + margin, loss = sum_{j != y}
+    # max(0, m_j) (squared: max(0, m_j)^2); dloss/dz_j = [m_j > 0] (squared: 2 m_j [m_j > 0])
+    # for j != y, dloss/dz_y = minus their sum. A tie m_j = 0 is no violation; a NaN m_j is
+    # one (it propagates: m * 0 + 1 is NaN)
+    rows = np.arange(Z.shape[0])
+    margins = (Z - Z[rows, y][:, None]) + Z.dtype.type(margin)
+    margins[rows, y] = 0  # the label's own term is left out
+    violated = ~(margins <= 0)
+    m64 = margins.astype(np.float64)
+    loss = np.where(violated, m64 * m64 if squared else m64, 0.0)
+    g = np.where(violated, margins + margins if squared else margins * 0 + 1,
+                 Z.dtype.type(0))
+    g_sum = np.sum(g.astype(np.float64), axis=1)
+    w, scale = _row_weights(w, Z.shape[0], inv_norm, Z.dtype)
+    grad = g * scale
+    grad[rows, y] = (-g_sum).astype(Z.dtype) * scale[:, 0]
+    dZ[...] = grad
+    return float(np.sum(w * np.sum(loss, axis=1)))
+
+
+def _squared_hinge_rows(Z, y, w, inv_norm, dZ, margin=1.0):
+    return _hinge_rows(Z, y, w, inv_norm, dZ, margin, squared=True)
+
+
+def _soft_target_rows(Z, T, w, inv_norm, dZ, kl=False):
+    # cross-entropy of softmax(z) against target rows t: with m = max z, s = sum e^(z - m)
+    # and T = sum t, -sum t log softmax = sum t (m - z) + T log s; KL(t || softmax(z)) adds
+    # sum t log t (0 log 0 = 0); dloss/dz = softmax T - t (softmax - t when T = 1)
+    m = np.max(Z, axis=1, keepdims=True)
+    exp_z = np.exp(Z - m)
+    sum_exp = np.sum(exp_z, axis=1, keepdims=True)
+    t = T.astype(np.float64)
+    part = t * (m.astype(np.float64) - Z.astype(np.float64))
+    if kl:
+        part = part + np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
+    t_sum = np.sum(t, axis=1)
+    # log s in the dtype, as _softmax_cross_entropy_rows (and the C core) take it
+    loss = np.sum(part, axis=1) + t_sum * np.log(sum_exp[:, 0]).astype(np.float64)
+    w, scale = _row_weights(w, Z.shape[0], inv_norm, Z.dtype)
+    probs = exp_z / sum_exp
+    dZ[...] = (probs * t_sum.astype(Z.dtype)[:, None] - T) * scale
+    return float(np.sum(w * loss))
+
+
+def _kl_divergence_rows(Z, T, w, inv_norm, dZ):
+    return _soft_target_rows(Z, T, w, inv_norm, dZ, kl=True)
+
+
+def _log_cosh_terms(r):
+    """log(cosh(r)) in float64 without overflow or cancellation: |r| + log1p(e^-2|r|) -
+    log 2, and log1p(2 sinh(|r|/2)^2) for |r| <= 1."""
+    a = np.abs(r.astype(np.float64))
+    small = a <= 1
+    h = np.sinh(0.5 * np.where(small, a, 0.0))
+    large = a + np.log1p(np.exp(-2 * np.where(small, 0.0, a))) - np.log(2.0)
+    return np.where(small, np.log1p(2 * h * h), large)
+
+
+def _log_cosh_rows(P, Y, w, inv_norm, dP):
+    # log cosh(p - y): r^2 / 2 near the target, |r| - log 2 far away; dloss/dp = tanh(r)
+    diff = P - Y
+    w, scale = _row_weights(w, P.shape[0], inv_norm, P.dtype)
+    loss = np.sum(_log_cosh_terms(diff), axis=1)
+    dP[...] = np.tanh(diff) * scale
+    return float(np.sum(w * loss))
+
+
 # by the loss code of fastmlp._registry.LOSSES
 _LOSS_ROWS = (_softmax_cross_entropy_rows, _sigmoid_bce_rows, _mse_rows, _poisson_rows,
-              _absolute_error_rows, _huber_rows)
+              _absolute_error_rows, _huber_rows, _hinge_rows, _squared_hinge_rows,
+              _soft_target_rows, _log_cosh_rows, _kl_divergence_rows)
+_HINGE_CODES = (6, 7)
 
 
-def loss_rows(code, Z, y, w, inv_norm, dZ):
+def loss_rows(code, Z, y, w, inv_norm, dZ, margin=1.0):
     """The loss `code` of Z's rows on labels or targets y, weighted by w (None: 1 each):
     returns sum_i w_i loss_i, writes dZ_i = w_i dloss_i/dz_i inv_norm (the network step's
-    loss: the mean over a batch with inv_norm = 1 / its weight sum)."""
+    loss: the mean over a batch with inv_norm = 1 / its weight sum). margin: the hinge
+    losses'."""
+    if code in _HINGE_CODES:
+        return _LOSS_ROWS[code](Z, y, w, inv_norm, dZ, margin)
     return _LOSS_ROWS[code](Z, y, w, inv_norm, dZ)
 
 
@@ -293,6 +366,30 @@ def absolute_error(P, Y, dP):
 
 def huber(P, Y, dP):
     return _mean(_huber_rows, P, Y, dP)
+
+
+def _weighted_mean(rows_function, Z, y, sample_weight, dZ, **options):
+    weight_sum = Z.shape[0]
+    if sample_weight is not None:
+        weight_sum = float(np.sum(sample_weight, dtype=np.float64))
+    return rows_function(Z, y, sample_weight, 1.0 / weight_sum, dZ, **options) / weight_sum
+
+
+def multiclass_hinge(Z, y, sample_weight, margin, squared, dZ):
+    return _weighted_mean(_hinge_rows, Z, y, sample_weight, dZ, margin=margin,
+                          squared=bool(squared))
+
+
+def categorical_cross_entropy(Z, T, sample_weight, dZ):
+    return _weighted_mean(_soft_target_rows, Z, T, sample_weight, dZ)
+
+
+def kl_divergence(Z, T, sample_weight, dZ):
+    return _weighted_mean(_soft_target_rows, Z, T, sample_weight, dZ, kl=True)
+
+
+def log_cosh(P, Y, sample_weight, dP):
+    return _weighted_mean(_log_cosh_rows, P, Y, sample_weight, dP)
 
 
 def all_finite(X, n_threads=1):
