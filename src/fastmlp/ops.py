@@ -601,8 +601,27 @@ def multiclass_hinge(scores, y, *, margin=1.0, squared=False, sample_weight=None
 def squared_multiclass_hinge(scores, y, *, margin=1.0, sample_weight=None, out=None):
     """:func:`multiclass_hinge` with ``squared=True``: ``sum_{j != y} max(0, m_j)**2``.
 
-    The name of NetworkPlan's loss ``"squared_multiclass_hinge"``; see
-    :func:`multiclass_hinge` for the parameters.
+    The name of NetworkPlan's loss ``"squared_multiclass_hinge"`` (the L2-SVM).
+
+    Parameters
+    ----------
+    scores : ndarray of shape (n, k)
+        Class scores, float32 or float64.
+    y : ndarray of int of shape (n,)
+        Class labels, each in [0, k).
+    margin : float, default 1.0
+        The margin Delta, >= 0.
+    sample_weight : ndarray of shape (n,), optional
+        Non-negative, with a positive sum.
+    out : ndarray of shape (n, k), optional
+        Where to write dscores (may be scores itself).
+
+    Returns
+    -------
+    loss : float
+        The (weighted) mean over the rows of the squared hinge terms.
+    dscores : ndarray of shape (n, k)
+        Its gradient with respect to the scores, the dtype of scores.
     """
     return multiclass_hinge(scores, y, margin=margin, squared=True,
                             sample_weight=sample_weight, out=out)

@@ -136,6 +136,10 @@ class SGD(Optimizer):
         The step size, >= 0.
     momentum, beta1, beta2, eps, weight_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    rho, initial_accumulator_value, momentum_decay : float
+        Likewise.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     name = "sgd"
@@ -151,8 +155,10 @@ class Momentum(Optimizer):
         The step size, >= 0.
     momentum : float, default 0.9
         The velocity's decay, in [0, 1).
-    beta1, beta2, eps, weight_decay : float
+    beta1, beta2, eps, weight_decay, rho, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     momentum: float = 0.9
@@ -169,8 +175,10 @@ class Nesterov(Optimizer):
         The step size, >= 0.
     momentum : float, default 0.9
         The velocity's decay, in [0, 1).
-    beta1, beta2, eps, weight_decay : float
+    beta1, beta2, eps, weight_decay, rho, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     momentum: float = 0.9
@@ -193,9 +201,11 @@ class Adam(Optimizer):
         The decay rates of the first and second moments, in [0, 1).
     eps : float, default 1e-8
         Added to the denominator, > 0.
-    momentum, weight_decay : float
+    momentum, weight_decay, rho, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update (use
         :class:`AdamW` for weight decay).
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 1e-3
@@ -219,8 +229,10 @@ class AdamW(Optimizer):
         Added to the denominator, > 0.
     weight_decay : float, default 1e-2
         The decoupled weight decay, >= 0.
-    momentum : float
+    momentum, rho, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 1e-3
@@ -246,6 +258,8 @@ class RMSprop(Optimizer):
         its 1e-7 inside).
     momentum, beta1, beta2, weight_decay, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 1e-3
@@ -270,6 +284,8 @@ class Adagrad(Optimizer):
         1e-7 inside).
     momentum, beta1, beta2, weight_decay, rho, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 1e-2
@@ -296,6 +312,8 @@ class Adadelta(Optimizer):
         Inside both square roots, > 0 (PyTorch's and Zeiler's; Keras's is 1e-7).
     momentum, beta1, beta2, weight_decay, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 1.0
@@ -322,6 +340,8 @@ class Adamax(Optimizer):
         denominator), > 0.
     momentum, weight_decay, rho, initial_accumulator_value, momentum_decay : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 2e-3
@@ -353,6 +373,8 @@ class Nadam(Optimizer):
         ``psi`` of the schedule, >= 0 (Dozat's 1/250, PyTorch's default).
     momentum, weight_decay, rho, initial_accumulator_value : float
         Accepted, as by every :class:`Optimizer`, and not used by this update.
+    clip_value, clip_norm : float or None, default None
+        Gradient clipping by value and by global norm (see :class:`Optimizer`).
     """
 
     learning_rate: float = 2e-3
