@@ -423,6 +423,11 @@ def _initial_weights(activation, init):
         ("relu", "auto", "he"),
         ("tanh", "auto", "glorot"),
         ("sigmoid", "auto", "glorot"),
+        ("gelu", "auto", "he"),
+        ("swish", "auto", "he"),
+        ("mish", "auto", "he"),
+        ("selu", "auto", "lecun"),
+        ("softsign", "auto", "glorot"),
     ],
 )
 def test_weight_initialisation(activation, init, kind):
@@ -430,9 +435,10 @@ def test_weight_initialisation(activation, init, kind):
     assert not b1.any() and not b2.any()  # biases start at zero
     W = W1  # 200 -> 300: 60,000 draws
     fan_in, fan_out = W.shape
-    if kind == "he":
-        assert W.std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.03)
-        assert np.abs(W).max() > 3.5 * math.sqrt(2 / fan_in)  # normal, not uniform
+    if kind in ("he", "lecun"):
+        std = math.sqrt((2 if kind == "he" else 1) / fan_in)
+        assert W.std() == pytest.approx(std, rel=0.03)
+        assert np.abs(W).max() > 3.5 * std  # normal, not uniform
     elif kind == "glorot":
         bound = math.sqrt(6 / (fan_in + fan_out))
         assert np.abs(W).max() <= bound

@@ -25,7 +25,9 @@ from fastmlp._registry import (
 )
 from fastmlp.optimizers import get_optimizer
 
-_RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus")
+# init="auto": He normal for the relu family and the smooth gates that behave like it,
+# LeCun normal for selu (what its self-normalising fixed point assumes), Glorot otherwise
+_RELU_FAMILY = ("relu", "leaky_relu", "elu", "softplus", "gelu", "gelu_tanh", "swish", "mish")
 _INITS = ("auto", "he", "glorot", "course")
 _PENALTIES = ("per_step", "per_sample")
 # the losses of the network's raw output (logits, scores or log means): a linear output
@@ -95,8 +97,10 @@ class NetworkPlan:
     learning_rate : float, optional
         Overrides the optimizer's learning rate.
     init : {"auto", "he", "glorot", "course"}, default "auto"
-        He normal for the relu family, Glorot uniform otherwise (``"auto"``);
-        ``"course"`` is the course's ``0.01 * randn``. Biases start at zero.
+        ``"auto"``: He normal for the relu family (relu, leaky_relu, elu, softplus, gelu,
+        gelu_tanh, swish, mish), LeCun normal ``randn * sqrt(1 / fan_in)`` for selu,
+        Glorot uniform otherwise; ``"course"`` is the course's ``0.01 * randn``. Biases
+        start at zero.
     alpha : float or sequence of float, optional
         The leaky_relu slope / elu scale, one per layer or one for all.
     dropout : float in [0, 1), default 0
@@ -336,6 +340,8 @@ class NetworkPlan:
                 W[...] = 0.01 * rng.standard_normal(W.shape)
             elif self.init == "he" or (self.init == "auto" and act in _RELU_FAMILY):
                 W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / fan_in)
+            elif self.init == "auto" and act == "selu":
+                W[...] = rng.standard_normal(W.shape) * np.sqrt(1.0 / fan_in)
             else:
                 bound = np.sqrt(6.0 / (fan_in + fan_out))
                 W[...] = rng.uniform(-bound, bound, W.shape)
