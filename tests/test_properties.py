@@ -52,7 +52,10 @@ BACKENDS = tuple(fastmlp.available_backends())
 FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "elu", "softplus")
 LOSSES = ("softmax_cross_entropy", "sigmoid_binary_cross_entropy", "mean_squared_error")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad",
+              "adadelta", "adamax", "nadam")
+# the networks draw every activation (the kernel tests above keep to the ones with bounds)
+PLAN_ACTIVATIONS = tuple(fastmlp._registry.ACTIVATIONS)
 LAYOUTS = ("C", "F", "strided", "reversed", "misaligned")
 
 
@@ -1015,7 +1018,9 @@ from fastmlp import optimizers as _optimizers  # noqa: E402
 
 _OPTIMIZER_CLASSES = {"sgd": _optimizers.SGD, "momentum": _optimizers.Momentum,
                       "nesterov": _optimizers.Nesterov, "adam": _optimizers.Adam,
-                      "adamw": _optimizers.AdamW}
+                      "adamw": _optimizers.AdamW, "rmsprop": _optimizers.RMSprop,
+                      "adagrad": _optimizers.Adagrad, "adadelta": _optimizers.Adadelta,
+                      "adamax": _optimizers.Adamax, "nadam": _optimizers.Nadam}
 
 
 @st.composite
@@ -1025,9 +1030,9 @@ def plan_configs(draw, max_batch=33):
     hidden = draw(st.lists(st.integers(1, 10), min_size=0, max_size=3))
     loss = draw(st.sampled_from(LOSSES))
     n_out = draw(st.integers(1, 5))
-    names = [draw(st.sampled_from(ACTIVATIONS)) for _ in hidden]
+    names = [draw(st.sampled_from(PLAN_ACTIVATIONS)) for _ in hidden]
     if loss == "mean_squared_error" and draw(st.booleans()):
-        names.append(draw(st.sampled_from(ACTIVATIONS)))  # an output activation too
+        names.append(draw(st.sampled_from(PLAN_ACTIVATIONS)))  # an output activation too
     n_layers = len(hidden) + 1
     alphas = [draw(alpha_for(name)) for name in names] + [None] * (n_layers - len(names))
     name = draw(st.sampled_from(OPTIMIZERS))
@@ -1040,6 +1045,11 @@ def plan_configs(draw, max_batch=33):
         hyper["eps"] = draw(st.sampled_from([1e-12, 1e-8, 1.0]))
     if name == "adamw":
         hyper["weight_decay"] = draw(st.sampled_from([0.0, 0.1]))
+    if name in ("rmsprop", "adadelta"):
+        hyper["rho"] = draw(st.sampled_from([0.0, 0.9, 0.999]))
+    if draw(st.booleans()):  # clipping, either or both
+        hyper[draw(st.sampled_from(["clip_value", "clip_norm"]))] = draw(
+            st.sampled_from([1e-3, 0.5, 10.0]))
     optimizer = _OPTIMIZER_CLASSES[name](**hyper)
     return dict(
         layer_sizes=[n_in, *hidden, n_out], activations=names, loss=loss,
