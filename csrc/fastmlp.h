@@ -178,6 +178,8 @@ typedef struct {
     double l2, l1;            /* penalties on weights (not biases), per step as in the course */
     int penalty_over_weight;  /* 1: l2 and l1 divided by each batch's weight sum (its rows
                                  without sample weights): scikit-learn's alpha */
+    double max_norm;          /* > 0: after each update, every unit's incoming weights (a
+                                 column of W) longer than this are scaled to this L2 norm */
     fm_optimizer opt;
     int64_t step;             /* optimizer steps taken (Adam's t) */
     /* Nadam's mu_1 ... mu_t through step nadam_step (a cache: 0, or after a change of

@@ -17,7 +17,7 @@ import numpy as np
 from fastmlp import _backend, ops
 from fastmlp import _validation as check
 from fastmlp._registry import HINGE_LOSSES
-from fastmlp.backends._python_network import output_metric
+from fastmlp.backends._python_network import max_norm, output_metric
 from fastmlp.plan import NetworkPlan, _set_generator_state
 
 _BN_EPS = 1e-5
@@ -48,11 +48,12 @@ class LayeredNetwork:
 
     def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
                  optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
-                 backend=None, margin=1.0):
+                 backend=None, margin=1.0, max_norm=None):
         # The plan validates the architecture and initialises the weights the same way.
         self._plan = NetworkPlan(layer_sizes, activations, loss=loss, optimizer=optimizer,
                                  batch_size=batch_size, dtype=dtype, seed=seed, l2=l2, l1=l1,
-                                 init=init, backend=backend, margin=margin)
+                                 init=init, backend=backend, margin=margin,
+                                 max_norm=max_norm)
         self.backend = self._plan.backend
         self.activations = self._plan.activations
         self.loss, self.batch_size, self.dtype = loss, batch_size, np.dtype(dtype)
@@ -228,6 +229,9 @@ class LayeredNetwork:
         for index, (param, grad) in enumerate(zip(params, flat)):
             self._update(param, grad, self._states[index], scale,
                          is_weight=index < 2 * len(self.weights) and index % 2 == 0)
+        if self._plan.max_norm:
+            for W, _ in self.weights:
+                max_norm(W, self._plan.max_norm)
         return float(loss), logits
 
     def _update(self, param, grad, states, scale, is_weight):

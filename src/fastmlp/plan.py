@@ -120,6 +120,11 @@ class NetworkPlan:
         Default: the active backend (:func:`fastmlp.get_backend`) when the plan is built.
     margin : float, default 1.0
         The hinge losses' margin Delta (>= 0); unread by the other losses.
+    max_norm : float, optional
+        The max-norm constraint (the dropout paper's, with dropout): after every update,
+        each unit's incoming weights (a column of a layer's W, the output layer's too)
+        whose L2 norm exceeds max_norm are scaled down to it; biases are free. Settable
+        between steps; None: no constraint.
 
     Attributes
     ----------
@@ -176,7 +181,7 @@ class NetworkPlan:
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
                  l1=0.0, penalty="per_step", learning_rate=None, init="auto", alpha=None,
-                 dropout=0.0, n_threads=None, backend=None, margin=1.0):
+                 dropout=0.0, n_threads=None, backend=None, margin=1.0, max_norm=None):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -206,6 +211,7 @@ class NetworkPlan:
         self.batch_size = check.positive_int(batch_size, "batch_size")
         self._engine = self._configured_learning_rate = None
         self.l2, self.l1 = l2, l1
+        self.max_norm = max_norm
         if penalty not in _PENALTIES:
             raise ValueError(f"penalty: unknown {penalty!r}; expected one of {list(_PENALTIES)}")
         self._penalty = penalty
@@ -412,6 +418,18 @@ class NetworkPlan:
     @l1.setter
     def l1(self, value):
         self._l1 = check.real_scalar(value, "l1", low=0)
+        self._reconfigure()
+
+    @property
+    def max_norm(self):
+        """The largest L2 norm of a unit's incoming weights after each update (float or
+        None: unconstrained; settable between steps)."""
+        return self._max_norm
+
+    @max_norm.setter
+    def max_norm(self, value):
+        self._max_norm = None if value is None else check.real_scalar(
+            value, "max_norm", low=0, low_open=True)
         self._reconfigure()
 
     def _reconfigure(self):

@@ -611,6 +611,7 @@ cdef class Network:
         self.net.l2 = plan.l2
         self.net.l1 = plan.l1
         self.net.penalty_over_weight = plan.penalty == "per_sample"
+        self.net.max_norm = plan.max_norm or 0
         self.net.step = plan.step
         self.net.dropout_key = plan._dropout_key
 

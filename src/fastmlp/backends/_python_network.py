@@ -33,6 +33,7 @@ class PythonNetwork:
         self._clip_value, self._clip_norm = opt.clip_value or 0.0, opt.clip_norm
         self._l2, self._l1 = float(plan.l2), float(plan.l1)
         self._penalty_over_weight = plan.penalty == "per_sample"
+        self._max_norm = plan.max_norm
         self._step = int(plan.step)
 
     @property
@@ -56,6 +57,9 @@ class PythonNetwork:
                                _flat(buf["state2_W"][layer]), True)
             k.optimizer_update(*self._opt, scale, t, buf["b"][layer], buf["db"][layer],
                                buf["state1_b"][layer], buf["state2_b"][layer], False)
+        if self._max_norm:
+            for W in buf["W"]:
+                max_norm(W, self._max_norm)
         self._step = t
         return loss
 
@@ -149,6 +153,15 @@ class PythonNetwork:
 
 _LABEL_CODES = (0, 6, 7)  # softmax cross-entropy, the hinge losses
 _SOFT_TARGET_CODES = (8, 10)  # categorical cross-entropy, KL divergence
+
+
+def max_norm(W, c):
+    """Columns of W (a unit's incoming weights) longer than c scaled to norm c, in place:
+    the C core's fm_max_norm_task (norms in double, the scale rounded to W's dtype)."""
+    norms = np.sqrt(np.sum(np.square(W, dtype=np.float64), axis=0))
+    longer = norms > c
+    if longer.any():
+        W[:, longer] *= (c / norms[longer]).astype(W.dtype)
 
 
 def output_metric(loss_code, Z, y, metric):

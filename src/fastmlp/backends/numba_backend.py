@@ -1265,8 +1265,9 @@ _N_HYPER = 15
 # float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss),
 # the learning rate and Nadam's momentum_decay (Nadam's coefficients), Nadam's product
 # mu_1 ... mu_t and its step t (a cache, as fm_network's), the clip norm (0: none)
-_F_B1, _F_B2, _F_L2, _F_L1, _F_LR, _F_PSI, _F_PRODUCT, _F_PRODUCT_STEP, _F_CLIP_NORM = range(9)
-_N_HYPER64 = 9
+(_F_B1, _F_B2, _F_L2, _F_L1, _F_LR, _F_PSI, _F_PRODUCT, _F_PRODUCT_STEP, _F_CLIP_NORM,
+ _F_MAX_NORM) = range(10)
+_N_HYPER64 = 10
 # int64 settings and state: optimizer code, loss code, step count, layers, the dropout
 # hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), whether
 # l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), the addresses
@@ -1970,6 +1971,21 @@ def _global_norm_scale(bufs, n_layers, clip_norm, c):
     return type(c)(scale)
 
 
+@_inline
+def _max_norm(W, c):
+    """network.inc's fm_max_norm_task: columns of W longer than c scaled to norm c (the
+    norms summed row by row in double, the scale rounded to W's dtype)."""
+    for j in range(W.shape[1]):
+        squares = 0.0
+        for i in range(W.shape[0]):
+            squares += np.float64(W[i, j]) * np.float64(W[i, j])
+        norm = math.sqrt(squares)
+        if norm > c:
+            scale = W.dtype.type(c / norm)
+            for i in range(W.shape[0]):
+                W[i, j] *= scale
+
+
 @_kernel
 def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
            labels_batch, ints, hyper64, update):
@@ -2111,6 +2127,9 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 _call(ints[_I_UPDATE_CALL], None,
                       (kind, t, hyper, hyper64, b, bufs[s + _DB][0], bufs[s + _S1B][0],
                        bufs[s + _S2B][0], b.size, np.int64(0)))
+        if update and hyper64[_F_MAX_NORM] > 0:
+            for layer in range(n_layers):
+                _max_norm(bufs[layer * _SLOTS + _W], hyper64[_F_MAX_NORM])
         if update:
             ints[_I_STEP] = t
         batch_loss = data_loss + penalty
@@ -2251,7 +2270,7 @@ class Network:
             product, product_step = 1.0, 0.0  # another schedule: Nadam's P_t recomputed
         self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1),
                             opt.learning_rate, opt.momentum_decay, product, product_step,
-                            opt.clip_norm or 0.0]
+                            opt.clip_norm or 0.0, plan.max_norm or 0.0]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
         self._ints[_I_DROP_KEY] = plan._dropout_key
