@@ -56,6 +56,7 @@ cdef extern from "fastmlp.h" nogil:
         double margin
         double l2, l1
         int penalty_over_weight
+        double activity_l2, activity_l1
         fm_optimizer opt
         int64_t step
         double nadam_product
