@@ -180,6 +180,10 @@ typedef struct {
                                  without sample weights): scikit-learn's alpha */
     double max_norm;          /* > 0: after each update, every unit's incoming weights (a
                                  column of W) longer than this are scaled to this L2 norm */
+    /* Activity penalties on every hidden layer's output A (before dropout), a weighted
+       mean over rows like the data loss: sum_l sum_i w_i (activity_l2/2 sum_j A_ij^2 +
+       activity_l1 sum_j |A_ij|) / sum_i w_i (w_i 1 without sample weights); 0: none */
+    double activity_l2, activity_l1;
     fm_optimizer opt;
     int64_t step;             /* optimizer steps taken (Adam's t) */
     /* Nadam's mu_1 ... mu_t through step nadam_step (a cache: 0, or after a change of

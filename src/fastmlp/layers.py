@@ -7,7 +7,10 @@ NetworkPlan for what fastmlp.MLP uses.
 
 Per hidden layer: Z = X W + b; with batch norm Z <- gamma (Z - mean) / sqrt(var + eps) + beta
 (batch statistics in training, running averages at inference); A = f(Z); with dropout
-A <- A * mask / (1 - p) in training (inverted dropout; identity at inference).
+A <- A * mask / (1 - p) in training (inverted dropout; identity at inference). Activity
+penalties on A (before dropout) add mean_i (activity_l2/2 sum_j A_ij^2 + activity_l1 sum_j
+|A_ij|) to the loss, and (activity_l2 A + activity_l1 sign(A)) / n to the gradient reaching A
+(after the mask, before the activation's derivative).
 """
 
 from __future__ import annotations
@@ -44,20 +47,26 @@ class LayeredNetwork:
         Batch normalisation before each hidden activation.
     loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend, margin
         As for NetworkPlan (every loss: each is the fastmlp.ops function of its name).
+    activity_l2, activity_l1 : float, default 0
+        As for NetworkPlan: ``mean_i (0.5 * activity_l2 * sum_j A_ij**2 + activity_l1 *
+        sum_j abs(A_ij))`` over every hidden layer's output ``A`` (before dropout).
     """
 
     def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
                  optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
-                 backend=None, margin=1.0, max_norm=None):
+                 backend=None, margin=1.0, max_norm=None, activity_l2=0.0, activity_l1=0.0):
         # The plan validates the architecture and initialises the weights the same way.
         self._plan = NetworkPlan(layer_sizes, activations, loss=loss, optimizer=optimizer,
                                  batch_size=batch_size, dtype=dtype, seed=seed, l2=l2, l1=l1,
                                  init=init, backend=backend, margin=margin,
-                                 max_norm=max_norm)
+                                 max_norm=max_norm, activity_l2=activity_l2,
+                                 activity_l1=activity_l1)
         self.backend = self._plan.backend
         self.activations = self._plan.activations
         self.loss, self.batch_size, self.dtype = loss, batch_size, np.dtype(dtype)
         self.optimizer, self.l2, self.l1 = self._plan.optimizer, l2, l1
+        # validated by the plan
+        self.activity_l2, self.activity_l1 = self._plan.activity_l2, self._plan.activity_l1
         self.dropout, self.batch_norm = dropout, batch_norm
         self._alphas = list(self._plan._activation_alphas)
         self._rng = np.random.default_rng(seed)
@@ -195,6 +204,13 @@ class LayeredNetwork:
             if layer < len(self.weights) - 1:
                 if "mask" in entry:
                     dA = dA * entry["mask"]
+                if self.activity_l2 or self.activity_l1:  # before the derivative
+                    A = entry["activation"]
+                    n, t = A.shape[0], self.dtype.type
+                    dA = dA + (t(self.activity_l2 / n) * A + t(self.activity_l1 / n) * np.sign(A))
+                    A64 = A.astype(np.float64)
+                    loss += (0.5 * self.activity_l2 * float(np.sum(A64 * A64))
+                             + self.activity_l1 * float(np.sum(np.abs(A64)))) / n
                 dZ = ops.activation_backward(self.activations[layer], dA, entry["activation"],
                                              Z=entry["preactivation"], alpha=self._alpha(layer))
                 if self.batch_norm:

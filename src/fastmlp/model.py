@@ -370,12 +370,12 @@ class MLP:
         return Y.shape[1]
 
     def _build(self, n_features, n_outputs, optimizer, batch_size, l2, l1, backend=None,
-               max_norm=None):
+               max_norm=None, activity_l2=0.0, activity_l1=0.0):
         sizes = [n_features, *self.hidden_layer_sizes, n_outputs]
         options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
                        dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
                        backend=backend or self.backend, margin=self.margin,
-                       max_norm=max_norm)
+                       max_norm=max_norm, activity_l2=activity_l2, activity_l1=activity_l1)
         if self.batch_norm:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
                                        batch_norm=True, **options)
@@ -407,8 +407,8 @@ class MLP:
 
     def fit(self, X, y, *, sample_weight=None, epochs=10, batch_size=32, optimizer="adam",
             learning_rate=None, schedule="constant", step_size=10, gamma=0.1,
-            min_learning_rate=0.0, l2=0.0, l1=0.0, max_norm=None, validation_data=None,
-            validation_split=0.0,
+            min_learning_rate=0.0, l2=0.0, l1=0.0, max_norm=None, activity_l2=0.0,
+            activity_l1=0.0, validation_data=None, validation_split=0.0,
             early_stopping=False, patience=5, min_delta=0.0, restore_best_weights=True,
             shuffle=True, verbose=1, checkpoint=None, checkpoint_every=1, resume=False,
             update_ratios=False, **optimizer_options):
@@ -447,6 +447,11 @@ class MLP:
         max_norm : float, optional
             The max-norm constraint, recommended with dropout: after every update, each
             unit's incoming weights longer than max_norm (L2) are scaled down to it.
+        activity_l2, activity_l1 : float, default 0
+            Penalties on every hidden layer's output ``A`` (before dropout), a (weighted)
+            mean over each batch's rows like the data loss: ``sum_i w_i * (0.5 *
+            activity_l2 * sum_j A_ij**2 + activity_l1 * sum_j abs(A_ij)) / sum_i w_i`` per
+            hidden layer (``w_i`` 1 without sample weights).
         validation_data : tuple of (X_val, y_val), optional
             Data to measure "val_loss" and the metric on after each epoch.
         validation_split : float in [0, 1)
@@ -526,6 +531,8 @@ class MLP:
         step_size = check.positive_int(step_size, "step_size")
         gamma = check.real_scalar(gamma, "gamma", low=0)
         min_learning_rate = check.real_scalar(min_learning_rate, "min_learning_rate", low=0)
+        activity_l2 = check.real_scalar(activity_l2, "activity_l2", low=0)
+        activity_l1 = check.real_scalar(activity_l1, "activity_l1", low=0)
         checkpoint_every = check.positive_int(checkpoint_every, "checkpoint_every")
         if max_norm is not None:
             max_norm = check.real_scalar(max_norm, "max_norm", low=0, low_open=True)
@@ -541,6 +548,7 @@ class MLP:
             "schedule": schedule if isinstance(schedule, str) else "callable",
             "step_size": step_size, "gamma": gamma, "min_learning_rate": min_learning_rate,
             "l2": float(l2), "l1": float(l1), "max_norm": max_norm,
+            "activity_l2": activity_l2, "activity_l1": activity_l1,
             "validation_split": validation_split,
             "early_stopping": bool(early_stopping), "patience": patience,
             "min_delta": float(min_delta), "restore_best_weights": bool(restore_best_weights),
@@ -576,7 +584,8 @@ class MLP:
                     saved["record"]["backend"] in _backend.available_backends():
                 backend = saved["record"]["backend"]
             self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
-                        l2, l1, backend=backend, max_norm=max_norm)
+                        l2, l1, backend=backend, max_norm=max_norm,
+                        activity_l2=activity_l2, activity_l1=activity_l1)
             if validation_data is not None:
                 X_val = self._features(validation_data[0])
                 Y_val = self._encode_targets(validation_data[1], first=False)

@@ -94,6 +94,14 @@ class NetworkPlan:
     penalty : {"per_step", "per_sample"}, default "per_step"
         ``"per_sample"`` divides `l2` and `l1` by each batch's weight sum (its rows
         without sample weights): scikit-learn's ``alpha``.
+    activity_l2, activity_l1 : float, default 0
+        Penalties on every hidden layer's output ``A`` (the activation's, before
+        dropout), a weighted mean over the rows like the data loss: with row weights
+        ``w_i`` (1 without sample weights) and ``W = sum(w_i)``, the loss gains
+        ``sum over hidden layers of sum_i w_i * (0.5 * activity_l2 * sum_j A_ij**2 +
+        activity_l1 * sum_j abs(A_ij)) / W``, and the gradient reaching ``A_ij`` (after
+        the dropout mask, before the activation's derivative) ``w_i * (activity_l2 *
+        A_ij + activity_l1 * sign(A_ij)) / W``. Not scaled by `penalty`.
     learning_rate : float, optional
         Overrides the optimizer's learning rate.
     init : {"auto", "he", "glorot", "course"}, default "auto"
@@ -181,7 +189,8 @@ class NetworkPlan:
     def __init__(self, layer_sizes, activations="relu", loss="softmax_cross_entropy",
                  optimizer="sgd", batch_size=256, dtype=np.float64, seed=None, *, l2=0.0,
                  l1=0.0, penalty="per_step", learning_rate=None, init="auto", alpha=None,
-                 dropout=0.0, n_threads=None, backend=None, margin=1.0, max_norm=None):
+                 dropout=0.0, n_threads=None, backend=None, margin=1.0, max_norm=None,
+                 activity_l2=0.0, activity_l1=0.0):
         sizes = [check.positive_int(s, "layer_sizes") for s in layer_sizes]
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes: expected at least [n_in, n_out], got {sizes}")
@@ -212,6 +221,7 @@ class NetworkPlan:
         self._engine = self._configured_learning_rate = None
         self.l2, self.l1 = l2, l1
         self.max_norm = max_norm
+        self.activity_l2, self.activity_l1 = activity_l2, activity_l1
         if penalty not in _PENALTIES:
             raise ValueError(f"penalty: unknown {penalty!r}; expected one of {list(_PENALTIES)}")
         self._penalty = penalty
@@ -430,6 +440,28 @@ class NetworkPlan:
     def max_norm(self, value):
         self._max_norm = None if value is None else check.real_scalar(
             value, "max_norm", low=0, low_open=True)
+        self._reconfigure()
+
+    @property
+    def activity_l2(self):
+        """Strength of the L2 activity penalty ``0.5 * activity_l2 * sum(A**2)`` on the
+        hidden layers' outputs, per row (settable between steps)."""
+        return self._activity_l2
+
+    @activity_l2.setter
+    def activity_l2(self, value):
+        self._activity_l2 = check.real_scalar(value, "activity_l2", low=0)
+        self._reconfigure()
+
+    @property
+    def activity_l1(self):
+        """Strength of the L1 activity penalty ``activity_l1 * sum(abs(A))`` on the
+        hidden layers' outputs, per row (settable between steps)."""
+        return self._activity_l1
+
+    @activity_l1.setter
+    def activity_l1(self, value):
+        self._activity_l1 = check.real_scalar(value, "activity_l1", low=0)
         self._reconfigure()
 
     def _reconfigure(self):

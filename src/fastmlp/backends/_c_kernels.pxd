@@ -57,6 +57,7 @@ cdef extern from "fastmlp.h" nogil:
         double l2, l1
         int penalty_over_weight
         double max_norm
+        double activity_l2, activity_l1
         fm_optimizer opt
         int64_t step
         double nadam_product

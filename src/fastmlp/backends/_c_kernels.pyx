@@ -598,8 +598,8 @@ cdef class Network:
         self.configure(plan)
 
     def configure(self, plan):
-        """Copy the plan's scalar settings (learning rate, penalties, step, dropout key) into
-        the engine."""
+        """Copy the plan's scalar settings (learning rate, penalties, activity penalties, step,
+        dropout key) into the engine."""
         opt = plan.optimizer
         self.net.opt = _optimizer(opt.code, opt.learning_rate, opt.momentum, opt.beta1,
                                   opt.beta2, opt.eps, opt.weight_decay, opt.rho,
@@ -612,6 +612,8 @@ cdef class Network:
         self.net.l1 = plan.l1
         self.net.penalty_over_weight = plan.penalty == "per_sample"
         self.net.max_norm = plan.max_norm or 0
+        self.net.activity_l2 = plan.activity_l2
+        self.net.activity_l1 = plan.activity_l1
         self.net.step = plan.step
         self.net.dropout_key = plan._dropout_key
 

@@ -34,6 +34,7 @@ class PythonNetwork:
         self._l2, self._l1 = float(plan.l2), float(plan.l1)
         self._penalty_over_weight = plan.penalty == "per_sample"
         self._max_norm = plan.max_norm
+        self._activity_l2, self._activity_l1 = float(plan.activity_l2), float(plan.activity_l1)
         self._step = int(plan.step)
 
     @property
@@ -96,9 +97,13 @@ class PythonNetwork:
                 loss += 0.5 * l2 * float(np.sum(np.square(w_layer, dtype=np.float64)))
             if l1:
                 loss += l1 * float(np.sum(np.abs(w_layer), dtype=np.float64))
+        activity = self._activity_l2 or self._activity_l1
         for layer in reversed(range(len(W))):
             if self._dropout and layer < len(W) - 1:  # the forward pass's mask, again
                 dropout(self._dropout_key, self._dropout, t, layer, dA[layer], dA[layer])
+            if activity and layer < len(W) - 1:  # before the activation's derivative
+                loss += add_activity_penalty(A[layer], w, weight_sum, self._activity_l2,
+                                             self._activity_l1, dA[layer])
             k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], Z[layer],
                              self._activations[layer], self._alphas[layer], l2, l1, dA[layer],
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
@@ -181,6 +186,22 @@ def output_metric(loss_code, Z, y, metric):
     else:
         Z = Z.astype(np.float64)
         metric += np.sum(np.square((np.exp(Z) if loss_code == 3 else Z) - y), axis=0)
+
+
+def add_activity_penalty(A, w, weight_sum, l2, l1, dA):
+    """The activity penalty of a hidden layer's output A (rows, width), as network.inc's
+    fm_add_activity_penalty: with c_i = w_i / weight_sum (w None: w_i = 1) rounded to the
+    dtype times l2 and l1, dA += c_i (l2 A + l1 sign(A)); returns
+    sum_i w_i (l2/2 sum_j A_ij^2 + l1 sum_j |A_ij|) / weight_sum (in float64)."""
+    rows = A.shape[0]
+    w64 = np.ones(rows) if w is None else np.asarray(w, dtype=np.float64)
+    c = w64 * (1.0 / weight_sum)  # w_i inv_norm, as the C core rounds it
+    dtype = A.dtype.type
+    c2, c1 = (c * l2).astype(dtype)[:, None], (c * l1).astype(dtype)[:, None]
+    dA += c2 * A + c1 * np.sign(A)
+    A64 = A.astype(np.float64)
+    per_row = 0.5 * l2 * np.sum(A64 * A64, axis=1) + l1 * np.sum(np.abs(A64), axis=1)
+    return float(np.dot(w64, per_row)) / weight_sum
 
 
 def _flat(a):

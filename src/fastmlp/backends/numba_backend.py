@@ -1264,10 +1264,11 @@ _H_RHO, _H_1MRHO, _H_CLIP, _H_SCALE = range(11, 15)
 _N_HYPER = 15
 # float64 parameters, rounded nowhere: beta1, beta2 (bias corrections), l2, l1 (the loss),
 # the learning rate and Nadam's momentum_decay (Nadam's coefficients), Nadam's product
-# mu_1 ... mu_t and its step t (a cache, as fm_network's), the clip norm (0: none)
+# mu_1 ... mu_t and its step t (a cache, as fm_network's), the clip norm (0: none), the
+# max norm (0: none), then the activity penalties on the hidden layers' outputs (0: none)
 (_F_B1, _F_B2, _F_L2, _F_L1, _F_LR, _F_PSI, _F_PRODUCT, _F_PRODUCT_STEP, _F_CLIP_NORM,
- _F_MAX_NORM) = range(10)
-_N_HYPER64 = 10
+ _F_MAX_NORM, _F_ACT_L2, _F_ACT_L1) = range(12)
+_N_HYPER64 = 12
 # int64 settings and state: optimizer code, loss code, step count, layers, the dropout
 # hash's key and threshold (network.inc's fm_dropout; threshold 0: no dropout), whether
 # l2 and l1 are divided by each batch's weight sum (penalty "per_sample"), the addresses
@@ -1522,6 +1523,28 @@ def _softmax_cross_entropy_rows(Z, y, w, inv_norm, dZ):
         for j in range(cols):
             dZ[i, j] = (dZ[i, j] / s) * scale
         dZ[i, label] = (e_label / s - type(m)(1)) * scale
+    return total
+
+
+@_kernel
+def _add_activity_penalty(A, w, inv_norm, l2, l1, dA):
+    """A hidden layer's activity penalty, as network.inc's fm_add_activity_penalty: with
+    c_i = w_i inv_norm (w empty: w_i = 1), dA_ij += c_i (l2 A_ij + l1 sign(A_ij)), c_i l2
+    and c_i l1 rounded to the dtype; returns sum_i w_i (l2/2 sum_j A_ij^2 + l1 sum_j
+    |A_ij|) in float64, row by row."""
+    weighted = w.shape[0] > 0
+    total = 0.0
+    for i in range(A.shape[0]):
+        w_i = np.float64(w[i]) if weighted else 1.0
+        c2, c1 = A.dtype.type(w_i * inv_norm * l2), A.dtype.type(w_i * inv_norm * l1)
+        sq = 0.0
+        ab = 0.0
+        for j in range(A.shape[1]):
+            v = A[i, j]
+            dA[i, j] = dA[i, j] + (c2 * v + c1 * np.sign(v))
+            sq += np.float64(v) * np.float64(v)
+            ab += abs(np.float64(v))
+        total += w_i * (0.5 * l2 * sq + l1 * ab)
     return total
 
 
@@ -2047,7 +2070,9 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
         block, fused = _gradient_blocks(bufs, n_layers, rows, X.itemsize)
         t = ints[_I_STEP] + 1
         inv_norm = 1.0 / weight_sum
-        data_loss = 0.0
+        data_loss = 0.0  # with the activity penalties, block by block as network.inc
+        act_l2, act_l1 = hyper64[_F_ACT_L2], hyper64[_F_ACT_L1]
+        activity = act_l2 != 0 or act_l1 != 0
         for r0 in range(0, rows, block):
             n = min(block, rows - r0)
             for layer in range(n_layers):
@@ -2082,6 +2107,9 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 if dropping and layer < n_layers - 1:  # the forward pass's mask, again
                     _dropout(ints, hyper[_H_DROP_SCALE], t, layer, r0, dZ, dZ)
                 A = bufs[s + _A][:n]
+                if activity and layer < n_layers - 1:  # before the activation's derivative
+                    data_loss += _add_activity_penalty(A, w_rows[r0 : r0 + n], inv_norm,
+                                                       act_l2, act_l1, dZ)
                 K = bufs[s + _ZP][:n] if bufs[s + _ZP].shape[1] > 0 else A
                 _call(ints[_I_CALLS + n_layers + layer], None,
                       (dZ, A, K, n, dZ.shape[1], alphas[layer]))
@@ -2270,7 +2298,8 @@ class Network:
             product, product_step = 1.0, 0.0  # another schedule: Nadam's P_t recomputed
         self._hyper64[:] = [opt.beta1, opt.beta2, float(plan.l2), float(plan.l1),
                             opt.learning_rate, opt.momentum_decay, product, product_step,
-                            opt.clip_norm or 0.0, plan.max_norm or 0.0]
+                            opt.clip_norm or 0.0, plan.max_norm or 0.0,
+                            float(plan.activity_l2), float(plan.activity_l1)]
         self._ints[_I_OPT] = opt.code
         self._ints[_I_STEP] = int(plan.step)
         self._ints[_I_DROP_KEY] = plan._dropout_key
