@@ -120,14 +120,19 @@ def test_each_schedule_resumes_where_it_was(schedule, tmp_path):
 
 
 def test_a_checkpoint_from_before_the_running_metric_resumes_at_an_epochs_end(tmp_path):
-    # older checkpoints have no position.metric_total: at an epoch's end none is needed
+    # older checkpoints have no position.metric_total (at an epoch's end none is needed)
+    # and not the settings added since (they trained with their defaults)
     X, y = _data()
     options = dict(_FIT, schedule="constant")
     expected = fastmlp.MLP((16,), seed=3).fit(X, y, **options)
     path = tmp_path / "run.npz"
     fastmlp.MLP((16,), seed=3).fit(X, y, **{**options, "epochs": 2}, checkpoint=path)
-    old = _edited(path, tmp_path / "old.npz",
-                  lambda config, arrays: config["training"]["position"].pop("metric_total"))
+    def older(config, arrays):  # no running metric, none of the newer settings
+        config["training"]["position"].pop("metric_total")
+        for key in ("max_norm", "activity_l2", "activity_l1", "update_ratios"):
+            config["training"]["settings"].pop(key)
+
+    old = _edited(path, tmp_path / "old.npz", older)
     resumed = fastmlp.MLP.load(old).fit(X, y, **options, checkpoint=old, resume=True)
     _assert_same_fit(expected, resumed)
     assert resumed.history == expected.history

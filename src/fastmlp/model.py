@@ -37,6 +37,10 @@ _REGRESSION_LOSSES = (None, "poisson", "absolute_error", "huber", "log_cosh")  #
 _CLASSIFIER_LOSSES = (*HINGE_LOSSES, *SOFT_TARGET_LOSSES)
 _FORMAT = "fastmlp.MLP"
 _FORMAT_VERSION = 1
+# fit settings added after checkpoints were first written, with the default that a
+# checkpoint without them trained with
+_NEWER_SETTINGS = {"max_norm": None, "activity_l2": 0.0, "activity_l1": 0.0,
+                   "update_ratios": False}
 # rows of minibatches per backend call: small enough that Ctrl-C stops within a moment
 _BATCHES_PER_CALL = 32
 
@@ -733,9 +737,11 @@ class MLP:
         returns train()'s start position and early stopping's (best, waited)."""
         record = saved["record"]
         for key, value in fit_record["settings"].items():
-            if record["settings"].get(key) != value:
+            # a setting newer than the checkpoint had its default there
+            theirs = record["settings"].get(key, _NEWER_SETTINGS.get(key))
+            if theirs != value:
                 raise ValueError(f"resume: {key}={value!r} differs from the checkpointed "
-                                 f"fit's {record['settings'].get(key)!r}")
+                                 f"fit's {theirs!r}")
         if record["data"] != fit_record["data"]:
             raise ValueError("resume: X, y, sample_weight or the validation data differ "
                              "from the checkpointed fit's")
