@@ -13,16 +13,14 @@ import math
 
 import numpy as np
 
-from fastmlp import _backend
+from fastmlp import _backend, ops
 from fastmlp import _validation as check
 
 __all__ = ["accuracy", "confusion_matrix", "log_loss", "r2_score", "top_k_accuracy"]
 
 
 def _scores_and_labels(scores, y):
-    Z = check.float_array(scores, "scores", ndim=2)
-    if Z.shape[0] == 0 or Z.shape[1] == 0:
-        raise ValueError(f"scores: expected at least one row and one column, got {Z.shape}")
+    Z = ops._logits(scores, "scores")  # the losses' check: 2-D float, not empty
     return Z, check.labels(y, "y", Z.shape[0], Z.shape[1])
 
 

@@ -1022,7 +1022,8 @@ class MLP:
             elif name == "confusion_matrix":
                 result[name] = metrics.confusion_matrix(z, labels)
             elif name == "log_loss":  # the softmax cross-entropy, whatever the loss
-                result[name] = metrics.log_loss(z, labels)
+                result[name] = result["loss"] if self._loss == "softmax_cross_entropy" \
+                    else metrics.log_loss(z, labels)
         return result
 
     _CLASS_METRICS = ("accuracy", "log_loss", "confusion_matrix", "top_k_accuracy")
