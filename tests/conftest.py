@@ -74,3 +74,17 @@ def simd(request, c_kernels):
         yield request.param
     finally:
         c_kernels.select_simd(old)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    """A distributed.Client on a LocalCluster of 2 single-threaded worker processes
+    (loopback only), started for the module's tests and closed after them; the tests
+    that take it are skipped when the `dask` extra is not installed."""
+    pytest.importorskip("dask", reason="the 'dask' extra is not installed")
+    distributed = pytest.importorskip("distributed",
+                                      reason="the 'dask' extra is not installed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        yield client
