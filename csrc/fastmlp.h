@@ -36,15 +36,28 @@ typedef enum {
     FM_ACT_MISH = 11,
     FM_ACT_SOFTSIGN = 12,
     FM_ACT_HARD_SIGMOID = 13, /* Keras 2's clip(0.2 z + 0.5, 0, 1) */
-    FM_ACT_COUNT = 14
+    FM_ACT_MAXOUT = 14,       /* a unit is the max of k pieces (alpha = k); hidden layers */
+    FM_ACT_COUNT = 15
 } fm_activation;
 
+/* Maxout's pieces per unit at most (alpha, a whole number from 2). */
+#define FM_MAX_PIECES 64
+
 /* 1 for the activations whose derivative is not a function of their output (gelu,
-   gelu_tanh, swish, mish): their backward passes read the saved pre-activation Z. */
+   gelu_tanh, swish, mish) and for maxout: their backward passes read the saved
+   pre-activation Z. */
 static inline int fm_activation_needs_z(int act)
 {
     return act == FM_ACT_GELU || act == FM_ACT_GELU_TANH || act == FM_ACT_SWISH ||
-           act == FM_ACT_MISH;
+           act == FM_ACT_MISH || act == FM_ACT_MAXOUT;
+}
+
+/* Maxout's pieces k when alpha is a whole number in [2, FM_MAX_PIECES], else 0. */
+static inline int64_t fm_maxout_pieces(double alpha)
+{
+    return alpha >= 2 && alpha <= FM_MAX_PIECES && alpha == (double)(int64_t)alpha
+               ? (int64_t)alpha
+               : 0;
 }
 
 typedef enum {
@@ -159,11 +172,12 @@ typedef struct {
 /*
  * A network plan: layer l maps sizes[l] -> sizes[l+1], A = f_l(X W_l + b_l).
  * Every pointer array has n_layers entries pointing at caller-owned buffers of the
- * plan's dtype: W[l] (sizes[l] x sizes[l+1]), b[l] (sizes[l+1]), the gradients dW, db of
+ * plan's dtype: W[l] (sizes[l] x width_l), b[l] (width_l), the gradients dW, db of
  * the same shapes, optimizer state (see optimizer.inc: state1 = velocity, Adam's m,
  * RMSprop's or Adagrad's accumulator; state2 = Adam's v; NULL where the optimizer has
  * none), and the activations A[l] and their gradients dA[l]
- * (max_batch x sizes[l+1]). X_batch (max_batch x sizes[0]) and y_batch (max_batch labels
+ * (max_batch x sizes[l+1]). width_l is sizes[l+1], or k sizes[l+1] for a maxout layer of
+ * k pieces (fm_layer_width): each unit's pieces are k adjacent columns. X_batch (max_batch x sizes[0]) and y_batch (max_batch labels
  * or max_batch x sizes[n_layers] targets) hold the rows gathered for a shuffled epoch.
  */
 typedef struct {
@@ -194,9 +208,10 @@ typedef struct {
     void *const *W, *const *b, *const *dW, *const *db;
     void *const *state1_W, *const *state1_b, *const *state2_W, *const *state2_b;
     void *const *A, *const *dA;
-    /* Z[l] (max_batch x sizes[l+1]) holds layer l's pre-activation X W + b for the layers
+    /* Z[l] (max_batch x width_l) holds layer l's pre-activation X W + b for the layers
        whose activation needs it (fm_activation_needs_z), NULL for the others; Z itself
-       may be NULL when no layer needs it. */
+       may be NULL when no layer needs it. A training step leaves a maxout layer's dL/dZ
+       there (its backward pass writes it over Z). */
     void *const *Z;
     void *X_batch, *y_batch;
     void *w_batch;            /* max_batch sample weights gathered for a shuffled epoch;
@@ -219,6 +234,14 @@ typedef struct {
     void *const *block_dW, *const *block_db;
 } fm_network;
 
+/* The columns of layer l's W: its units, times maxout's pieces. */
+static inline int64_t fm_layer_width(const fm_network *net, int l)
+{
+    const int64_t units = net->sizes[l + 1];
+    return net->activations[l] == FM_ACT_MAXOUT ? units * fm_maxout_pieces(net->alphas[l])
+                                                : units;
+}
+
 #define FM_DECLARE(REAL, SFX)                                                          \
     fm_status fm_gemm_##SFX(const fm_blas *blas, int trans_a, int trans_b, int64_t m,  \
                             int64_t n, int64_t k, REAL alpha, const REAL *A,           \
@@ -230,6 +253,10 @@ typedef struct {
     fm_status fm_activation_backward_##SFX(int act, double alpha, int64_t n,           \
                                            const REAL *dA, const REAL *A,              \
                                            const REAL *Z, REAL *dZ);                   \
+    fm_status fm_maxout_forward_##SFX(int64_t rows, int64_t units, int64_t pieces,     \
+                                      const REAL *Z, REAL *A);                         \
+    fm_status fm_maxout_backward_##SFX(int64_t rows, int64_t units, int64_t pieces,    \
+                                       const REAL *dA, const REAL *Z, REAL *dZ);       \
     fm_status fm_dense_forward_##SFX(const fm_blas *blas, int64_t rows, int64_t d_in,  \
                                      int64_t d_out, const REAL *X, const REAL *W,      \
                                      const REAL *b, int act, double alpha, REAL *A,    \

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-# name -> (code, default alpha); alpha is the slope of leaky_relu and the scale of elu.
+# name -> (code, default alpha); alpha is the slope of leaky_relu, the scale of elu and
+# maxout's pieces per unit (a layer's W then has pieces columns per unit).
 # The formulas are in csrc/kernels/activation.inc and the user guide's kernels page.
 ACTIVATIONS = {
     "identity": (0, 0.0),
@@ -19,12 +20,15 @@ ACTIVATIONS = {
     "mish": (11, 0.0),
     "softsign": (12, 0.0),
     "hard_sigmoid": (13, 0.0),
+    "maxout": (14, 2.0),
 }
-ACTIVATIONS_WITH_ALPHA = ("leaky_relu", "elu")
+ACTIVATIONS_WITH_ALPHA = ("leaky_relu", "elu", "maxout")
+MAX_PIECES = 64  # maxout's pieces per unit at most (FM_MAX_PIECES)
 ACTIVATION_ALIASES = {"silu": "swish"}
 # The activations whose derivative is not a function of their output (not monotonic:
-# one output, two inputs): their backward pass reads the saved pre-activation z.
-ACTIVATIONS_NEEDING_Z = ("gelu", "gelu_tanh", "swish", "mish")
+# one output, two inputs), and maxout (which piece won): their backward pass reads the
+# saved pre-activation z.
+ACTIVATIONS_NEEDING_Z = ("gelu", "gelu_tanh", "swish", "mish", "maxout")
 
 # name -> code. The classification losses take logits: the output layer is linear.
 LOSSES = {

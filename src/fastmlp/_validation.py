@@ -26,6 +26,7 @@ from fastmlp._registry import (
     ACTIVATIONS_WITH_ALPHA,
     LOSS_ALIASES,
     LOSSES,
+    MAX_PIECES,
 )
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -131,7 +132,8 @@ def activation_name(name):
 
 
 def activation(name, alpha=None):
-    """(code, alpha) for an activation name or alias; alpha only for leaky_relu and elu."""
+    """(code, alpha) for an activation name or alias; alpha only for leaky_relu, elu and
+    maxout (its pieces per unit)."""
     name = activation_name(name)
     code, default = ACTIVATIONS[name]
     if alpha is None:
@@ -143,6 +145,9 @@ def activation(name, alpha=None):
         raise ValueError(f"alpha: leaky_relu needs 0 <= alpha < 1, got {alpha}")
     if name == "elu" and not alpha > 0:
         raise ValueError(f"alpha: elu needs alpha > 0, got {alpha}")
+    if name == "maxout" and not (alpha == int(alpha) and 2 <= alpha <= MAX_PIECES):
+        raise ValueError(f"alpha: maxout's pieces per unit must be a whole number from 2 "
+                         f"to {MAX_PIECES}, got {alpha}")
     return code, alpha
 
 

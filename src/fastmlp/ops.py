@@ -16,6 +16,8 @@ from fastmlp._registry import ACTIVATIONS, ACTIVATIONS_NEEDING_Z, OPTIMIZERS
 __all__ = [
     "activation_forward",
     "activation_backward",
+    "maxout_forward",
+    "maxout_backward",
     "dense_forward",
     "dense_backward",
     "softmax",
@@ -52,6 +54,7 @@ def _kernels(*arrays):
 
 _NAMES = {code: name for name, (code, _) in ACTIVATIONS.items()}
 _CODES_NEEDING_Z = {ACTIVATIONS[name][0] for name in ACTIVATIONS_NEEDING_Z}
+_MAXOUT = ACTIVATIONS["maxout"][0]
 
 
 def _as_2d(arr):
@@ -69,18 +72,20 @@ def activation_forward(name, Z, *, alpha=None, out=None):
         "softplus", "selu", "gelu" (exact, with erf), "gelu_tanh" (its tanh
         approximation), "swish" (alias "silu"), "mish", "softsign" or "hard_sigmoid"
         (Keras 2's ``clip(0.2 z + 0.5, 0, 1)``); the formulas are in the user guide's
-        kernels page.
+        kernels page. "maxout" is not elementwise: see :func:`maxout_forward`.
     Z : ndarray of float32 or float64
-        Any shape.
+        Any shape (maxout: (n, k * units)).
     alpha : float, optional
-        Slope of leaky_relu for z < 0 (default 0.01) or scale of elu (default 1.0).
+        Slope of leaky_relu for z < 0 (default 0.01), scale of elu (default 1.0), or
+        maxout's pieces per unit k (default 2).
     out : ndarray, optional
-        Where to write A (same shape and dtype as Z; may be Z itself).
+        Where to write A (same shape and dtype as Z; may be Z itself; maxout: (n, units),
+        not Z).
 
     Returns
     -------
     A : ndarray
-        The shape and dtype of Z.
+        The shape and dtype of Z (maxout: (n, units)).
 
     See Also
     --------
@@ -88,6 +93,8 @@ def activation_forward(name, Z, *, alpha=None, out=None):
     dense_forward : A dense layer with its activation fused.
     """
     code, alpha = check.activation(name, alpha)
+    if code == _MAXOUT:
+        return maxout_forward(Z, int(alpha), out=out)
     Z = check.float_array(Z, "Z")
     out = check.out_array(out, "out", Z.shape, Z.dtype)
     _kernels(Z).activation_forward(code, alpha, _as_2d(Z), _as_2d(out))
@@ -100,7 +107,8 @@ def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
     The derivative is written from ``A = f(z)`` (sigmoid ``a(1-a)``, tanh ``1-a^2``,
     relu ``a > 0``, ...), so the pre-activation is not needed, except by gelu,
     gelu_tanh, swish and mish: they are not monotonic (two inputs share an output), so
-    their derivative is written from the pre-activation Z, which they require.
+    their derivative is written from the pre-activation Z, which they require; and
+    maxout (see :func:`maxout_backward`), which finds each unit's winning piece in Z.
 
     Parameters
     ----------
@@ -112,11 +120,12 @@ def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
         The activation's output, the shape and dtype of dA.
     Z : ndarray, optional
         The pre-activation (A = f(Z)), the shape and dtype of dA: required by gelu,
-        gelu_tanh, swish and mish, unread by the others.
+        gelu_tanh, swish, mish and maxout (for which it has k times dA's columns),
+        unread by the others.
     alpha : float, optional
-        The leaky_relu slope / elu scale used in the forward pass.
+        The leaky_relu slope / elu scale / maxout's pieces used in the forward pass.
     out : ndarray, optional
-        Where to write dZ (may be dA itself; not A or Z).
+        Where to write dZ (may be dA itself; not A or Z; maxout: Z's shape).
 
     Returns
     -------
@@ -128,10 +137,104 @@ def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
     A = check.float_array(A, "A")
     check.same_dtype(dA=dA, A=A)
     check.shape(dA, "dA", A.shape)
+    if code == _MAXOUT:
+        if Z is None:
+            raise ValueError("Z: maxout's derivative needs the pre-activation Z (which "
+                             "piece won)")
+        return maxout_backward(dA, Z, int(alpha), out=out)
     Z = _preactivation(code, Z, A)
     out = check.out_array(out, "out", A.shape, A.dtype)
     _kernels(A).activation_backward(code, alpha, _as_2d(dA), _as_2d(A),
                                     None if Z is None else _as_2d(Z), _as_2d(out))
+    return out
+
+
+def _pieces_of(Z, pieces, name="Z"):
+    """Z (n, pieces * units) checked for maxout, and units."""
+    pieces = check.positive_int(pieces, "pieces")
+    check.activation("maxout", pieces)  # a whole number in range
+    Z = check.float_array(Z, name, ndim=2)
+    if Z.shape[1] % pieces:
+        raise ValueError(f"{name}: maxout's {pieces} pieces per unit need a multiple of "
+                         f"{pieces} columns, got {Z.shape[1]}")
+    return Z, Z.shape[1] // pieces
+
+
+def maxout_forward(Z, pieces=2, *, out=None):
+    """Maxout: each unit is the largest of its ``pieces`` pre-activations.
+
+    ``A[:, j] = Z[:, j*k:(j+1)*k].max(axis=1)`` with ``k = pieces`` (Goodfellow et al.
+    2013): a learned, piecewise-linear convex activation (two pieces can make relu, the
+    absolute value or a leaky relu). A NaN among a unit's pieces is its output.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n, k * units)
+        The pre-activations, float32 or float64; unit j's pieces are adjacent.
+    pieces : int, default 2
+        k, from 2 to 64.
+    out : ndarray of shape (n, units), optional
+        Where to write A (Z's dtype; not Z).
+
+    Returns
+    -------
+    A : ndarray of shape (n, units)
+        The dtype of Z.
+
+    See Also
+    --------
+    maxout_backward : Its gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import ops
+    >>> ops.maxout_forward(np.array([[1.0, -2.0, 0.5, 3.0]]), pieces=2)
+    array([[1., 3.]])
+    """
+    Z, units = _pieces_of(Z, pieces)
+    out = check.out_array(out, "out", (Z.shape[0], units), Z.dtype)
+    if np.may_share_memory(out, Z):
+        raise ValueError("out: must not overlap Z")
+    _kernels(Z, out).maxout_forward(pieces, Z, out)
+    return out
+
+
+def maxout_backward(dA, Z, pieces=2, *, out=None):
+    """The gradient of maxout: each unit's ``dA`` goes to its winning piece alone.
+
+    ``dZ[:, j*k + p] = dA[:, j]`` where piece p won unit j (the first maximum of its
+    pieces, or its first NaN: ``np.argmax``'s rule), 0 for the other pieces. At a tie
+    the derivative does not exist; the first maximum takes it, as every backend does.
+
+    Parameters
+    ----------
+    dA : ndarray of shape (n, units)
+        The gradient of the loss with respect to maxout's output.
+    Z : ndarray of shape (n, k * units)
+        The pre-activations of the forward pass, dA's dtype.
+    pieces : int, default 2
+        k, as in the forward pass.
+    out : ndarray of shape (n, k * units), optional
+        Where to write dZ (dA's dtype; may be Z itself, not dA).
+
+    Returns
+    -------
+    dZ : ndarray of shape (n, k * units)
+        The dtype of dA.
+
+    See Also
+    --------
+    maxout_forward : The forward pass.
+    """
+    Z, units = _pieces_of(Z, pieces)
+    dA = check.float_array(dA, "dA", ndim=2)
+    check.same_dtype(dA=dA, Z=Z)
+    check.shape(dA, "dA", (Z.shape[0], units))
+    out = check.out_array(out, "out", Z.shape, Z.dtype)
+    if np.may_share_memory(out, dA):
+        raise ValueError("out: must not overlap dA")
+    _kernels(Z, out).maxout_backward(pieces, dA, Z, out)
     return out
 
 
@@ -175,14 +278,15 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None, Z_out=Non
     b : ndarray of shape (n_out,) or (1, n_out)
         The biases, X's dtype.
     activation : str, default "relu"
-        As for :func:`activation_forward`.
+        As for :func:`activation_forward`. For "maxout" of k pieces, W's n_out columns
+        are k per unit, and A has n_out / k columns.
     alpha : float, optional
-        The leaky_relu slope / elu scale.
+        The leaky_relu slope / elu scale / maxout's pieces.
     out : ndarray of shape (n, n_out), optional
         Where to write A; must not overlap X, W or b.
     Z_out : ndarray of shape (n, n_out), optional
         Where to write the pre-activation ``X @ W + b`` as well (what dense_backward needs
-        for gelu, gelu_tanh, swish and mish); must not overlap X, W, b or out.
+        for gelu, gelu_tanh, swish, mish and maxout); must not overlap X, W, b or out.
 
     Returns
     -------
@@ -204,12 +308,15 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None, Z_out=Non
     """
     code, alpha = check.activation(activation, alpha)
     X, W, b = _dense_arrays(X, W, b)
-    out = check.out_array(out, "out", (X.shape[0], W.shape[1]), X.dtype)
+    units = _units(code, alpha, W)
+    out = check.out_array(out, "out", (X.shape[0], units), X.dtype)
     for name, arr in (("X", X), ("W", W), ("b", b)):
         if np.may_share_memory(out, arr):
             raise ValueError(f"out: must not overlap {name}")
+    if code == _MAXOUT and Z_out is None:
+        Z_out = np.empty((X.shape[0], W.shape[1]), X.dtype)  # the kernels keep the pieces
     if Z_out is not None:
-        Z_out = check.out_array(Z_out, "Z_out", out.shape, X.dtype)
+        Z_out = check.out_array(Z_out, "Z_out", (X.shape[0], W.shape[1]), X.dtype)
         for name, arr in (("X", X), ("W", W), ("b", b), ("out", out)):
             if np.may_share_memory(Z_out, arr):
                 raise ValueError(f"Z_out: must not overlap {name}")
@@ -217,11 +324,22 @@ def dense_forward(X, W, b, activation="relu", *, alpha=None, out=None, Z_out=Non
     return out
 
 
+def _units(code, alpha, W):
+    """A dense layer's output columns: W's, or maxout's units (W's over its pieces)."""
+    if code != _MAXOUT:
+        return W.shape[1]
+    if W.shape[1] % int(alpha):
+        raise ValueError(f"W: maxout's {int(alpha)} pieces per unit need a multiple of "
+                         f"{int(alpha)} columns, got {W.shape[1]}")
+    return W.shape[1] // int(alpha)
+
+
 def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.0,
                    need_dX=True):
     """Backward pass of ``A = f(X @ W + b)`` with the activation derivative fused.
 
-    ``dZ = dA * f'(A)`` (``f'(Z)`` for gelu, gelu_tanh, swish and mish),
+    ``dZ = dA * f'(A)`` (``f'(Z)`` for gelu, gelu_tanh, swish and mish; maxout:
+    :func:`maxout_backward`),
     ``dW = X.T @ dZ + l2 * W + l1 * sign(W)``, ``db = dZ.sum(0)``,
     ``dX = dZ @ W.T``.
 
@@ -234,14 +352,14 @@ def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.
     W : ndarray of shape (n_in, n_out)
         The layer's weights.
     A : ndarray of shape (n, n_out)
-        The layer's saved output.
+        The layer's saved output (maxout of k pieces: (n, n_out / k), and dA too).
     activation : str
         The layer's activation, as for :func:`activation_forward`.
     Z : ndarray of shape (n, n_out), optional
         The layer's pre-activation ``X @ W + b`` (dense_forward's Z_out): required by
-        gelu, gelu_tanh, swish and mish, unread by the others.
+        gelu, gelu_tanh, swish, mish and maxout, unread by the others.
     alpha : float, optional
-        The leaky_relu slope / elu scale.
+        The leaky_relu slope / elu scale / maxout's pieces.
     l2, l1 : float, default 0
         Penalty strengths; their gradient is added to dW (never to db).
     need_dX : bool, default True
@@ -273,10 +391,18 @@ def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.
         raise ValueError(
             f"X and W do not chain: X has {n_in} columns, W has {W.shape[0]} rows"
         )
-    check.shape(A, "A", (n, W.shape[1]))
+    check.shape(A, "A", (n, _units(code, alpha, W)))
     check.shape(dA, "dA", A.shape)
-    Z = _preactivation(code, Z, A)
-    dZ = np.empty_like(A)
+    if code == _MAXOUT:
+        if Z is None:
+            raise ValueError("Z: maxout's derivative needs the pre-activation Z (which "
+                             "piece won)")
+        Z = check.float_array(Z, "Z", ndim=2)
+        check.same_dtype(A=A, Z=Z)
+        check.shape(Z, "Z", (n, W.shape[1]))
+    else:
+        Z = _preactivation(code, Z, A)
+    dZ = np.empty((n, W.shape[1]), dtype)
     dX = np.empty((n, n_in), dtype) if need_dX else None
     dW = np.empty_like(W)
     db = np.empty(W.shape[1], dtype)

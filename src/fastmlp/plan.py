@@ -66,7 +66,12 @@ class NetworkPlan:
         the classification losses, the hinge losses and ``"poisson"``: they take the raw
         output). Names:
         ``"identity"``, ``"relu"``, ``"leaky_relu"``, ``"sigmoid"``, ``"tanh"``,
-        ``"elu"``, ``"softplus"``.
+        ``"elu"``, ``"softplus"``, ``"selu"``, ``"gelu"``, ``"gelu_tanh"``, ``"swish"``
+        (``"silu"``), ``"mish"``, ``"softsign"``, ``"hard_sigmoid"`` and ``"maxout"``
+        (hidden layers only): a unit is the largest of its k pieces, k = `alpha`
+        (default 2), so the layer's ``W`` has k columns per unit, each unit's pieces
+        adjacent (``W[:, j*k:(j+1)*k]``), and its gradient reaches the winning piece
+        alone (the first maximum).
     loss : str, default "softmax_cross_entropy"
         ``"softmax_cross_entropy"`` (integer labels), ``"sigmoid_binary_cross_entropy"``
         (targets in [0, 1]), ``"mean_squared_error"``, ``"absolute_error"``, ``"huber"``
@@ -106,11 +111,13 @@ class NetworkPlan:
         Overrides the optimizer's learning rate.
     init : {"auto", "he", "glorot", "course"}, default "auto"
         ``"auto"``: He normal for the relu family (relu, leaky_relu, elu, softplus, gelu,
-        gelu_tanh, swish, mish), LeCun normal ``randn * sqrt(1 / fan_in)`` for selu,
+        gelu_tanh, swish, mish), LeCun normal ``randn * sqrt(1 / fan_in)`` for selu and
+        maxout,
         Glorot uniform otherwise; ``"course"`` is the course's ``0.01 * randn``. Biases
         start at zero.
     alpha : float or sequence of float, optional
-        The leaky_relu slope / elu scale, one per layer or one for all.
+        The leaky_relu slope / elu scale / maxout's pieces per unit (a whole number from
+        2 to 64), one per layer or one for all.
     dropout : float in [0, 1), default 0
         Inverted dropout on every hidden layer's output in :meth:`train_step` and
         :meth:`train_epoch` (a dropped unit passes 0, a kept one its value /
@@ -202,6 +209,9 @@ class NetworkPlan:
         self.margin = check.real_scalar(margin, "margin", low=0)
         self.activations = self._activation_names(activations, n_layers)
         self._check_output_activation()
+        if "maxout" in self.activations[-1:]:
+            raise ValueError("activations: maxout is for hidden layers; the output layer's "
+                             "units are the loss's")
         alphas = alpha if isinstance(alpha, (list, tuple)) else [alpha] * n_layers
         if len(alphas) != n_layers:
             raise ValueError(f"alpha: expected {n_layers} values, got {len(alphas)}")
@@ -285,9 +295,15 @@ class NetworkPlan:
             _threads.resolve(value)  # checks it
         self._n_threads = value
 
+    def _widths(self):
+        """Each layer's W columns: its units, times maxout's pieces."""
+        return [units * int(alpha) if name == "maxout" else units
+                for units, name, alpha in zip(self.layer_sizes[1:], self.activations,
+                                              self._activation_alphas)]
+
     def _allocate(self, engine_class):
         sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
-        shapes = list(zip(sizes[:-1], sizes[1:]))
+        shapes = list(zip(sizes[:-1], self._widths()))
         states = self.optimizer.n_states
         start_value = self.optimizer.initial_state  # Adagrad's initial accumulator, or 0
 
@@ -335,14 +351,15 @@ class NetworkPlan:
             "state1_b": like(b) if states >= 1 else [None] * len(W),
             "state2_W": like(W) if states >= 2 else [None] * len(W),
             "state2_b": like(b) if states >= 2 else [None] * len(W),
-            "A": [np.zeros((n, s[1]), dt) for s in shapes],
-            "dA": [np.zeros((n, s[1]), dt) for s in shapes],
-            # the pre-activations of the layers whose derivative needs them (gelu, swish...)
+            "A": [np.zeros((n, units), dt) for units in sizes[1:]],
+            "dA": [np.zeros((n, units), dt) for units in sizes[1:]],
+            # the pre-activations of the layers whose derivative needs them (gelu, swish,
+            # maxout: as wide as W)
             "Z": [np.zeros((n, s[1]), dt) if name in ACTIVATIONS_NEEDING_Z else None
                   for name, s in zip(self.activations, shapes)],
             # the dropped outputs of the hidden layers (what the next layer reads)
-            "D": [np.zeros((n, s[1]), dt) if self.dropout and i < len(shapes) - 1 else None
-                  for i, s in enumerate(shapes)],
+            "D": [np.zeros((n, units), dt) if self.dropout and i < len(shapes) - 1 else None
+                  for i, units in enumerate(sizes[1:])],
             "X_batch": np.zeros((n, sizes[0]), dt),
             "w_batch": np.zeros(n, dt),
             "y_batch": np.zeros(n, np.int64) if self._labelled else np.zeros((n, n_out), dt),
@@ -356,7 +373,8 @@ class NetworkPlan:
                 W[...] = 0.01 * rng.standard_normal(W.shape)
             elif self.init == "he" or (self.init == "auto" and act in _RELU_FAMILY):
                 W[...] = rng.standard_normal(W.shape) * np.sqrt(2.0 / fan_in)
-            elif self.init == "auto" and act == "selu":
+            elif self.init == "auto" and act in ("selu", "maxout"):
+                # LeCun: keeps the second moment (a max of pieces keeps E[z^2] as well)
                 W[...] = rng.standard_normal(W.shape) * np.sqrt(1.0 / fan_in)
             else:
                 bound = np.sqrt(6.0 / (fan_in + fan_out))
@@ -368,7 +386,8 @@ class NetworkPlan:
     def weights(self):
         """The ``[(W, b), ...]`` of each layer: the arrays the plan trains, in place.
 
-        ``W`` has shape (n_in, n_out) and ``b`` (n_out,); both are views into
+        ``W`` has shape (n_in, n_out) and ``b`` (n_out,) (a maxout layer of k pieces:
+        (n_in, k * n_out) and (k * n_out,)); both are views into
         :attr:`parameters`. Edit them in place to change the plan's weights, or use
         :meth:`set_weights`.
         """
@@ -848,7 +867,7 @@ class NetworkPlan:
             return out
         chunk = min(n, self.batch_size if chunk_rows is None else check.positive_int(
             chunk_rows, "chunk_rows"))
-        width = max(self.layer_sizes[1:-1], default=1)
+        width = max(self._widths()[:-1], default=1)  # maxout: its pieces, before the max
         # a slot of work buffers per thread that may run a group of chunks
         slots = min(_threads.resolve(self._n_threads), -(-n // chunk))
         work_a = np.empty(slots * chunk * width, self.dtype)

@@ -15,6 +15,8 @@ BACKEND_API = (
     "NAME",
     "activation_forward",
     "activation_backward",
+    "maxout_forward",
+    "maxout_backward",
     "dense_forward",
     "dense_backward",
     "softmax",

@@ -91,6 +91,12 @@ cdef extern from "fastmlp.h" nogil:
     fm_status fm_gemm_f64(const fm_blas*, int, int, int64_t, int64_t, int64_t, double,
                           const double*, int64_t, const double*, int64_t, double, double*,
                           int64_t)
+    fm_status fm_maxout_forward_f32(int64_t, int64_t, int64_t, const float*, float*)
+    fm_status fm_maxout_forward_f64(int64_t, int64_t, int64_t, const double*, double*)
+    fm_status fm_maxout_backward_f32(int64_t, int64_t, int64_t, const float*, const float*,
+                                     float*)
+    fm_status fm_maxout_backward_f64(int64_t, int64_t, int64_t, const double*, const double*,
+                                     double*)
     fm_status fm_activation_forward_f32(int, double, int64_t, int64_t, const float*,
                                         const float*, float*)
     fm_status fm_activation_forward_f64(int, double, int64_t, int64_t, const double*,

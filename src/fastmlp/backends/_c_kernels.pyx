@@ -230,6 +230,33 @@ def activation_backward(int act, double alpha, const real[:, ::1] dA, const real
     check(st)
 
 
+def maxout_forward(int64_t pieces, const real[:, ::1] Z, real[:, ::1] out):
+    """out (rows x units) = the max of each unit's pieces, Z (rows x units pieces)."""
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_maxout_forward_f32(out.shape[0], out.shape[1], pieces, &Z[0, 0],
+                                       &out[0, 0])
+        else:
+            st = fm_maxout_forward_f64(out.shape[0], out.shape[1], pieces, &Z[0, 0],
+                                       &out[0, 0])
+    check(st)
+
+
+def maxout_backward(int64_t pieces, const real[:, ::1] dA, const real[:, ::1] Z,
+                    real[:, ::1] out):
+    """out (the shape of Z) = dA at each unit's winning piece, 0 at the others."""
+    cdef fm_status st
+    with nogil:
+        if real is float:
+            st = fm_maxout_backward_f32(dA.shape[0], dA.shape[1], pieces, &dA[0, 0], &Z[0, 0],
+                                        &out[0, 0])
+        else:
+            st = fm_maxout_backward_f64(dA.shape[0], dA.shape[1], pieces, &dA[0, 0], &Z[0, 0],
+                                        &out[0, 0])
+    check(st)
+
+
 def dense_forward(const real[:, ::1] X, const real[:, ::1] W, const real[::1] b, int act,
                   double alpha, real[:, ::1] out, real[:, ::1] Z):
     """out = f(X @ W + b); Z (None: not kept) = X @ W + b."""
@@ -532,7 +559,7 @@ cdef class Network:
     cdef bint is_f32
     cdef object _keep
     cdef object _nadam_schedule  # (beta1, momentum_decay) of net.nadam_product
-    cdef tuple _widths  # the hidden layers' widths (a forward work slot's row)
+    cdef tuple _widths  # the hidden layers' W columns (a forward work slot's row)
     checks_labels = True  # fm_softmax_cross_entropy rejects labels out of range
     # a step's batch runs in up to this many row blocks, each with its own gradient
     # buffers (the plan allocates them: "block_dW", "block_db")
@@ -563,7 +590,7 @@ cdef class Network:
         else:
             raise TypeError(f"dtype: expected float32 or float64, got {plan.dtype}")
         self.net.n_layers = len(plan.layer_sizes) - 1
-        self._widths = tuple(plan.layer_sizes[1:-1])
+        self._widths = tuple(W.shape[1] for W in plan._buffers["W"][:-1])
         self.net.sizes = <const int64_t *><uintptr_t>_address(sizes)
         self.net.activations = <const int32_t *><uintptr_t>_address(activations)
         self.net.alphas = <const double *><uintptr_t>_address(alphas)

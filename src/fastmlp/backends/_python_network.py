@@ -104,8 +104,10 @@ class PythonNetwork:
             if activity and layer < len(W) - 1:  # before the activation's derivative
                 loss += add_activity_penalty(A[layer], w, weight_sum, self._activity_l2,
                                              self._activity_l1, dA[layer])
+            # dZ in place of dA, or of Z for maxout (as wide as W, k columns per unit)
+            dZ = Z[layer] if self._activations[layer] == _MAXOUT else dA[layer]
             k.dense_backward(dA[layer], inputs[layer], W[layer], A[layer], Z[layer],
-                             self._activations[layer], self._alphas[layer], l2, l1, dA[layer],
+                             self._activations[layer], self._alphas[layer], l2, l1, dZ,
                              dA[layer - 1] if layer > 0 else None, dW[layer], db[layer])
         return loss
 
@@ -151,11 +153,20 @@ class PythonNetwork:
                     dst = out[start:stop]
                 else:
                     dst = (work_a if layer % 2 == 0 else work_b)[: n * width].reshape(n, width)
-                k.dense_forward(inp, W[layer], b[layer], self._activations[layer],
-                                self._alphas[layer], dst, None)
+                act = self._activations[layer]
+                if act == _MAXOUT:  # the pieces into the slot, then their max in its front
+                    units = width // int(self._alphas[layer])
+                    k.dense_forward(inp, W[layer], b[layer], 0, 0.0, dst, None)
+                    narrow = dst.reshape(-1)[: n * units].reshape(n, units)
+                    k.maxout_forward(self._alphas[layer], dst.copy(), narrow)
+                    dst = narrow
+                else:
+                    k.dense_forward(inp, W[layer], b[layer], act, self._alphas[layer], dst,
+                                    None)
                 inp = dst
 
 
+_MAXOUT = 14  # the activation code whose dZ is wider than dA
 _LABEL_CODES = (0, 6, 7)  # softmax cross-entropy, the hinge losses
 _SOFT_TARGET_CODES = (8, 10)  # categorical cross-entropy, KL divergence
 

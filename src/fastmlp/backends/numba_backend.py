@@ -51,9 +51,10 @@ _kernel = numba.njit(nogil=True, cache=True, error_model="numpy")
 # an inlined function's body again at every call site: it is no place for whole kernels.)
 _inline = numba.njit(nogil=True, cache=True, error_model="numpy", inline="always")
 
-_N_ACTIVATIONS = 14
+_N_ACTIVATIONS = 14  # the element-wise ones; maxout (code 14) has its own kernels
+_MAXOUT = 14
 # the activations whose derivative reads the pre-activation z (fastmlp._registry)
-_NEEDS_Z = (8, 9, 10, 11)
+_NEEDS_Z = (8, 9, 10, 11, 14)
 
 # Constants are built with type(x)(...) throughout: a bare Python literal would promote
 # float32 arithmetic to float64. Conversely the loss sums widen with np.float64(x):
@@ -1005,6 +1006,24 @@ def _check_activation(act):
         raise ValueError(f"unknown activation code {act}")
 
 
+@_kernel
+def _maxout_forward(Z, out):
+    _maxout_forward_pass(Z, out)
+
+
+@_kernel
+def _maxout_backward(dA, Z, out):
+    _maxout_backward_pass(dA, Z, out)
+
+
+def maxout_forward(pieces, Z, out):
+    _maxout_forward(_matrix(Z), _matrix(out))
+
+
+def maxout_backward(pieces, dA, Z, out):
+    _maxout_backward(_matrix(dA), _matrix(Z), _matrix(out))
+
+
 def activation_forward(act, alpha, Z, out):
     _check_activation(act)
     forward, _ = _activation_kernels(int(act))
@@ -1026,6 +1045,11 @@ def activation_backward(act, alpha, dA, A, Z, out):
 
 
 def dense_forward(X, W, b, act, alpha, out, Z):
+    if act == _MAXOUT:  # Z = X W + b kept, then out = the max of each unit's pieces
+        _matmul(X, W, Z)
+        _activation_kernels(0)[0](X.dtype.type(0), Z, b.reshape(-1), Z)
+        maxout_forward(alpha, Z, out)
+        return
     _check_activation(act)
     forward, _ = _activation_kernels(int(act))
     alpha = X.dtype.type(alpha)
@@ -1039,10 +1063,13 @@ def dense_forward(X, W, b, act, alpha, out, Z):
 
 
 def dense_backward(dA, X, W, A, Z, act, alpha, l2, l1, dZ, dX, dW, db):
-    _check_activation(act)
-    _, backward = _activation_kernels(int(act))
     t = X.dtype.type
-    backward(t(alpha), dA, A, _preactivation(act, A, Z), dZ)
+    if act == _MAXOUT:  # dZ is as wide as W: k columns per unit of dA
+        maxout_backward(alpha, dA, Z, dZ)
+    else:
+        _check_activation(act)
+        _, backward = _activation_kernels(int(act))
+        backward(t(alpha), dA, A, _preactivation(act, A, Z), dZ)
     _dense_gradients(X, W, t(l2), t(l1), dZ, dX, dW, db.reshape(-1))
 
 
@@ -1307,6 +1334,39 @@ def _forward_pass_keep(f, alpha, A, bias, K):
             k = K[i, j] + bias[j]
             K[i, j] = k
             A[i, j] = f(k, alpha)
+
+
+@_inline
+def _maxout_winner(K, i, j0, pieces):
+    # the first maximum of K[i, j0 : j0 + pieces], or its first NaN (np.argmax's rule)
+    best = 0
+    for p in range(1, pieces):
+        z, top = K[i, j0 + p], K[i, j0 + best]
+        if z > top or (z != z and top == top):
+            best = p
+    return best
+
+
+@_inline
+def _maxout_forward_pass(K, A):
+    # A[i, j] = the max of unit j's pieces K[i, j k : j k + k]; A may be K's memory (each
+    # output lands below the pieces still to read)
+    pieces = K.shape[1] // A.shape[1]
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
+            A[i, j] = K[i, j * pieces + _maxout_winner(K, i, j * pieces, pieces)]
+
+
+@_inline
+def _maxout_backward_pass(dA, K, dZ):
+    # dZ (K's shape; may be K) = dA at each unit's winning piece, 0 at the others
+    pieces = K.shape[1] // dA.shape[1]
+    zero = dZ.dtype.type(0)
+    for i in range(dA.shape[0]):
+        for j in range(dA.shape[1]):
+            best = _maxout_winner(K, i, j * pieces, pieces)
+            for p in range(pieces):
+                dZ[i, j * pieces + p] = dA[i, j] if p == best else zero
 
 
 @_inline
@@ -1653,7 +1713,7 @@ def _gradient_blocks(bufs, n_layers, rows, itemsize):
     paths). Writes W^T where the products run in loops, and zeroes what blocks add into."""
     per_row = 0
     for layer in range(n_layers):
-        per_row += 2 * bufs[layer * _SLOTS + _W].shape[1] * itemsize
+        per_row += 2 * bufs[layer * _SLOTS + _A].shape[1] * itemsize  # A and dA
     fused_rows = min(max(_FUSED_BYTES // per_row, 8), 512) // 8 * 8
     fused = rows > fused_rows
     for layer in range(n_layers):
@@ -1774,8 +1834,13 @@ def _activation_calls(act, dtype):
             _forward_pass_keep(_mish, alpha, A, bias, numba.carray(K_data, (rows, cols)))
         elif act == 12:
             _forward_pass_inplace(_softsign, alpha, A, bias)
-        else:
+        elif act == 13:
             _forward_pass_inplace(_hard_sigmoid, alpha, A, bias)
+        else:  # maxout: K (rows x cols pieces) = K + bias kept, A = its units' max
+            width = cols * np.int64(alpha)
+            K = numba.carray(K_data, (rows, width))
+            _forward_pass_inplace(_identity, alpha, K, numba.carray(bias_data, width))
+            _maxout_forward_pass(K, A)
 
     @_c_function(signature)
     def backward(dZ_data, A_data, K_data, rows, cols, alpha):
@@ -1807,8 +1872,11 @@ def _activation_calls(act, dtype):
             _backward_pass_inplace(_mish_backward, alpha, dZ, numba.carray(K_data, (rows, cols)))
         elif act == 12:
             _backward_pass_inplace(_softsign_backward, alpha, dZ, A)
-        else:
+        elif act == 13:
             _backward_pass_inplace(_hard_sigmoid_backward, alpha, dZ, A)
+        else:  # maxout: the gradient, k times wider than dZ, over the kept K
+            K = numba.carray(K_data, (rows, cols * np.int64(alpha)))
+            _maxout_backward_pass(dZ, K, K)
 
     return forward, backward
 
@@ -2113,6 +2181,8 @@ def _train(bufs, X, labels, targets, w, order, batch_size, batch_losses, metric,
                 K = bufs[s + _ZP][:n] if bufs[s + _ZP].shape[1] > 0 else A
                 _call(ints[_I_CALLS + n_layers + layer], None,
                       (dZ, A, K, n, dZ.shape[1], alphas[layer]))
+                if K.shape[1] != dZ.shape[1]:  # maxout: its gradient went over K, as wide as W
+                    dZ = K
                 if layer == 0:
                     inputs = X_rows[r0 : r0 + n]
                 else:
@@ -2196,9 +2266,10 @@ def _forward(bufs, ints, X, out, work_a, work_b, chunk_rows):
             else:
                 inputs = work_b[: n * d_in].reshape((n, d_in))
             _forward_product(inputs, W, dst)
-            # K = dst: a pre-activation is not kept (the plan's buffers stay untouched)
+            # K = dst: a pre-activation is not kept (the plan's buffers stay untouched); a
+            # maxout layer's units (fewer than W's columns) are written in dst's front
             _call(ints[_I_CALLS + layer], None,
-                  (dst, bufs[s + _B][0], dst, n, d_out, alphas[layer]))
+                  (dst, bufs[s + _B][0], dst, n, bufs[s + _A].shape[1], alphas[layer]))
 
 
 @_kernel

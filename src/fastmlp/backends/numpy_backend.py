@@ -147,15 +147,42 @@ def activation_backward(act, alpha, dA, A, Z, out):
         out[...] = dA * _derivative(act, A.dtype.type(alpha), A)
 
 
+# maxout (code 14): unit j of a row is the largest of its pieces, Z's columns
+# j*k .. j*k + k - 1; np.argmax's winner (the first maximum, or the first NaN) takes the
+# whole gradient.
+_MAXOUT = 14
+
+
+def _pieces(Z, pieces):
+    return Z.reshape(Z.shape[0], -1, int(pieces))
+
+
+def maxout_forward(pieces, Z, out):
+    Zp = _pieces(Z, pieces)
+    out[...] = np.take_along_axis(Zp, np.argmax(Zp, axis=2)[:, :, None], axis=2)[:, :, 0]
+
+
+def maxout_backward(pieces, dA, Z, out):
+    Zp = _pieces(Z, pieces)
+    winner = np.argmax(Zp, axis=2)[:, :, None] == np.arange(Zp.shape[2])
+    out[...] = np.where(winner, dA[:, :, None], 0).reshape(out.shape)
+
+
 def dense_forward(X, W, b, act, alpha, out, Z):
     z = np.dot(X, W) + b
     if Z is not None:
         Z[...] = z
-    out[...] = _activate(act, X.dtype.type(alpha), z)
+    if act == _MAXOUT:
+        maxout_forward(alpha, z, out)
+    else:
+        out[...] = _activate(act, X.dtype.type(alpha), z)
 
 
 def dense_backward(dA, X, W, A, Z, act, alpha, l2, l1, dZ, dX, dW, db):
-    activation_backward(act, alpha, dA, A, Z, dZ)
+    if act == _MAXOUT:  # dZ is as wide as W: k columns per unit of dA
+        maxout_backward(alpha, dA, Z, dZ)
+    else:
+        activation_backward(act, alpha, dA, A, Z, dZ)
     dW[...] = np.dot(X.T, dZ) + l2 * W + l1 * np.sign(W)
     db[...] = np.sum(dZ, axis=0)
     if dX is not None:
