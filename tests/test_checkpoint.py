@@ -32,7 +32,9 @@ _VARIANTS = {"plan": {}, "dropout": {"dropout": 0.3},
              "batch_norm": {"batch_norm": True, "dropout": 0.2},
              # a layer that keeps its pre-activation (plan and layered paths), by alias
              "silu": {"activation": "silu"},
-             "gelu_batch_norm": {"activation": "gelu", "batch_norm": True}}
+             "gelu_batch_norm": {"activation": "gelu", "batch_norm": True},
+             # W of k columns per unit, dZ written over the kept Z
+             "maxout": {"activation": "maxout", "maxout_pieces": 3, "dropout": 0.2}}
 
 
 def _data(n=600, n_features=6, seed=0):

@@ -1294,7 +1294,7 @@ def test_invalid_fit_hyper_parameters(options, exception, name):
 @pytest.mark.parametrize(
     "options, exception, name",
     [
-        ({"activation": "maxout"}, ValueError, "activation"),
+        ({"activation": "prelu"}, ValueError, "activation"),
         ({"activation": ["relu", "prelu"], "hidden_layer_sizes": (4, 4)}, ValueError,
          "activation"),
         ({"dropout": 1.0}, ValueError, "dropout"),

@@ -101,6 +101,8 @@ def alpha_for(draw, name):
         return draw(st.sampled_from([None, 0.0, 0.01, 0.3, 0.999]))
     if name == "elu":
         return draw(st.sampled_from([None, 1e-3, 0.5, 1.0, 3.0]))
+    if name == "maxout":  # its pieces per unit
+        return draw(st.sampled_from([None, 2, 3, 64]))
     return None
 
 
@@ -1032,7 +1034,8 @@ def plan_configs(draw, max_batch=33):
     n_out = draw(st.integers(1, 5))
     names = [draw(st.sampled_from(PLAN_ACTIVATIONS)) for _ in hidden]
     if loss == "mean_squared_error" and draw(st.booleans()):
-        names.append(draw(st.sampled_from(PLAN_ACTIVATIONS)))  # an output activation too
+        # an output activation too (maxout is for hidden layers)
+        names.append(draw(st.sampled_from([a for a in PLAN_ACTIVATIONS if a != "maxout"])))
     n_layers = len(hidden) + 1
     alphas = [draw(alpha_for(name)) for name in names] + [None] * (n_layers - len(names))
     name = draw(st.sampled_from(OPTIMIZERS))

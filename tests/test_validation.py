@@ -179,7 +179,7 @@ def test_logits_need_a_row_and_a_column(backend, shape):
 # -- names and scalars --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["maxout", "ReLU", "", None, 1])
+@pytest.mark.parametrize("name", ["prelu", "ReLU", "", None, 1])
 def test_unknown_activation(backend, name):
     with pytest.raises(ValueError, match=r"^activation: unknown"):
         ops.activation_forward(name, np.ones(3))
@@ -370,8 +370,8 @@ def test_plan_unknown_optimizer():
 
 
 def test_plan_unknown_activation():
-    with pytest.raises(ValueError, match=r"^activation: unknown 'maxout'"):
-        fastmlp.NetworkPlan([2, 4, 3], "maxout")
+    with pytest.raises(ValueError, match=r"^activation: unknown 'prelu'"):
+        fastmlp.NetworkPlan([2, 4, 3], "prelu")
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,7 @@ def check_gradients(target, X=None, y=None, *, entries=20, rows=8, epsilon=1e-5,
     sample_weight : array-like, optional
         Per-row weights, for a network or a loss that takes them.
     alpha : float, optional
-        The activation's parameter (leaky_relu, elu).
+        The activation's parameter (leaky_relu, elu; maxout's pieces).
     seed : int, default 0
         Which entries are checked (and the activation's weights c).
 
@@ -254,7 +254,9 @@ def _check_loss(name, Z, y, sample_weight, entries, epsilon, rng):
 def _check_activation(name, Z, alpha, entries, epsilon, rng):
     Z = np.array(check.float_array(Z, "X"))
     _warn_float32(Z.dtype)
-    weights = rng.standard_normal(Z.shape).astype(Z.dtype)
+    # the output's shape (maxout's is narrower than Z)
+    shape = ops.activation_forward(name, Z, alpha=alpha).shape
+    weights = rng.standard_normal(shape).astype(Z.dtype)
 
     def evaluate():
         A = ops.activation_forward(name, Z, alpha=alpha)

@@ -19,7 +19,7 @@ import numpy as np
 
 from fastmlp import _backend, ops
 from fastmlp import _validation as check
-from fastmlp._registry import HINGE_LOSSES
+from fastmlp._registry import ACTIVATIONS_WITH_ALPHA, HINGE_LOSSES
 from fastmlp.backends._python_network import max_norm, output_metric
 from fastmlp.plan import NetworkPlan, _set_generator_state
 
@@ -45,7 +45,7 @@ class LayeredNetwork:
         from the network's generator).
     batch_norm : bool, default False
         Batch normalisation before each hidden activation.
-    loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend, margin
+    loss, optimizer, batch_size, dtype, seed, l2, l1, init, backend, margin, alpha
         As for NetworkPlan (every loss: each is the fastmlp.ops function of its name).
     activity_l2, activity_l1 : float, default 0
         As for NetworkPlan: ``mean_i (0.5 * activity_l2 * sum_j A_ij**2 + activity_l1 *
@@ -54,13 +54,14 @@ class LayeredNetwork:
 
     def __init__(self, layer_sizes, activations, *, dropout=0.0, batch_norm=False, loss,
                  optimizer, batch_size, dtype, seed, l2=0.0, l1=0.0, init="auto",
-                 backend=None, margin=1.0, max_norm=None, activity_l2=0.0, activity_l1=0.0):
+                 backend=None, margin=1.0, max_norm=None, activity_l2=0.0, activity_l1=0.0,
+                 alpha=None):
         # The plan validates the architecture and initialises the weights the same way.
         self._plan = NetworkPlan(layer_sizes, activations, loss=loss, optimizer=optimizer,
                                  batch_size=batch_size, dtype=dtype, seed=seed, l2=l2, l1=l1,
                                  init=init, backend=backend, margin=margin,
                                  max_norm=max_norm, activity_l2=activity_l2,
-                                 activity_l1=activity_l1)
+                                 activity_l1=activity_l1, alpha=alpha)
         self.backend = self._plan.backend
         self.activations = self._plan.activations
         self.loss, self.batch_size, self.dtype = loss, batch_size, np.dtype(dtype)
@@ -70,7 +71,8 @@ class LayeredNetwork:
         self.dropout, self.batch_norm = dropout, batch_norm
         self._alphas = list(self._plan._activation_alphas)
         self._rng = np.random.default_rng(seed)
-        widths = layer_sizes[1:-1]
+        # batch norm's per column of each hidden W (maxout: per piece, before the max)
+        widths = [W.shape[1] for W, _ in self.weights[:-1]]
         self.gamma = [np.ones(w, self.dtype) for w in widths]
         self.beta = [np.zeros(w, self.dtype) for w in widths]
         self.running_mean = [np.zeros(w, self.dtype) for w in widths]
@@ -133,7 +135,7 @@ class LayeredNetwork:
 
     def _alpha(self, layer):
         name = self.activations[layer]
-        return self._alphas[layer] if name in ("leaky_relu", "elu") else None
+        return self._alphas[layer] if name in ACTIVATIONS_WITH_ALPHA else None
 
     def _forward(self, X, training):
         """Outputs of every layer and what backward needs of each."""
@@ -158,7 +160,8 @@ class LayeredNetwork:
                     Z = self.gamma[layer] * xhat + self.beta[layer]
                     entry.update(xhat=xhat, inv_std=inv_std)
                 A = ops.activation_forward(self.activations[layer], Z, alpha=self._alpha(layer))
-                # the pre-activation too: gelu, gelu_tanh, swish and mish's derivative reads it
+                # the pre-activation too: gelu, gelu_tanh, swish, mish and maxout's
+                # derivative reads it
                 entry.update(activation=A, preactivation=Z)
                 if training and self.dropout:
                     keep = self._rng.random(A.shape) >= self.dropout

@@ -23,7 +23,8 @@ import numpy as np
 
 from fastmlp import _backend, _files, _threads, training
 from fastmlp import _validation as check
-from fastmlp._registry import HINGE_LOSSES, LOSS_ALIASES, SOFT_TARGET_LOSSES
+from fastmlp._registry import (ACTIVATIONS_WITH_ALPHA, HINGE_LOSSES, LOSS_ALIASES,
+                               SOFT_TARGET_LOSSES)
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
 from fastmlp.plan import NetworkPlan, _set_generator_state
@@ -69,7 +70,8 @@ class MLP:
     activation : str or sequence of str, default "relu"
         Hidden-layer activation(s): identity, relu, leaky_relu, sigmoid, tanh, elu, softplus,
         selu, gelu, gelu_tanh, swish (alias silu), mish, softsign, hard_sigmoid (Keras 2's
-        clip(0.2 z + 0.5, 0, 1)); formulas in the user guide's kernels page.
+        clip(0.2 z + 0.5, 0, 1)), maxout (each unit the largest of `maxout_pieces`
+        linear pieces); formulas in the user guide's kernels page.
     task : {"auto", "classification", "binary", "multilabel", "regression"}
         "auto" decides from y at the first fit: integer or string labels give
         classification (a sigmoid head for two classes, softmax otherwise); a 2-D 0/1
@@ -92,6 +94,9 @@ class MLP:
         count a hit where the largest output is the row's most probable class).
     margin : float, default 1.0
         The hinge losses' margin Delta (>= 0).
+    maxout_pieces : int, default 2
+        The pieces per unit k of the maxout layers (2 to 64): such a layer's ``W`` has k
+        columns per unit (see :class:`fastmlp.NetworkPlan`). Unread without maxout.
     dropout : float, default 0
         Inverted dropout on every hidden layer's output while training.
     batch_norm : bool, default False
@@ -157,7 +162,8 @@ class MLP:
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", task="auto", *,
                  loss=None, dropout=0.0, batch_norm=False, standardize=False, init="auto",
-                 dtype=np.float32, seed=None, n_threads=None, backend=None, margin=1.0):
+                 dtype=np.float32, seed=None, n_threads=None, backend=None, margin=1.0,
+                 maxout_pieces=2):
         if isinstance(hidden_layer_sizes, int):
             hidden_layer_sizes = (hidden_layer_sizes,)
         self.hidden_layer_sizes = tuple(
@@ -186,6 +192,8 @@ class MLP:
             raise ValueError(f"loss: {loss!r} is a regression loss, not for task={task!r}")
         self.loss = loss
         self.margin = check.real_scalar(margin, "margin", low=0)
+        self.maxout_pieces = check.positive_int(maxout_pieces, "maxout_pieces")
+        check.activation("maxout", self.maxout_pieces)  # from 2 to 64
         self.dropout = check.real_scalar(dropout, "dropout", low=0, high=1, high_open=True)
         self.batch_norm = bool(batch_norm)
         if not isinstance(standardize, (bool, np.bool_)):
@@ -379,7 +387,9 @@ class MLP:
         options = dict(loss=self._loss, optimizer=optimizer, batch_size=batch_size,
                        dtype=self.dtype, seed=self.seed, l2=l2, l1=l1, init=self.init,
                        backend=backend or self.backend, margin=self.margin,
-                       max_norm=max_norm, activity_l2=activity_l2, activity_l1=activity_l1)
+                       max_norm=max_norm, activity_l2=activity_l2, activity_l1=activity_l1,
+                       alpha=[self.maxout_pieces if name == "maxout" else None
+                              for name in self.activation] + [None])
         if self.batch_norm:
             self.net_ = LayeredNetwork(sizes, self.activation, dropout=self.dropout,
                                        batch_norm=True, **options)
@@ -1156,7 +1166,8 @@ class MLP:
         """The constructor's settings that make the model what it is."""
         return {"hidden_layer_sizes": list(self.hidden_layer_sizes),
                 "activation": self.activation, "task": self.task, "loss": self.loss,
-                "margin": self.margin, "dropout": self.dropout, "batch_norm": self.batch_norm,
+                "margin": self.margin, "maxout_pieces": self.maxout_pieces,
+                "dropout": self.dropout, "batch_norm": self.batch_norm,
                 "standardize": self.standardize, "init": self.init,
                 "dtype": self.dtype.name, "seed": self.seed}
 
@@ -1242,6 +1253,7 @@ class MLP:
             _check_model_members(config, members)
             model = cls(config["hidden_layer_sizes"], config["activation"], config["task"],
                         loss=config.get("loss"), margin=config.get("margin", 1.0),
+                        maxout_pieces=config.get("maxout_pieces", 2),
                         dropout=config["dropout"],
                         batch_norm=config["batch_norm"],
                         standardize=config.get("standardize", False), init=config["init"],
@@ -1448,7 +1460,7 @@ def _hidden_outputs(plan, X, stop=None):
     for (W, b), name, alpha in zip(plan.weights[:stop], plan.activations[:stop],
                                    plan._activation_alphas[:stop]):
         A = ops.dense_forward(A, W, b, name,
-                              alpha=alpha if name in ("leaky_relu", "elu") else None)
+                              alpha=alpha if name in ACTIVATIONS_WITH_ALPHA else None)
         outputs.append(A)
     return outputs
 
@@ -1549,7 +1561,7 @@ def _check_model_members(config, members):
     if not isinstance(batch_norm, bool):
         raise ValueError(f"header: batch_norm must be true or false, got {batch_norm!r}")
     expected = {f"extra_{state}{i}": (size,)
-                for i, size in enumerate(config["hidden_layer_sizes"] if batch_norm else ())
+                for i, size in enumerate(_widths(config)[:-1] if batch_norm else ())
                 for state in ("gamma", "beta", "mean", "var")}
     if {k: shape for k, (_, shape) in members.items() if k.startswith("extra_")} != expected:
         raise ValueError("the batch-norm state does not match the header's architecture")
@@ -1570,6 +1582,17 @@ def _check_model_members(config, members):
         raise ValueError(f"the arrays are not all of the header's dtype {dtype}")
 
 
+def _widths(config):
+    """Each layer's W columns by the header: its units (times maxout's pieces). An
+    activation entry that is not a list of names is refused when the model is built."""
+    hidden, names = config["hidden_layer_sizes"], config.get("activation")
+    if not isinstance(names, list) or len(names) != len(hidden):
+        names = [None] * len(hidden)
+    pieces = config.get("maxout_pieces", 2)
+    return [units * pieces if name == "maxout" else units
+            for units, name in zip(hidden, names)] + [config["n_outputs_"]]
+
+
 def _check_model_shapes(config, members, max_bytes):
     """The header's architecture against the arrays' declared shapes, and the workspace
     a model of that architecture allocates (its batch of rows) under max_bytes."""
@@ -1585,15 +1608,19 @@ def _check_model_shapes(config, members, max_bytes):
             isinstance(h, int) and not isinstance(h, bool) and 0 < h < 1 << 31 for h in hidden):
         raise ValueError("header: hidden_layer_sizes must be a list of positive integers")
     sizes = [count("n_features_in_"), *hidden, count("n_outputs_")]
+    pieces = config.get("maxout_pieces", 2)
+    if isinstance(pieces, bool) or not isinstance(pieces, int) or not 2 <= pieces <= 64:
+        raise ValueError(f"header: maxout_pieces must be an integer in [2, 64], got {pieces!r}")
     expected = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        expected[f"W{i}"], expected[f"b{i}"] = (n_in, n_out), (n_out,)
+    for i, (n_in, width) in enumerate(zip(sizes[:-1], _widths(config))):
+        expected[f"W{i}"], expected[f"b{i}"] = (n_in, width), (width,)
     found = {k: shape for k, (_, shape) in members.items() if re.fullmatch(r"[Wb][0-9]+", k)}
     if found != expected:
         raise ValueError("the weights' shapes do not match the header's architecture")
     dtype = np.dtype(config.get("dtype"))
     batch = count("batch_size", high=1 << 24)
-    workspace = batch * (sizes[0] + 2 * sum(sizes[1:])) * dtype.itemsize
+    # X, A and dA per row, and Z where a layer keeps it (at most W's columns)
+    workspace = batch * (sizes[0] + 2 * sum(sizes[1:]) + sum(_widths(config))) * dtype.itemsize
     if workspace > max_bytes:
         raise ValueError(f"the model's batch workspace ({workspace} bytes) is over "
                          f"max_bytes={max_bytes}")

@@ -154,7 +154,7 @@ _MAXOUT = 14
 
 
 def _pieces(Z, pieces):
-    return Z.reshape(Z.shape[0], -1, int(pieces))
+    return Z.reshape(Z.shape[0], Z.shape[1] // int(pieces), int(pieces))
 
 
 def maxout_forward(pieces, Z, out):
