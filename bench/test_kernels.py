@@ -230,6 +230,52 @@ def test_dense_backward(measure, impl, dtype, activation):
             activation=activation)
 
 
+PIECES = 2  # maxout's
+
+
+def numpy_maxout_forward(X, W, b, k=PIECES):
+    """Maxout as NumPy writes it: the pieces, then a max over each unit's k of them."""
+    Z = np.dot(X, W) + b
+    return Z.reshape(Z.shape[0], -1, k).max(axis=2), Z
+
+
+def numpy_maxout_backward(dA, X, W, Z, k=PIECES):
+    Zp = Z.reshape(Z.shape[0], -1, k)
+    dZ = np.zeros_like(Zp)
+    np.put_along_axis(dZ, np.argmax(Zp, axis=2)[:, :, None], dA[:, :, None], axis=2)
+    dZ = dZ.reshape(Z.shape)
+    return np.dot(dZ, W.T), np.dot(X.T, dZ), np.sum(dZ, axis=0, keepdims=True)
+
+
+@pytest.mark.parametrize("direction", ("forward", "backward"))
+def test_dense_maxout(measure, impl, dtype, direction):
+    """A maxout layer of D_OUT units, 2 pieces each: W has twice the columns."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((N, D_IN)).astype(dtype)
+    W = (rng.standard_normal((D_IN, PIECES * D_OUT)) / np.sqrt(D_IN)).astype(dtype)
+    b = (0.1 * rng.standard_normal(PIECES * D_OUT)).astype(dtype)
+    A, Z = numpy_maxout_forward(X, W, b)
+    dA = rng.standard_normal(A.shape).astype(dtype)
+    if impl == "course-numpy":
+        def fn():
+            if direction == "forward":
+                return numpy_maxout_forward(X, W, b)
+            return numpy_maxout_backward(dA, X, W, Z)
+    elif direction == "forward":
+        out, Z_out = np.empty_like(A), np.empty_like(Z)
+
+        def fn():
+            return ops.dense_forward(X, W, b, "maxout", alpha=PIECES, out=out, Z_out=Z_out)
+    else:
+        def fn():
+            return ops.dense_backward(dA, X, W, A, "maxout", Z=Z, alpha=PIECES)
+
+    flops = (2 if direction == "forward" else 4) * N * D_IN * PIECES * D_OUT
+    measure(fn, group=f"dense_{direction}[maxout k={PIECES}] {SHAPE} {dtype}", impl=impl,
+            dtype=dtype, shape=SHAPE, flops=flops, kernel=f"dense_{direction}",
+            activation="maxout")
+
+
 def test_softmax_cross_entropy(measure, impl, dtype):
     rng = np.random.default_rng(0)
     Z = (3 * rng.standard_normal((N, D_OUT))).astype(dtype)

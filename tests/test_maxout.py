@@ -329,3 +329,23 @@ def test_a_file_whose_weights_do_not_match_its_pieces_is_refused(tmp_path):
         np.savez(bad, **{**arrays, "config": np.array(json.dumps(config))})
         with pytest.raises(ValueError, match=match):
             fastmlp.MLP.load(bad)
+
+
+@pytest.mark.filterwarnings("ignore:.*(converge|Maximum iterations)")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_the_scikit_learn_drop_ins_take_maxout(solver):
+    pytest.importorskip("sklearn")
+    from fastmlp.sklearn import MLPClassifier, MLPRegressor
+
+    X, y = fastmlp.datasets.make_spiral(60, 3, seed=0)
+    clf = MLPClassifier((20, 12), "maxout", maxout_pieces=3, solver=solver, max_iter=300,
+                        learning_rate_init=0.02, random_state=0).fit(X, y)
+    assert [c.shape for c in clf.coefs_] == [(2, 60), (20, 36), (12, 3)]
+    assert clf.score(X, y) > 0.9
+    reg = MLPRegressor(hidden_layer_sizes=(8,), activation=["maxout"], solver=solver,
+                       max_iter=50, random_state=0)
+    reg.fit(X, X[:, 0] * X[:, 1])
+    assert [c.shape for c in reg.coefs_] == [(2, 16), (8, 1)]
+    assert reg.predict(X).shape == (180,)
+    with pytest.raises(ValueError, match="maxout_pieces"):
+        MLPClassifier((4,), "maxout", maxout_pieces=1).fit(X, y)

@@ -99,7 +99,7 @@ def test_same_parameters_defaults_and_tags(ours, theirs):
     assert {k: mine[k] for k in reference} == reference  # mine: also 1.9's loss, max_fun
     # fastmlp's extensions, each defaulting to scikit-learn's behaviour
     assert {k: v for k, v in mine.items() if k not in reference} == {
-        "n_threads": None, "dropout": 0.0, "dtype": None}
+        "n_threads": None, "dropout": 0.0, "dtype": None, "maxout_pieces": 2}
     assert ours(hidden_layer_sizes=(7,)).hidden_layer_sizes == (7,)
     t_mine, t_ref = ours().__sklearn_tags__(), theirs().__sklearn_tags__()
     for field in ("estimator_type", "input_tags", "target_tags", "classifier_tags",

@@ -66,6 +66,7 @@ import scipy.sparse as sp
 from scipy.special import expit
 
 from fastmlp import optimizers, training
+from fastmlp._registry import MAX_PIECES
 from fastmlp.plan import NetworkPlan
 
 try:
@@ -104,7 +105,8 @@ _HIDDEN_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "t
                        "relu": "relu", "sigmoid": "sigmoid", "leaky_relu": "leaky_relu",
                        "elu": "elu", "softplus": "softplus", "selu": "selu", "gelu": "gelu",
                        "gelu_tanh": "gelu_tanh", "swish": "swish", "silu": "swish",
-                       "mish": "mish", "softsign": "softsign", "hard_sigmoid": "hard_sigmoid"}
+                       "mish": "mish", "softsign": "softsign", "hard_sigmoid": "hard_sigmoid",
+                       "maxout": "maxout"}
 _PLAN_LOSSES = {"softmax": "softmax_cross_entropy", "logistic": "sigmoid_binary_cross_entropy",
                 "identity": "mean_squared_error", "exp": "poisson"}
 # MLPRegressor's loss -> the plan's; absolute_error and huber are fastmlp's extensions
@@ -147,13 +149,15 @@ class _BaseMLP(BaseEstimator):
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "dtype": [None, StrOptions({"float32", "float64"}), type],
+        "maxout_pieces": [Interval(Integral, 2, MAX_PIECES, closed="both")],
     }
 
     def __init__(self, hidden_layer_sizes, activation, solver, alpha, batch_size,
                  learning_rate, learning_rate_init, power_t, max_iter, loss, shuffle,
                  random_state, tol, verbose, warm_start, momentum, nesterovs_momentum,
                  early_stopping, validation_fraction, beta_1, beta_2, epsilon,
-                 n_iter_no_change, max_fun, n_threads, dropout, dtype):
+                 n_iter_no_change, max_fun, n_threads, dropout, dtype, maxout_pieces):
+        self.maxout_pieces = maxout_pieces
         self.n_threads = n_threads
         self.dropout = dropout
         self.dtype = dtype
@@ -210,10 +214,14 @@ class _BaseMLP(BaseEstimator):
         state: the optimizer state of a previous plan (_export_state); None starts a fresh
         optimizer, as scikit-learn does at every fit() and at the first partial_fit().
         """
-        sizes = [self.coefs_[0].shape[0]] + [c.shape[1] for c in self.coefs_]
+        names = self._plan_activations(len(self.coefs_) - 1)
+        pieces = [self.maxout_pieces if name == "maxout" else None for name in names] + [None]
+        sizes = [self.coefs_[0].shape[0]] + [c.shape[1] // (k or 1)
+                                             for c, k in zip(self.coefs_, pieces)]
         plan = NetworkPlan(
             sizes,
-            self._plan_activations(len(sizes) - 2),
+            names,
+            alpha=pieces,
             loss=(_PLAN_LOSSES[self.out_activation_] if is_classifier(self)
                   else _REGRESSION_LOSSES[self.loss]),
             optimizer=self._make_optimizer() if state is None else state["optimizer"],
@@ -333,8 +341,11 @@ class _BaseMLP(BaseEstimator):
         # the output layer takes the last hidden layer's factor (scikit-learn: the one name)
         factors = hidden + hidden[-1:] if hidden else [_HIDDEN_ACTIVATIONS[
             self.activation if isinstance(self.activation, str) else "relu"]]
-        for fan_in, fan_out, activation in zip(layer_units[:-1], layer_units[1:], factors):
-            coef, intercept = self._init_coef(fan_in, fan_out, dtype, activation)
+        for layer, (fan_in, fan_out, activation) in enumerate(
+                zip(layer_units[:-1], layer_units[1:], factors)):
+            # a hidden maxout layer's coefs_ have its pieces' columns
+            pieces = self.maxout_pieces if hidden[layer:layer + 1] == ["maxout"] else 1
+            coef, intercept = self._init_coef(fan_in, fan_out * pieces, dtype, activation)
             self.coefs_.append(coef)
             self.intercepts_.append(intercept)
         self._plan = None
@@ -677,6 +688,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dtype : None, "float32" or "float64", default=None
         fastmlp's extension: train and predict in this dtype (None: X's, as
         scikit-learn).
+    maxout_pieces : int, default=2
+        fastmlp's extension: the pieces per unit of the ``"maxout"`` layers (2 to 64);
+        such a layer's ``coefs_`` entry has that many columns per unit, each unit's
+        adjacent.
 
     Attributes
     ----------
@@ -723,7 +738,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None):
+                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None, maxout_pieces=2):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -733,7 +748,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads, dropout=dropout, dtype=dtype,
+            n_threads=n_threads, dropout=dropout, dtype=dtype, maxout_pieces=maxout_pieces,
         )
 
     def _validate_input(self, X, y, incremental, reset):
@@ -947,6 +962,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     dtype : None, "float32" or "float64", default=None
         fastmlp's extension: train and predict in this dtype (None: X's, as
         scikit-learn).
+    maxout_pieces : int, default=2
+        fastmlp's extension: the pieces per unit of the ``"maxout"`` layers (2 to 64);
+        such a layer's ``coefs_`` entry has that many columns per unit, each unit's
+        adjacent.
 
     Attributes
     ----------
@@ -996,7 +1015,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
-                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None):
+                 max_fun=15000, n_threads=None, dropout=0.0, dtype=None, maxout_pieces=2):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -1006,7 +1025,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
             validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
             epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-            n_threads=n_threads, dropout=dropout, dtype=dtype,
+            n_threads=n_threads, dropout=dropout, dtype=dtype, maxout_pieces=maxout_pieces,
         )
 
     def _validate_input(self, X, y, incremental, reset):
