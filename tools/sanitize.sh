@@ -55,17 +55,19 @@ TESTS=(
   tests/test_activations.py tests/test_dense.py tests/test_losses.py
   tests/test_optimizers.py tests/test_gradients.py tests/test_stability.py
   tests/test_validation.py tests/test_backends.py tests/test_plan.py tests/test_memory.py
-  tests/test_properties.py tests/test_threads.py tests/test_pool.py
+  tests/test_properties.py tests/test_threads.py tests/test_pool.py tests/test_maxout.py
 )
 if [ "${1:-}" = "--ci" ]; then
   # Numba's JIT compiles slowly under ASan (and its code is not instrumented anyway)
   TESTS=(tests/test_dense.py tests/test_activations.py tests/test_losses.py
          tests/test_optimizers.py tests/test_gradients.py tests/test_stability.py
-         tests/test_validation.py tests/test_plan.py tests/test_pool.py -k "not numba")
+         tests/test_validation.py tests/test_plan.py tests/test_pool.py tests/test_maxout.py
+         -k "not numba")
 elif [ "$#" -gt 0 ]; then
   TESTS=("$@")
 elif [ "$mode" = thread ]; then
-  TESTS=(tests/test_pool.py tests/test_threads.py tests/test_gil.py -k "not numba")
+  TESTS=(tests/test_pool.py tests/test_threads.py tests/test_gil.py tests/test_maxout.py
+         -k "not numba")
 fi
 
 library="$(gcc -print-file-name=$runtime)"
