@@ -303,6 +303,8 @@ class StreamRunner:
                     return None
             if whole < n:
                 carry = _taken(arrays, rows, whole, n)
+            # let this block go before the next one is read: one block in memory, not two
+            raw = arrays = rows = None
         if carry is not None and not self._train(carry, None, stop):
             return None
         if not self.rows:
