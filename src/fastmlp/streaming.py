@@ -187,9 +187,20 @@ class Stream:
     # -- reading ------------------------------------------------------------------------
 
     def blocks(self, order=None):
-        """The blocks of one pass: (index, (X, y, sample_weight or None)) in memory, in
-        `order` (a permutation of range(n_blocks); only when shuffle_blocks) or as
-        stored."""
+        """The blocks of one pass, each read when it is reached.
+
+        Parameters
+        ----------
+        order : sequence of int, optional
+            A permutation of ``range(n_blocks)`` (only when `shuffle_blocks`); default:
+            the blocks as stored.
+
+        Returns
+        -------
+        iterator of (int, tuple)
+            ``(index, (X, y, sample_weight or None))`` per block, the arrays in memory and
+            raw (not yet validated).
+        """
         if order is not None and not self.shuffle_blocks:
             raise ValueError("this stream's blocks come in its own order")
         if self._kind == "chunks" and not self.shuffle_blocks:
@@ -198,7 +209,18 @@ class Stream:
         return ((int(i), self.block(int(i))) for i in indices)
 
     def block(self, i):
-        """Block i (0 <= i < n_blocks) as in-memory arrays (X, y, sample_weight or None)."""
+        """One block, read into memory (not for an iterable's chunks).
+
+        Parameters
+        ----------
+        i : int
+            The block, 0 <= i < n_blocks.
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(X, y, sample_weight or None)``, raw.
+        """
         if self._kind == "dask":
             import dask
 
@@ -214,8 +236,14 @@ class Stream:
         return _chunk(self._chunks[i], i)
 
     def first_block(self):
-        """Block 0, raw (X, y, sample_weight or None), without using up a pass: a one-shot
-        iterator's first chunk is kept and starts its pass."""
+        """The first block, without using up a pass: a one-shot iterator's first chunk is
+        kept, and the next pass starts with it.
+
+        Returns
+        -------
+        tuple of ndarray
+            ``(X, y, sample_weight or None)``, raw.
+        """
         if self._kind != "chunks" or self.shuffle_blocks:
             if not self.n_blocks:
                 raise ValueError("X: the stream has no rows")
