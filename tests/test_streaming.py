@@ -209,7 +209,7 @@ def test_bad_blocks_raise_naming_the_argument_and_block(mnist):
     with pytest.raises(ValueError, match=r"X: chunk 1: y has shape \(499,\)"):
         MLP((8,)).fit([good[0], (X[500:1000], y[500:999]), good[2]], **FIT)
     with pytest.raises(ValueError, match=r"X: chunk 0: expected a tuple"):
-        MLP((8,)).fit([X[:10]], **FIT)
+        MLP((8,)).fit(iter([X[:10]]), **FIT)
     with pytest.raises(ValueError, match=r"X: has 783 features.*\(block 2 of the stream\)"):
         MLP((8,)).fit([*good[:2], (X[1000:, :783], y[1000:])], shuffle=False, **FIT)
     with pytest.raises(TypeError, match=r"X: expected numeric.*\(block 1 of the stream\)"):
@@ -236,8 +236,9 @@ def test_what_a_stream_does_not_support_is_refused(mnist, tmp_path):
                           ({"checkpoint": tmp_path / "c.npz"}, "checkpoint: not with a stream")):
         with pytest.raises(ValueError, match=match):
             MLP((8,)).fit(chunks, **{**FIT, **option})
-    with pytest.raises(ValueError, match="y: required, unless X is a stream"):
-        MLP((8,)).fit(X, **FIT)
+    for in_memory in (X, X[:5].tolist()):  # rows of numbers, not chunks: y is missing
+        with pytest.raises(ValueError, match="y: required, unless X is a stream"):
+            MLP((8,)).fit(in_memory, **FIT)
     # a generator is read once: one epoch with nothing to find first works, more do not
     model = MLP((8,), task="regression").fit(
         ((a, b.astype(np.float32)) for a, b in chunks), epochs=1, verbose=0)

@@ -61,8 +61,13 @@ def is_stream(X, y, block_bytes=BLOCK_BYTES):
         return True
     if isinstance(X, np.memmap):
         return X.nbytes > block_bytes
-    return y is None and not isinstance(X, np.ndarray) and (
-        callable(X) or _is_iterable(X))
+    if y is not None or hasattr(X, "__array__") or hasattr(X, "shape"):
+        return False  # an in-memory X (a DataFrame, a sparse matrix), its y given or not
+    if isinstance(X, (list, tuple)):  # chunks, or rows of numbers
+        first = X[0] if len(X) else None
+        return isinstance(first, (list, tuple)) and len(first) in (2, 3) and (
+            hasattr(first[0], "shape") or isinstance(first[0], (list, tuple)))
+    return callable(X) or _is_iterable(X)
 
 
 def _is_iterable(obj):
