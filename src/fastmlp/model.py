@@ -21,7 +21,7 @@ import zipfile
 
 import numpy as np
 
-from fastmlp import _backend, _files, _threads, training
+from fastmlp import _backend, _files, _threads, streaming, training
 from fastmlp import _validation as check
 from fastmlp._registry import (ACTIVATIONS_WITH_ALPHA, HINGE_LOSSES, LOSS_ALIASES,
                                SOFT_TARGET_LOSSES)
@@ -240,8 +240,9 @@ class MLP:
         if not self.standardize:
             self.input_mean_ = self.input_scale_ = None
             return
-        mean = X.mean(axis=0, dtype=np.float64)
-        std = X.std(axis=0, dtype=np.float64)
+        self._set_scaling(X.mean(axis=0, dtype=np.float64), X.std(axis=0, dtype=np.float64))
+
+    def _set_scaling(self, mean, std):
         self.input_mean_ = mean.astype(self.dtype)
         self.input_scale_ = np.where(std > 0, std, 1.0).astype(self.dtype)
 
@@ -419,24 +420,30 @@ class MLP:
 
     # -- training ----------------------------------------------------------------------
 
-    def fit(self, X, y, *, sample_weight=None, epochs=10, batch_size=32, optimizer="adam",
+    def fit(self, X, y=None, *, sample_weight=None, epochs=10, batch_size=32, optimizer="adam",
             learning_rate=None, schedule="constant", step_size=10, gamma=0.1,
             min_learning_rate=0.0, l2=0.0, l1=0.0, max_norm=None, activity_l2=0.0,
             activity_l1=0.0, validation_data=None, validation_split=0.0,
             early_stopping=False, patience=5, min_delta=0.0, restore_best_weights=True,
             shuffle=True, verbose=1, checkpoint=None, checkpoint_every=1, resume=False,
-            update_ratios=False, **optimizer_options):
+            update_ratios=False, block_bytes=streaming.BLOCK_BYTES, **optimizer_options):
         """Train from scratch (new weights), or resume a checkpointed fit, and return self.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Finite values (NaN or infinity: ValueError).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-            Labels or values; the first fit reads the task from it (see ``task``).
+        X : array-like of shape (n_samples, n_features), or a stream
+            Finite values (NaN or infinity: ValueError). Streamed, one block in memory
+            at a time (see Notes): a Dask array; a memory-mapped array
+            (``np.load(path, mmap_mode="r")``) larger than `block_bytes`; chunks (with
+            ``y=None``): a list of ``(X, y)`` or ``(X, y, sample_weight)`` tuples, an
+            iterable of them or a callable returning a fresh iterator of them; or a
+            :class:`fastmlp.streaming.Stream`.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), optional
+            Labels or values; the first fit reads the task from it (see ``task``). A Dask
+            array with a Dask X; None for chunks.
         sample_weight : array-like of shape (n_samples,), optional
             Weights >= 0: each batch's loss is the weighted mean of its rows' (validation
-            is unweighted).
+            is unweighted). A Dask array with a Dask X; chunks carry their own.
         epochs : int, default 10
             Epochs; with optimizer="lbfgs", the most iterations.
         batch_size : int, default 32
@@ -503,13 +510,16 @@ class MLP:
             weights, history and best epoch are then those of an uninterrupted fit, bit for
             bit, on the same backend (for any n_threads). "lbfgs" resumes from the saved
             weights only: SciPy's optimizer state cannot be saved, so the continuation is
-            a fresh L-BFGS run from there for the iterations left.
+            a fresh L-BFGS run from there for the iterations left. Not with a stream.
         update_ratios : bool, default False
             Record the course's babysitting measure in ``history["update_ratio_W0"]``,
             ``["update_ratio_W1"]``, ...: per epoch and layer, ``||ΔW|| / ||W||`` of the
             epoch's first step (Frobenius norms; about 1e-3 is healthy, much more says the
             learning rate is too high, much less too low). NaN for an epoch resumed within
             it. Not with "lbfgs".
+        block_bytes : int, default 64 MiB
+            A memory-mapped X is read this many bytes of rows at a time (at least a row);
+            one no larger is read whole, as an in-memory X.
         **optimizer_options
             The optimizer's momentum, beta1, beta2, eps, weight_decay ("lbfgs": max_fun,
             tol).
@@ -524,6 +534,20 @@ class MLP:
         Ctrl-C stops the fit when the running backend call returns (at most 32 batches;
         a second Ctrl-C raises at once): ``interrupted_`` is then True, the model usable,
         and the checkpoint, if any, at that row.
+
+        A stream trains with the streaming shuffle: each epoch the blocks in a random
+        order (a Dask array's chunks, a memmap's blocks, a list's chunks; an iterable's
+        come in its own order), each block's rows in a random order, both drawn from the
+        model's seed; every batch is whole but the epoch's last (a block's left-over rows
+        start the next block's first batch), every row is visited once an epoch. With
+        ``shuffle=False`` the batches, and the weights, are an in-memory fit's. Each block
+        is validated as an in-memory X and y would be. Before training, one pass finds
+        the classes of a 1-D y (Dask: ``da.unique``) and, with standardize=True, the
+        columns' mean and standard deviation (Dask: its reductions); a 2-D y's task is
+        read from the first block. A one-shot iterator (a generator) can be read once:
+        one epoch, and no such pass (else ValueError). Not with a stream:
+        ``validation_split`` (pass ``validation_data``, held in memory), "lbfgs",
+        ``checkpoint`` and ``resume``.
         """
         epochs = check.positive_int(epochs, "epochs")
         batch_size = check.positive_int(batch_size, "batch_size")
@@ -554,6 +578,19 @@ class MLP:
                 raise ValueError("max_norm: not with optimizer='lbfgs' (no steps to follow)")
         if checkpoint is not None:
             checkpoint = os.fspath(checkpoint)
+        stream = None
+        if streaming.is_stream(X, y, block_bytes):
+            for name, value, why in (
+                    ("optimizer", lbfgs, "'lbfgs' needs the whole batch at each evaluation"),
+                    ("validation_split", validation_split, "pass validation_data instead"),
+                    ("checkpoint", checkpoint is not None, "a stream's epoch cannot resume"),
+                    ("resume", resume, "a stream's epoch cannot resume")):
+                if value:
+                    raise ValueError(f"{name}: not with a streamed X ({why})")
+            stream = X if isinstance(X, streaming.Stream) else streaming.Stream(
+                X, y, sample_weight=sample_weight, block_bytes=block_bytes)
+        elif y is None:
+            raise ValueError("y: required, unless X is a stream of (X, y) chunks")
         # what shapes the training besides the data and epochs: a resumed fit must match it
         settings = {
             "batch_size": batch_size,
@@ -572,34 +609,43 @@ class MLP:
         previous = self._fitted_attributes()
         self.net_ = None
         try:
-            X = self._features(X, fitting=True)
-            y_raw = np.asarray(y)
-            if len(y_raw) != len(X):
-                raise ValueError(f"X and y have different lengths: {len(X)} and {len(y_raw)}")
-            self._learn_scaling(X)  # held-out rows are scaled by _features below
-            Y = self._encode_targets(y_raw, first=True)
-            w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
-            if w is not None and self.batch_norm:
-                raise ValueError("sample_weight: not supported with batch_norm=True")
-            split_seed = None
-            if validation_data is None and validation_split:
-                # the model's seed (a resumed fit: its own draw) picks the rows held out
-                split_seed = saved["record"].get("split_seed") if saved is not None else \
-                    np.random.SeedSequence(self.seed).entropy
-                labels = _labels_of(Y) if self.task_ in ("classification", "binary") else None
-                train, held_out = _validation_rows(len(X), validation_split, labels, split_seed)
-                validation_data = (X[held_out], y_raw[held_out])
-                X, Y = X[train], Y[train]
-                w = None if w is None else w[train]
-            X = self._scaled(X)
-            # a resumed fit stays on its backend, unless this model names one or lacks it
-            backend = None
-            if saved is not None and self.backend is None and \
-                    saved["record"]["backend"] in _backend.available_backends():
-                backend = saved["record"]["backend"]
-            self._build(X.shape[1], self._n_outputs(Y), opt, len(X) if lbfgs else batch_size,
-                        l2, l1, backend=backend, max_norm=max_norm,
-                        activity_l2=activity_l2, activity_l1=activity_l1)
+            split_seed = y_spread = None
+            if stream is not None:
+                prepare, y_spread = self._open_stream(stream, opt, batch_size, l2, l1,
+                                                      max_norm, activity_l2, activity_l1)
+                X = Y = w = None
+            else:
+                X = self._features(X, fitting=True)
+                y_raw = np.asarray(y)
+                if len(y_raw) != len(X):
+                    raise ValueError(f"X and y have different lengths: {len(X)} and "
+                                     f"{len(y_raw)}")
+                self._learn_scaling(X)  # held-out rows are scaled by _features below
+                Y = self._encode_targets(y_raw, first=True)
+                w = check.sample_weight(sample_weight, len(X), self.dtype, non_negative=True)
+                if w is not None and self.batch_norm:
+                    raise ValueError("sample_weight: not supported with batch_norm=True")
+                if validation_data is None and validation_split:
+                    # the model's seed (a resumed fit: its own draw) picks the rows held out
+                    split_seed = saved["record"].get("split_seed") if saved is not None \
+                        else np.random.SeedSequence(self.seed).entropy
+                    labels = _labels_of(Y) if self.task_ in ("classification", "binary") \
+                        else None
+                    train, held_out = _validation_rows(len(X), validation_split, labels,
+                                                       split_seed)
+                    validation_data = (X[held_out], y_raw[held_out])
+                    X, Y = X[train], Y[train]
+                    w = None if w is None else w[train]
+                X = self._scaled(X)
+                # a resumed fit stays on its backend, unless this model names one or lacks it
+                backend = None
+                if saved is not None and self.backend is None and \
+                        saved["record"]["backend"] in _backend.available_backends():
+                    backend = saved["record"]["backend"]
+                self._build(X.shape[1], self._n_outputs(Y), opt,
+                            len(X) if lbfgs else batch_size, l2, l1, backend=backend,
+                            max_norm=max_norm, activity_l2=activity_l2,
+                            activity_l1=activity_l1)
             if validation_data is not None:
                 X_val = self._features(validation_data[0])
                 Y_val = self._encode_targets(validation_data[1], first=False)
@@ -609,7 +655,7 @@ class MLP:
                 X_val = Y_val = None
             metric = "r2" if self.task_ == "regression" else "accuracy"
             fit_record = None
-            if checkpoint is not None or saved is not None:
+            if stream is None and (checkpoint is not None or saved is not None):
                 fit_record = {"settings": settings, "epochs": epochs, "split_seed": split_seed,
                               "data": _digest(X, Y, w, X_val, Y_val),
                               "backend": self.net_.backend}
@@ -632,7 +678,7 @@ class MLP:
         # one batch per epoch is the same batch in any order: full-batch epochs (the
         # course's) are not shuffled, which would only cost a draw and a gather each
         shuffler = _Shuffler(len(X), np.random.default_rng(self.seed)) \
-            if shuffle and batch_size < len(X) else None
+            if stream is None and shuffle and batch_size < len(X) else None
         start = training.Position()
         if saved is not None:
             try:
@@ -640,15 +686,23 @@ class MLP:
             except ValueError:
                 self._restore(previous)
                 raise
-        training_metric = _RunningMetric(self.task_, Y, len(X))
-        batches = -(-len(X) // batch_size)
-        progress = Progress((epochs - start.epoch) * batches - -(-start.rows // batch_size),
-                            verbose, epochs=epochs)
+        if stream is None and self.task_ == "regression":
+            y_spread = _sum_of_squares(Y)
+        training_metric = _RunningMetric(self.task_, self.n_outputs_, y_spread)
+        n_rows = len(X) if stream is None else stream.n_samples  # None: chunks, not read yet
+        total = None if n_rows is None else \
+            (epochs - start.epoch) * -(-n_rows // batch_size) - -(-start.rows // batch_size)
+        progress = Progress(total, verbose, epochs=epochs)
         on_chunk = progress.update if ratios is None else ratios.watching(progress.update)
-        runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
-                                      batches_per_call=_BATCHES_PER_CALL, on_chunk=on_chunk,
-                                      first_call_batches=None if ratios is None else 1,
-                                      running_metric=True)
+        options = dict(batches_per_call=_BATCHES_PER_CALL, on_chunk=on_chunk,
+                       first_call_batches=None if ratios is None else 1, running_metric=True)
+        if stream is None:
+            runner = training.EpochRunner(self.net_, X, Y, batch_size, sample_weight=w,
+                                          **options)
+        else:
+            runner = training.StreamRunner(
+                self.net_, stream, prepare, batch_size,
+                rng=np.random.default_rng(self.seed) if shuffle else None, **options)
         started = 0.0
 
         def before_epoch(epoch):
@@ -667,7 +721,7 @@ class MLP:
                     "no longer finite): lower learning_rate, scale X or add l2")
             self.history["lr"].append(self.net_.learning_rate)
             self.history["loss"].append(loss)
-            self.history[metric].append(training_metric(runner.metric_total))
+            self.history[metric].append(training_metric(runner.metric_total, runner.rows))
             if ratios is not None:
                 for name, value in zip(ratios.names, ratios.values):
                     self.history[name].append(value)
@@ -720,6 +774,53 @@ class MLP:
         return self
 
     # -- checkpoints -------------------------------------------------------------------
+
+    def _open_stream(self, stream, opt, batch_size, l2, l1, max_norm, activity_l2,
+                     activity_l1):
+        """A streamed fit's start: the task and classes (of a 1-D y: its labels, found in a
+        pass; of a 2-D y: its first block), standardize's scaling (a pass), the network.
+        Returns (prepare, spread): a raw block in the network's form, validated as an
+        in-memory X and y; and for regression the targets' spread for the running R²,
+        gathered from the blocks prepare sees until it is first asked for (after the
+        first epoch)."""
+        X_first, y_first, _ = stream.first_block()
+        n_features = self._features(X_first, fitting=True).shape[1]
+        y_first = np.asarray(y_first)
+        labels_decide = self.task in ("auto", "classification", "binary") and \
+            not self._soft_targets and (self.loss is None or
+                                        self._canonical_loss in _CLASSIFIER_LOSSES)
+        one_column = y_first.ndim == 1 or (y_first.ndim == 2 and y_first.shape[1] == 1)
+        labels, moments = streaming.scan(stream, labels=labels_decide and one_column,
+                                         moments=self.standardize)
+        # every label once decides the task and the classes as all of y would
+        probe = y_first if labels is None else labels
+        n_outputs = self._n_outputs(self._encode_targets(probe, first=True))
+        if moments is None:
+            self.input_mean_ = self.input_scale_ = None
+        else:
+            self._set_scaling(*moments)
+        self._build(n_features, n_outputs, opt, batch_size, l2, l1, max_norm=max_norm,
+                    activity_l2=activity_l2, activity_l1=activity_l1)
+        y_moments = streaming.Moments() if self.task_ == "regression" else None
+        collecting = [y_moments is not None]
+
+        def prepare(X, y, w):
+            X = self._scaled(self._features(X, fitting=True))
+            Y = self._encode_targets(y, first=False)
+            if len(Y) != len(X):
+                raise ValueError(f"X and y have different lengths: {len(X)} and {len(Y)}")
+            w = check.sample_weight(w, len(X), self.dtype, non_negative=True)
+            if w is not None and self.batch_norm:
+                raise ValueError("sample_weight: not supported with batch_norm=True")
+            if collecting[0]:
+                y_moments.add(Y)
+            return X, Y, w
+
+        def spread():
+            collecting[0] = False
+            return y_moments.sum_of_squares
+
+        return prepare, None if y_moments is None else spread
 
     def _saved_fit(self, path):
         """The checkpointed fit to resume: this model's (from MLP.load), else the file at
@@ -1398,28 +1499,35 @@ class _RunningMetric:
     """The training accuracy (or R²) that fit records per epoch, from the engine's
     running metric (EpochRunner.metric_total: per output, the hits or the squared errors
     of each batch's outputs in its training pass, as Keras records it) and the epoch's
-    n rows: no second pass over the data."""
+    rows: no second pass over the data. Regression: `spread` gives the training targets'
+    sum of squared deviations per output (an array, or a callable for a stream's, known
+    once its first epoch has read every block)."""
 
-    def __init__(self, task, Y, n):
-        self._task, self._n = task, n
-        if task == "regression":
+    def __init__(self, task, n_outputs, spread):
+        self._task, self._spread = task, spread
+        self._columns = 1 if task == "classification" else n_outputs
+        self._ss_tot = None
+
+    def __call__(self, totals, rows):
+        if self._task != "regression":
+            return float(totals.sum()) / (rows * self._columns)
+        if self._ss_tot is None:
             # R² per output against the training targets' spread, averaged as
             # metrics.r2_score does
-            Y = np.asarray(Y, dtype=np.float64).reshape(n, -1)
-            ss_tot = np.sum(np.square(Y - Y.mean(axis=0)), axis=0)
+            ss_tot = self._spread() if callable(self._spread) else self._spread
             self._constant = ss_tot == 0  # 1 when predicted exactly, else 0
             self._ss_tot = np.where(self._constant, 1.0, ss_tot)
             self._r2 = np.empty_like(ss_tot)
-        else:
-            self._count = n * (1 if task == "classification" else Y.shape[1])
-
-    def __call__(self, totals):
-        if self._task != "regression":
-            return float(totals.sum()) / self._count
         r2 = np.divide(totals, self._ss_tot, out=self._r2)
         np.subtract(1.0, r2, out=r2)
         r2[self._constant] = totals[self._constant] == 0
         return float(np.mean(r2))
+
+
+def _sum_of_squares(Y):
+    """Per column of Y, the sum of squared deviations from its mean (float64)."""
+    Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+    return np.sum(np.square(Y - Y.mean(axis=0)), axis=0)
 
 
 def _kept(arrays, into):

@@ -65,7 +65,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import expit
 
-from fastmlp import optimizers, training
+from fastmlp import optimizers, streaming, training
 from fastmlp._registry import MAX_PIECES
 from fastmlp.plan import NetworkPlan
 
@@ -301,9 +301,15 @@ class _BaseMLP(BaseEstimator):
             raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes}.")
         first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
 
-        X, y = self._validate_input(X, y, incremental, reset=first_pass)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X)
+        stream = None
+        if not incremental and streaming.is_stream(X, y):
+            # X, y: the stream's first block, validated (the architecture, the dtype)
+            stream, X, y = self._open_stream(X, y, sample_weight, first_pass)
+            sample_weight = None
+        else:
+            X, y = self._validate_input(X, y, incremental, reset=first_pass)
+            if sample_weight is not None:
+                sample_weight = _check_sample_weight(sample_weight, X)
         if sp.issparse(X):
             X = X.toarray()
         if y.ndim == 1:
@@ -316,7 +322,7 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "lbfgs":
             self._fit_lbfgs(X, y, sample_weight)
         else:
-            self._fit_stochastic(X, y, sample_weight, incremental)
+            self._fit_stochastic(X, y, sample_weight, incremental, stream)
 
         if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
             raise ValueError(
@@ -324,6 +330,47 @@ class _BaseMLP(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _open_stream(self, X, y, sample_weight, first_pass):
+        """A streamed fit's start (see fit): the stream, and its first block validated
+        as an in-memory X, y (the classifier's classes found in a pass first)."""
+        for name, refused, why in (
+                ("solver", self.solver == "lbfgs", "'lbfgs' needs all the rows at each "
+                 "evaluation"),
+                ("early_stopping", self.early_stopping, "its validation split needs all the "
+                 "rows")):
+            if refused:
+                raise ValueError(f"{name}: not with a streamed X ({why})")
+        stream = X if isinstance(X, streaming.Stream) else streaming.Stream(
+            X, y, sample_weight=sample_weight)
+        X_first, y_first, _ = stream.first_block()
+        if is_classifier(self) and (first_pass or not hasattr(self, "classes_")):
+            y_first = np.asarray(y_first)
+            if y_first.ndim == 2 and y_first.shape[1] > 1:
+                raise ValueError("y: a multilabel indicator matrix is not streamed; stream "
+                                 "1-D class labels, or fit in memory")
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(streaming.scan(stream, labels=True)[0])
+            self.classes_ = self._label_binarizer.classes_
+        X_first, y_first = self._validate_input(X_first, y_first, incremental=True,
+                                                reset=first_pass, block=True)
+        return stream, X_first, y_first
+
+    def _block_preparer(self, dtype):
+        """prepare(X, y, sample_weight) for training.StreamRunner: a block validated as
+        partial_fit validates its X, y, in the plan's form."""
+        def prepare(X, y, w):
+            X, y = self._validate_input(X, y, incremental=True, reset=False, block=True)
+            if w is not None:
+                w = np.ascontiguousarray(_check_sample_weight(w, X), dtype=dtype)
+            if sp.issparse(X):
+                X = X.toarray()
+            y = y.reshape((-1, 1)) if y.ndim == 1 else y
+            if y.shape[1] != self.n_outputs_:
+                raise ValueError(f"y: {y.shape[1]} outputs, but the stream's first block "
+                                 f"has {self.n_outputs_}")
+            return np.ascontiguousarray(X, dtype=dtype), self._plan_targets(y, dtype), w
+        return prepare
 
     def _initialize(self, y, layer_units, dtype):
         self.n_iter_ = 0
@@ -406,12 +453,12 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         self.loss_ = np.float64(result.fun)
 
-    def _fit_stochastic(self, X, y, sample_weight, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, incremental, stream=None):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
         sw_train = sw_val = None
-        if early_stopping:
+        if early_stopping and stream is None:
             # don't stratify in multilabel classification (nor, as scikit-learn, multiclass)
             should_stratify = is_classifier(self) and self.n_outputs_ == 1
             if sample_weight is None:
@@ -436,23 +483,33 @@ class _BaseMLP(BaseEstimator):
         else:
             X_train, y_train, X_val, y_val, sw_train = X, y, None, None, sample_weight
 
-        n_samples = X_train.shape[0]
-        batch_size = self._batch_size(n_samples)
+        n_samples = X_train.shape[0] if stream is None else stream.n_samples
+        if n_samples is not None:
+            batch_size = self._batch_size(n_samples)
+        else:  # chunks not read yet: no clipping to the rows
+            batch_size = 200 if self.batch_size == "auto" else int(self.batch_size)
         if not incremental or not self._has_optimizer():
             plan = self._build_plan(batch_size)  # a fresh optimizer, as scikit-learn
         else:
             plan = self._get_plan(batch_size)
-        X_train = np.ascontiguousarray(X_train, dtype=plan.dtype)
-        T_train = self._plan_targets(y_train, plan.dtype)
-        if sw_train is not None:
-            sw_train = np.ascontiguousarray(sw_train, dtype=plan.dtype)
         # scikit-learn's arithmetic: l2 = alpha / each batch's weight sum; a squared-error
         # regressor's loss_ is a mean over its outputs
-        runner = training.EpochRunner(
-            plan, X_train, T_train, batch_size, sample_weight=sw_train,
-            gather_bytes=_GATHER_BYTES, alpha=self.alpha,
-            loss_per_output=not is_classifier(self) and self.loss == "squared_error")
-        sample_idx = np.arange(n_samples, dtype=int)
+        options = dict(gather_bytes=_GATHER_BYTES, alpha=self.alpha,
+                       loss_per_output=not is_classifier(self) and self.loss == "squared_error")
+        if stream is None:
+            X_train = np.ascontiguousarray(X_train, dtype=plan.dtype)
+            T_train = self._plan_targets(y_train, plan.dtype)
+            if sw_train is not None:
+                sw_train = np.ascontiguousarray(sw_train, dtype=plan.dtype)
+            runner = training.EpochRunner(plan, X_train, T_train, batch_size,
+                                          sample_weight=sw_train, **options)
+            sample_idx = np.arange(n_samples, dtype=int)
+        else:
+            # the streaming shuffle's generator, seeded from random_state
+            rng = np.random.default_rng(self._random_state.randint(np.iinfo(np.int32).max)) \
+                if self.shuffle else None
+            runner = training.StreamRunner(plan, stream, self._block_preparer(plan.dtype),
+                                           batch_size, rng=rng, **options)
 
         def next_order(epoch):  # scikit-learn's stream: each epoch shuffles the last order
             nonlocal sample_idx
@@ -462,7 +519,7 @@ class _BaseMLP(BaseEstimator):
         def after_epoch(epoch, loss):
             self.loss_ = np.float64(loss)
             self.n_iter_ += 1
-            self.t_ += n_samples
+            self.t_ += runner.rows
             self.loss_curve_.append(self.loss_)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
@@ -486,7 +543,8 @@ class _BaseMLP(BaseEstimator):
 
         self.n_iter_ = 0
         outcome = training.train(runner, 1 if incremental else self.max_iter, after_epoch,
-                                 epoch_order=next_order if self.shuffle else None)
+                                 epoch_order=next_order if self.shuffle and stream is None
+                                 else None)
         if outcome.interrupted:
             # 5: past _fit_stochastic, _fit, fit and scikit-learn's _fit_context wrapper
             warnings.warn("Training interrupted by user.", stacklevel=5)
@@ -545,11 +603,20 @@ class _BaseMLP(BaseEstimator):
 
         Parameters
         ----------
-        X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            The input data (sparse input is densified).
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        X : {array-like, sparse matrix} of shape (n_samples, n_features), or a stream
+            The input data (sparse input is densified). Streamed one block at a time
+            (fastmlp's extension, as :meth:`fastmlp.MLP.fit` streams): a Dask array, a
+            memory-mapped array larger than 64 MiB, chunks (a list or iterable of
+            ``(X, y)`` or ``(X, y, sample_weight)`` tuples, or a callable returning a
+            fresh iterator of them, with ``y=None``), or a
+            :class:`fastmlp.streaming.Stream`; each block is validated as ``partial_fit``
+            validates its input. The classifier finds its classes in a pass over a
+            stream's 1-D y first. Each epoch shuffles the block order and each block's
+            rows, drawn from `random_state`. Not with ``solver="lbfgs"`` nor
+            ``early_stopping=True``.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs), or None
             The target values (class labels in classification, real numbers in
-            regression).
+            regression): a Dask array with a Dask X; None for chunks.
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights (scikit-learn's: each batch's loss is their weighted mean, and
             alpha is divided by the batch's weight sum).
@@ -751,7 +818,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             n_threads=n_threads, dropout=dropout, dtype=dtype, maxout_pieces=maxout_pieces,
         )
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(self, X, y, incremental, reset, block=False):
+        # block: one block of a stream, whose labels are some of the classes
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              dtype=self._input_dtypes(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
@@ -762,7 +830,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = unique_labels(y)
-            if self.warm_start:
+            if self.warm_start and not block:
                 if set(classes) != set(self.classes_):
                     raise ValueError(
                         "warm_start can only be used where `y` has the same "
@@ -1028,7 +1096,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             n_threads=n_threads, dropout=dropout, dtype=dtype, maxout_pieces=maxout_pieces,
         )
 
-    def _validate_input(self, X, y, incremental, reset):
+    def _validate_input(self, X, y, incremental, reset, block=False):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
                              y_numeric=True, dtype=self._input_dtypes(), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:

@@ -10,6 +10,9 @@ train_step.
   ends the loop at the end of a backend call and is reported, not raised; the loop's
   Position (epochs done, rows of the next one done) goes to the front end's checkpoint
   callback every k epochs, at the end and at Ctrl-C, and a fit resumes from one.
+- StreamRunner trains an epoch of a stream (streaming.py: a Dask array, a memory-mapped
+  array, chunks) block by block, an EpochRunner on each, with the streaming shuffle (the
+  block order and each block's rows drawn per epoch); train() runs it like an EpochRunner.
 - minimize_lbfgs() is the full-batch solver: SciPy's L-BFGS-B over the network's flat
   parameters, one loss_and_gradient call per evaluation.
 
@@ -217,6 +220,129 @@ class EpochRunner:
             loss = self.net.train_step(X, T, sample_weight=w[0] if w else None)
             total += ((loss - penalty) / self._n_outputs + penalty) * (stop - start)
         return total
+
+
+class StreamRunner:
+    """Trains a network one epoch at a time over a stream of blocks (streaming.Stream),
+    with EpochRunner's interface: train() runs it as it runs an EpochRunner.
+
+    The streaming shuffle, each epoch: the blocks in a random order (when the stream can
+    be read in any order; an iterable's blocks come in its own order), each block loaded,
+    its rows in a random order, and the rows trained in that order in whole batches by an
+    EpochRunner on the block. The rows a block leaves over (fewer than a batch) open the
+    next block's first batch, so every batch but the epoch's last is whole, and every row
+    is visited once an epoch. Both orders are drawn from `rng`: the same seed, the same
+    epochs. Without rng the blocks and rows train as stored: the batches, and so the
+    weights, of an in-memory fit without shuffling, for any blocking.
+
+    Parameters
+    ----------
+    net : NetworkPlan or LayeredNetwork
+    stream : streaming.Stream
+    prepare : callable(X, y, sample_weight) -> (X, T, sample_weight or None)
+        A raw block in the network's form: the front end's validation and encoding of
+        in-memory input. Its TypeError or ValueError is raised again naming the block.
+    batch_size : int
+    rng : numpy.random.Generator, optional
+        Draws the orders; None trains as stored.
+    **options
+        EpochRunner's keyword options (batches_per_call, gather_bytes, alpha,
+        loss_per_output, on_chunk, first_call_batches, running_metric), for each block.
+    """
+
+    def __init__(self, net, stream, prepare, batch_size, *, rng=None, **options):
+        self.net, self.batch_size = net, batch_size
+        self._stream, self._prepare, self._rng = stream, prepare, rng
+        self._options = options
+        self.rows, self.loss_total, self.metric_total = 0, 0.0, None
+        self._batches, self._first_step = 0, net.step
+
+    def run(self, order=None, *, start=None, stop=None):
+        """One epoch (EpochRunner.run's contract). The runner draws its own orders, and an
+        epoch cannot resume within itself: order and start must be None."""
+        if order is not None or start is not None:
+            raise ValueError("a stream's epoch is ordered by its runner and starts at its "
+                             "first row")
+        self.rows, self.loss_total, self._batches = 0, 0.0, 0
+        self._first_step = self.net.step
+        if self.metric_total is not None:
+            self.metric_total[:] = 0
+        block_order = None
+        if self._rng is not None and self._stream.shuffle_blocks:
+            block_order = self._rng.permutation(self._stream.n_blocks)
+        carry = None  # the last block's rows left over, in their order: the next batch's head
+        for i, raw in self._stream.blocks(block_order):
+            if stop is not None and self.rows and stop():
+                return None
+            try:
+                arrays = self._prepare(*raw)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(f"{exc} (block {i} of the stream)") from exc
+            arrays = arrays[:2] if arrays[2] is None else tuple(arrays)
+            n = len(arrays[0])
+            if carry is not None and len(carry) != len(arrays):
+                raise ValueError(f"sample_weight: block {i} has {'no ' * (len(arrays) == 2)}"
+                                 "sample weights and the blocks before it "
+                                 f"{'do' if len(arrays) == 2 else 'do not'}")
+            rows = None if self._rng is None else self._rng.permutation(n)
+            first = 0
+            if carry is not None:
+                first = min(n, self.batch_size - len(carry[0]))
+                carry = tuple(np.concatenate([c, h]) for c, h in
+                              zip(carry, _taken(arrays, rows, 0, first)))
+                if len(carry[0]) < self.batch_size:
+                    continue  # a block smaller than the batch's gap
+                if not self._train(carry, None, stop):
+                    return None
+                carry = None
+            whole = first + (n - first) // self.batch_size * self.batch_size
+            if whole > first:
+                trained = self._train(tuple(a[first:whole] for a in arrays), None, stop) \
+                    if rows is None else self._train(arrays, rows[first:whole], stop)
+                if not trained:
+                    return None
+            if whole < n:
+                carry = _taken(arrays, rows, whole, n)
+            # let this block go before the next one is read: one block in memory, not two
+            raw = arrays = rows = None
+        if carry is not None and not self._train(carry, None, stop):
+            return None
+        if not self.rows:
+            raise ValueError("X: the stream has no rows")
+        return self.loss_total / self.rows
+
+    def _train(self, arrays, order, stop):
+        """Rows `order` of arrays (all of them: None) by an EpochRunner; False when stop()
+        ended it early (the rows trained are counted)."""
+        X, T, *w = arrays
+        runner = EpochRunner(self.net, X, T, self.batch_size,
+                             sample_weight=w[0] if w else None, **self._options)
+        loss = runner.run(order, stop=stop)
+        self.rows += runner.rows
+        self.loss_total += runner.loss_total
+        self._batches += -(-runner.rows // self.batch_size)
+        if runner.metric_total is not None:
+            if self.metric_total is None:
+                self.metric_total = np.zeros_like(runner.metric_total)
+            self.metric_total += runner.metric_total
+        return loss is not None
+
+    def position(self, epoch):
+        """Position(epoch, where this epoch is)."""
+        metric = () if self.metric_total is None else tuple(self.metric_total.tolist())
+        return Position(epoch, self.rows, self.loss_total, metric)
+
+    def consistent(self):
+        """Whether the network has trained exactly the batches counted."""
+        return self.net.step == self._first_step + self._batches
+
+
+def _taken(arrays, rows, start, stop):
+    """Rows start:stop of the arrays (of `rows` of them, in that order), as new arrays: a
+    block's rows kept beyond the block."""
+    if rows is None:
+        return tuple(np.array(a[start:stop]) for a in arrays)
+    return tuple(a[rows[start:stop]] for a in arrays)
 
 
 def _n_weights(net):
