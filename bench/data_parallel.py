@@ -7,6 +7,7 @@ processes (1 thread each) against one process's MLP.fit, and a projection to 8, 
 The workload: the embedded MNIST sample (8000 rows train, 2000 test), 784-100-10 relu,
 Adam, float32, batch 100 in one process. Model averaging trains batches of 100 on each
 partition; gradient averaging batches of 50 on each (one step: 100 rows, as in one
+process); model averaging also runs with batches of 50 (as many steps per epoch as one
 process). BLAS is pinned to one thread and fastmlp runs one thread, in the driver and in
 each worker: the workers are the parallelism.
 
@@ -140,7 +141,7 @@ def main():
                 distributed.Client(cluster) as client:
             Xd, yd = mnist_on_workers(2, len(X) // 2)
             runs = [("model_average", 100, 10), ("model_average", 100, 40),
-                    ("gradient_average", 50, 1)]
+                    ("model_average", 50, 40), ("gradient_average", 50, 1)]
             for strategy, batch, k in runs:
                 start = time.perf_counter()
                 model = fastmlp.dask.fit(

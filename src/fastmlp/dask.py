@@ -48,7 +48,7 @@ from fastmlp.optimizers import get_optimizer
 __all__ = ["fit"]
 
 STRATEGIES = ("model_average", "gradient_average")
-DEFAULT_SYNC_EVERY = 10
+DEFAULT_SYNC_EVERY = 40  # steps: bench/data_parallel.py, README "One model, several machines"
 
 
 def fit(model, X, y, *, client=None, epochs=10, batch_size=32, optimizer="adam",
@@ -90,7 +90,8 @@ def fit(model, X, y, *, client=None, epochs=10, batch_size=32, optimizer="adam",
         How the driver combines the partitions (see the module's description).
     sync_every : int, optional
         "model_average": the minibatch steps each partition takes between two
-        averages (default 10). "gradient_average" synchronises every step (None or 1).
+        averages (default 40; a round ends at the end of an epoch in any case).
+        "gradient_average" synchronises every step (None or 1).
     l2, l1 : float, default 0
         Penalties on the weights, per step, as for :meth:`MLP.fit`.
     shuffle : bool, default True
