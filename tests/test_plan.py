@@ -753,3 +753,41 @@ def test_new_losses_plan_checks(backend, kw, y, error, message):
     with pytest.raises(error, match=message):
         plan = fastmlp.NetworkPlan([2, 4, 3], backend=backend, **kw)
         plan.train_step(np.zeros((2, 2)), y)
+
+
+@pytest.mark.parametrize("optimizer, options", [
+    ("sgd", {}), ("momentum", {"momentum": 0.9}), ("adam", {}),
+    ("adamw", {"weight_decay": 0.1}), ("nadam", {}), ("adagrad", {}),
+    ("adam", {"clip_value": 0.05}), ("adam", {"clip_norm": 0.1}),
+], ids=lambda v: v if isinstance(v, str) else ",".join(v) or "default")
+def test_apply_gradient_of_a_batch_is_its_train_step(backend, dtype, rng, optimizer, options):
+    """loss_and_gradient then apply_gradient is train_step, bit for bit: the update a
+    data-parallel driver applies to the workers' mean gradient is the fused step's."""
+    X = rng.standard_normal((48, 6)).astype(dtype)
+    y = rng.integers(0, 3, 48)
+    opt = fastmlp.optimizers.get_optimizer(optimizer, learning_rate=0.05, **options)
+    fused, split = (fastmlp.NetworkPlan([6, 16, 3], "tanh", optimizer=opt, batch_size=48,
+                                        dtype=dtype, seed=4, l2=1e-3, max_norm=1.5)
+                    for _ in range(2))
+    for _ in range(4):
+        fused.train_step(X, y)
+        _, gradient = split.loss_and_gradient(X, y)
+        split.apply_gradient(gradient.astype(np.float64))  # any float dtype is taken
+    assert split.step == fused.step == 4
+    # global-norm clipping: an engine may sum the norm in another order (numba), which
+    # moves the last bit of its scale; everything else is the same arithmetic
+    # (Adam divides by sqrt(v): a small parameter keeps that bit's relative size)
+    rtol = {np.float32: 1e-5, np.float64: 1e-12}[dtype.type] if "clip_norm" in options else 0
+    np.testing.assert_allclose(split.parameters, fused.parameters, rtol=rtol, atol=0)
+    for key in ("state1_W", "state2_W"):
+        for a, b in zip(split.optimizer_state()[key], fused.optimizer_state()[key]):
+            if b is not None:  # the optimizer keeps this state
+                np.testing.assert_allclose(a, b, rtol=rtol, atol=0)
+    # and the next fused step goes on from there (the engine saw the step count)
+    np.testing.assert_allclose(split.train_step(X, y), fused.train_step(X, y), rtol=rtol)
+
+
+def test_apply_gradient_rejects_another_shape(rng):
+    plan = fastmlp.NetworkPlan([4, 3], batch_size=8)
+    with pytest.raises(ValueError, match="gradient"):
+        plan.apply_gradient(np.zeros(plan.parameters.size + 1))

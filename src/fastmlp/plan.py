@@ -707,6 +707,47 @@ class NetworkPlan:
         """
         return self._step(X, y, sample_weight, update=False), self._buffers["grads"]
 
+    def apply_gradient(self, gradient):
+        """One optimizer update of :attr:`parameters` with a given gradient.
+
+        The update a :meth:`train_step` makes after its backward pass, from `gradient`
+        instead of a batch's: clipping by value and by global norm, the optimizer (its
+        state and step advance by one), AdamW's decay of the weights, then `max_norm`.
+        For a gradient put together elsewhere, such as the mean of several
+        :meth:`loss_and_gradient` results (synchronous data-parallel training). The
+        update is the same arithmetic as the step's, bit for bit, except that global-norm
+        clipping may sum the norm in another order than the engine does.
+
+        Parameters
+        ----------
+        gradient : ndarray of shape (parameters.size,)
+            In the layout of :attr:`parameters`, penalties included (as
+            :meth:`loss_and_gradient` returns it); float32 or float64, converted to the
+            plan's dtype.
+
+        Returns
+        -------
+        None
+            The plan's parameters, optimizer state and step are updated in place.
+        """
+        from fastmlp.backends._python_network import update_parameters
+
+        gradient = check.float_array(gradient, "gradient")
+        check.shape(gradient, "gradient", self.parameters.shape)
+        opt = self.optimizer
+        self._enter()
+        try:
+            np.copyto(self._buffers["grads"], gradient)  # the dW, db that the update reads
+            update_parameters(_backend.load(self.backend), self._buffers,
+                              (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2,
+                               opt.eps, opt.weight_decay, opt.rho, opt.momentum_decay,
+                               opt.clip_value or 0.0),
+                              opt.clip_norm, self.max_norm, self.step + 1)
+            self.step += 1
+            self._reconfigure()  # the engine counts steps too (Adam's bias correction)
+        finally:
+            self._lock.release()
+
     @property
     def parameters(self):
         """Every weight and bias in one flat array (ndarray).

@@ -30,7 +30,7 @@ class PythonNetwork:
         opt = plan.optimizer
         self._opt = (opt.code, opt.learning_rate, opt.momentum, opt.beta1, opt.beta2, opt.eps,
                      opt.weight_decay, opt.rho, opt.momentum_decay, opt.clip_value or 0.0)
-        self._clip_value, self._clip_norm = opt.clip_value or 0.0, opt.clip_norm
+        self._clip_norm = opt.clip_norm
         self._l2, self._l1 = float(plan.l2), float(plan.l1)
         self._penalty_over_weight = plan.penalty == "per_sample"
         self._max_norm = plan.max_norm
@@ -45,23 +45,9 @@ class PythonNetwork:
         """Forward, loss, backward and update on one batch (sample weights w, or None);
         returns the loss before the update, penalties included."""
         loss = self.loss_gradient(X, y, w)
-        k, buf = self.kernels, self._buffers
-        t = self._step + 1
-        # every gradient is complete before the first update, as in the C core: gradient
-        # (+ penalty) -> clip by value -> scale by min(1, c / global norm) -> optimizer
-        scale = 1.0
-        if self._clip_norm:
-            scale = global_norm_scale(buf["dW"] + buf["db"], self._clip_norm, self._clip_value)
-        for layer in range(len(buf["W"])):
-            k.optimizer_update(*self._opt, scale, t, buf["W"][layer].reshape(-1),
-                               buf["dW"][layer].reshape(-1), _flat(buf["state1_W"][layer]),
-                               _flat(buf["state2_W"][layer]), True)
-            k.optimizer_update(*self._opt, scale, t, buf["b"][layer], buf["db"][layer],
-                               buf["state1_b"][layer], buf["state2_b"][layer], False)
-        if self._max_norm:
-            for W in buf["W"]:
-                max_norm(W, self._max_norm)
-        self._step = t
+        self._step += 1
+        update_parameters(self.kernels, self._buffers, self._opt, self._clip_norm,
+                          self._max_norm, self._step)
         return loss
 
     def loss_gradient(self, X, y, w=None):
@@ -169,6 +155,27 @@ class PythonNetwork:
 _MAXOUT = 14  # the activation code whose dZ is wider than dA
 _LABEL_CODES = (0, 6, 7)  # softmax cross-entropy, the hinge losses
 _SOFT_TARGET_CODES = (8, 10)  # categorical cross-entropy, KL divergence
+
+
+def update_parameters(kernels, buf, opt, clip_norm, max_norm_c, t):
+    """The optimizer's update t of every parameter in buf ("W", "b") from the complete
+    gradients in buf ("dW", "db"), with kernels' optimizer_update: the C core's update
+    order, gradient (+ penalty) -> clip by value -> scale by min(1, c / global norm) ->
+    optimizer (AdamW's decay on the weights only) -> max-norm. opt: the optimizer's
+    (code, learning rate, momentum, beta1, beta2, eps, weight decay, rho, momentum decay,
+    clip value) as optimizer_update takes them."""
+    scale = 1.0
+    if clip_norm:
+        scale = global_norm_scale(buf["dW"] + buf["db"], clip_norm, opt[-1])
+    for layer in range(len(buf["W"])):
+        kernels.optimizer_update(*opt, scale, t, buf["W"][layer].reshape(-1),
+                                 buf["dW"][layer].reshape(-1), _flat(buf["state1_W"][layer]),
+                                 _flat(buf["state2_W"][layer]), True)
+        kernels.optimizer_update(*opt, scale, t, buf["b"][layer], buf["db"][layer],
+                                 buf["state1_b"][layer], buf["state2_b"][layer], False)
+    if max_norm_c:
+        for W in buf["W"]:
+            max_norm(W, max_norm_c)
 
 
 def max_norm(W, c):
