@@ -257,6 +257,32 @@ def test_activation_backward(data, backend, dtype, name, shape, out_mode):
     assert_within(dZ, expected, bound, f"{name}' alpha={alpha}")
 
 
+@given(data=st.data(), backend=backends, dtype=dtypes, n=dims, units=st.integers(0, 9),
+       pieces=st.sampled_from([2, 3, 5, 64]), specials=st.booleans())
+def test_maxout_is_an_exact_selection(data, backend, dtype, n, units, pieces, specials):
+    """Maxout selects: its output is one of each unit's pieces bit for bit (the first
+    maximum, or the first NaN), and its gradient is dA at that piece and 0 elsewhere, on
+    any values (the "ints" kind draws ties), in any layout, the inputs untouched."""
+    Z, z = data.draw(arrays((n, units * pieces), dtype))
+    if specials and Z.size:
+        Z = np.array(Z)  # a copy to plant NaN and infinities in
+        where = data.draw(st.lists(st.integers(0, Z.size - 1), max_size=4))
+        Z.reshape(-1)[where] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
+        z = Z.astype(np.float64)
+    dA, da = data.draw(arrays((n, units), dtype))
+    before = snapshot(Z, dA)
+    with on_backend(backend):
+        A = ops.maxout_forward(Z, pieces)
+        dZ = ops.maxout_backward(dA, Z, pieces)
+    assert_unchanged([Z, dA], before, ["Z", "dA"])
+    zp = z.reshape(n, units, pieces)
+    winner = np.argmax(zp, axis=2)  # NumPy's rule: the first NaN, else the first maximum
+    np.testing.assert_array_equal(A, np.take_along_axis(zp, winner[:, :, None], 2)[:, :, 0])
+    expected = np.zeros((n, units, pieces))
+    np.put_along_axis(expected, winner[:, :, None], da[:, :, None], 2)
+    np.testing.assert_array_equal(dZ, expected.reshape(n, units * pieces))
+
+
 # -- dense layers -------------------------------------------------------------------------
 
 
