@@ -255,8 +255,8 @@ def test_cross_validate_regressor_on_threads_matches_serial():
     y = X @ rng.standard_normal(10) + np.sin(X[:, 0])
 
     def run(n_jobs):
-        return cross_validate(MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0), X, y,
-                              cv=CV, n_jobs=n_jobs, return_estimator=True,
+        regressor = MLPRegressor(hidden_layer_sizes=(16,), max_iter=20, random_state=0)
+        return cross_validate(regressor, X, y, cv=CV, n_jobs=n_jobs, return_estimator=True,
                               return_train_score=True)
 
     serial = _quietly(lambda: run(1))
