@@ -120,7 +120,8 @@ class NetworkPlan:
         The rate is rounded to a multiple of 2**-24 (the hash's resolution).
     n_threads : int or None, default None
         Threads a step may use (None: the process default,
-        :func:`fastmlp.get_num_threads`). The C backend splits a small network's batch
+        :func:`fastmlp.get_num_threads`, or 1 in a task joblib runs on a worker thread).
+        The C backend splits a small network's batch
         into row blocks that run on the threads and sums their gradients in block order,
         so the results are the same bits for any thread count; the other backends use
         one thread.
