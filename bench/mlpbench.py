@@ -106,6 +106,14 @@ def fastmlp_simd_kernels():
         return "n/a"
 
 
+def machine_line():
+    """One line of the facts every figure needs beside it: CPU, SIMD, fastmlp's kernels,
+    the BLAS (its kernels and threads) and OPENBLAS_CORETYPE."""
+    return (f"CPU: {cpu_model()} ({len(os.sched_getaffinity(0))} CPUs for this process); "
+            f"SIMD {simd_summary()['simd']}; fastmlp kernels {fastmlp_simd_kernels()}; "
+            f"BLAS: {blas_summary()}; OPENBLAS_CORETYPE={thread_env()['OPENBLAS_CORETYPE']}")
+
+
 def _cpu_busy():
     """{cpu: busy jiffies} from /proc/stat (empty when unreadable)."""
     busy = {}

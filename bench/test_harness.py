@@ -6,7 +6,9 @@
   have switched on jax_enable_x64;
 - "products alone" runs the step's products on operands of the plan's shapes, with
   transposed views (no copies) where the product is transposed;
-- the FMA peak micro-benchmark gives numbers where it can and "n/a" where it cannot.
+- the FMA peak micro-benchmark gives numbers where it can and "n/a" where it cannot;
+- bench/search.py runs (a tiny search) and its threaded search keeps the serial best
+  parameters.
 """
 
 from __future__ import annotations
@@ -79,3 +81,14 @@ def test_fma_peak_without_compiler_is_na(monkeypatch):
     res = fma_peak.measure(seconds=0.002, runs=1)
     assert res["variants"] == {} and res["peak"] == {"float32": None, "float64": None}
     assert fma_peak.summary(res).startswith("n/a")
+
+
+def test_search_script_runs_and_threads_keep_the_best_params(capsys):
+    pytest.importorskip("sklearn", reason="search.py needs scikit-learn")
+    import search
+
+    assert search.main(["--quick", "--rows", "400", "--no-sklearn", "--no-processes",
+                        "--no-dask"]) == 0
+    table = capsys.readouterr().out
+    assert "| fastmlp | threads, n_jobs=2 |" in table
+    assert "| NO |" not in table

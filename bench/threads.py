@@ -67,9 +67,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="no large step")
     args = ap.parse_args(argv)
     T, R = args.threads, args.repeats
-    print(f"CPU: {mb.cpu_model()}; {fastmlp.get_num_threads()} CPUs for fastmlp; SIMD "
-          f"{mb.simd_summary()['simd']}; BLAS: {mb.blas_summary()}; OPENBLAS_CORETYPE="
-          f"{mb.thread_env()['OPENBLAS_CORETYPE']}")
+    print(mb.machine_line())
     rows = []
     X_train, y_train, X_test, _ = load_mnist_sample()
     X8 = np.ascontiguousarray(X_train[:8000], np.float32)

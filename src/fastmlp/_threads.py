@@ -1,18 +1,25 @@
 """How many threads a training step may use: one policy for every plan and model.
 
-A plan's (or model's) own ``n_threads`` wins; otherwise the process default, which is, in
-this order, what ``set_num_threads()`` set, ``FASTMLP_NUM_THREADS``, ``OMP_NUM_THREADS``,
-or the CPUs this process may run on. The environment variables and the CPUs are read when
-first needed and again after ``set_num_threads(None)``, not at every step (reading them
-cost 2 us, a tenth of a small network's step). The C backend's results are the same for
-any number of threads, so the default can use every core without changing anyone's
-numbers.
+A plan's (or model's) own ``n_threads`` wins. Otherwise a call made in a task that joblib
+runs on one of its worker threads (the threading backend, or a Parallel nested in a
+worker) uses 1 thread, and holds the BLAS behind SciPy to 1 thread while it runs: its
+sibling tasks share the process's cores, so the search is the parallelism. Process
+workers need no rule of ours: joblib's loky workers and Dask's nannies start them with
+``OMP_NUM_THREADS`` (and ``OPENBLAS_NUM_THREADS``) set for their share of the cores.
+Elsewhere the process default applies, which is, in this order, what
+``set_num_threads()`` set, ``FASTMLP_NUM_THREADS``, ``OMP_NUM_THREADS``, or the CPUs this
+process may run on. The environment variables and the CPUs are read when first needed and
+again after ``set_num_threads(None)``, not at every step (reading them cost 2 us, a tenth
+of a small network's step). The C backend's results are the same for any number of
+threads, so the default can use every core without changing anyone's numbers.
 """
 
 from __future__ import annotations
 
 import numbers
 import os
+import sys
+import threading
 
 ENV_VARS = ("FASTMLP_NUM_THREADS", "OMP_NUM_THREADS")
 _process_default = None  # set_num_threads()
@@ -29,7 +36,8 @@ def set_num_threads(n):
     """Set the process default thread count for steps and predictions.
 
     It applies to every plan, model and drop-in that does not name its own
-    ``n_threads``. The C backend's results are the same bits for any count.
+    ``n_threads``, except in tasks that joblib runs on worker threads (they use 1). The
+    C backend's results are the same bits for any count.
 
     Parameters
     ----------
@@ -65,7 +73,9 @@ def get_num_threads():
     Returns
     -------
     int
-        The count a step uses when its plan or model names none.
+        The count a step uses when its plan or model names none, except in a task that
+        joblib runs on a worker thread (a threading-backend search), where such a step
+        uses 1.
     """
     global _environment_default
     if _process_default is not None:
@@ -86,9 +96,55 @@ def _from_environment():
     return available_cpus()
 
 
+def in_joblib_worker_thread():
+    """True in a task that joblib runs on a worker thread of this process.
+
+    joblib marks the tasks it runs on its workers with a nested backend (nesting level 1
+    or more); a task on a thread other than the main one shares the process with its
+    siblings (a loky worker runs its tasks on its main thread, in a process of its own).
+    Main-thread calls cost a thread check; others one joblib lookup (about 2 us).
+    """
+    if threading.current_thread() is threading.main_thread():
+        return False
+    parallel = sys.modules.get("joblib.parallel")  # no joblib imported: no joblib task
+    if parallel is None:
+        return False
+    backend, _ = parallel.get_active_backend()
+    return bool(getattr(backend, "nesting_level", 0))
+
+
 def resolve(n_threads):
-    """The thread count for a plan's n_threads (None: the process default)."""
-    return get_num_threads() if n_threads is None else _positive(n_threads, "n_threads")
+    """The thread count for a plan's n_threads (None: 1 in a joblib worker thread, else
+    the process default)."""
+    return call_threads(n_threads)[0]
+
+
+def call_threads(n_threads):
+    """(threads, hold_blas) for one call of a plan whose n_threads is n_threads:
+    hold_blas says whether to hold the BLAS to one thread during the call (in a joblib
+    worker thread, see the module's docstring)."""
+    shared = in_joblib_worker_thread()
+    if n_threads is not None:
+        return _positive(n_threads, "n_threads"), shared
+    return (1 if shared else get_num_threads()), shared
+
+
+_blas_single = []  # the C core's BLAS hold, once looked up ([None]: no compiled backend)
+
+
+def hold_blas(enter):
+    """Enter (True) or leave (False) a region that holds the BLAS behind SciPy (OpenBLAS)
+    to one thread; the first region in saves its count, the last one out restores it, so
+    overlapping regions in several threads are safe (threadpoolctl's limits, which each
+    restore what they saw, are not). Nothing without the compiled backend."""
+    if not _blas_single:
+        try:
+            from fastmlp.backends._c_kernels import blas_single
+        except ImportError:
+            blas_single = None
+        _blas_single.append(blas_single)
+    if _blas_single[0] is not None:
+        _blas_single[0](enter)
 
 
 def _register_with_threadpoolctl():

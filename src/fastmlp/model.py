@@ -113,7 +113,8 @@ class MLP:
         Same seed, same backend: identical weights and losses.
     n_threads : int or None, default None
         Threads a training step and a large prediction may use (None: the process
-        default, fastmlp.get_num_threads()); the results are the same for any.
+        default, fastmlp.get_num_threads(), or 1 in a joblib worker thread); the results
+        are the same for any.
     backend : str, optional
         "c", "numba" or "numpy"; default: the active backend (fastmlp.get_backend()).
 

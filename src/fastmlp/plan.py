@@ -127,7 +127,8 @@ class NetworkPlan:
         The rate is rounded to a multiple of 2**-24 (the hash's resolution).
     n_threads : int or None, default None
         Threads a step may use (None: the process default,
-        :func:`fastmlp.get_num_threads`). The C backend splits a small network's batch
+        :func:`fastmlp.get_num_threads`, or 1 in a task joblib runs on a worker thread).
+        The C backend splits a small network's batch
         into row blocks that run on the threads and sums their gradients in block order,
         so the results are the same bits for any thread count; the other backends use
         one thread.
@@ -655,9 +656,21 @@ class NetworkPlan:
             raise RuntimeError(
                 "this NetworkPlan is training in another thread; use one plan per thread"
             )
+        try:
+            threads, self._holds_blas = _threads.call_threads(self._n_threads)
+        except BaseException:
+            self._lock.release()
+            raise
+        if self._holds_blas:
+            _threads.hold_blas(True)
         set_threads = getattr(self._engine, "set_threads", None)
         if set_threads is not None:
-            set_threads(_threads.resolve(self._n_threads))
+            set_threads(threads)
+
+    def _leave(self):
+        if self._holds_blas:
+            _threads.hold_blas(False)
+        self._lock.release()
 
     def train_step(self, X, y, sample_weight=None):
         """Forward, loss, backward and update on one batch (at most `batch_size` rows).
@@ -786,7 +799,7 @@ class NetworkPlan:
             raise
         finally:
             self.step = self._engine.step
-            self._lock.release()
+            self._leave()
         return loss
 
     @staticmethod
@@ -876,7 +889,7 @@ class NetworkPlan:
             raise
         finally:
             self.step = self._engine.step
-            self._lock.release()
+            self._leave()
         return loss
 
     def forward(self, X, *, out=None, chunk_rows=None):
@@ -910,10 +923,17 @@ class NetworkPlan:
             chunk_rows, "chunk_rows"))
         width = max(self._widths()[:-1], default=1)  # maxout: its pieces, before the max
         # a slot of work buffers per thread that may run a group of chunks
-        slots = min(_threads.resolve(self._n_threads), -(-n // chunk))
+        threads, holds_blas = _threads.call_threads(self._n_threads)
+        slots = min(threads, -(-n // chunk))
         work_a = np.empty(slots * chunk * width, self.dtype)
         work_b = np.empty(slots * chunk * width, self.dtype)
-        self._engine.forward(X, out, work_a, work_b, chunk)
+        if holds_blas:
+            _threads.hold_blas(True)
+        try:
+            self._engine.forward(X, out, work_a, work_b, chunk)
+        finally:
+            if holds_blas:
+                _threads.hold_blas(False)
         return out
 
 

@@ -11,6 +11,11 @@ bookkeeping: loss_curve_, tol and n_iter_no_change, the learning-rate schedules,
 scikit-learn (>= 1.7) is an optional dependency: ``pip install "fastmlp[sklearn]"``.
 ``import fastmlp`` never imports it; this module does.
 
+Many fits (searches, cross-validation) run through joblib's ``n_jobs``; the epoch
+releases the GIL, so joblib's threading backend runs fits side by side, each on 1 fastmlp
+thread with OpenBLAS held to 1 (fastmlp._threads), and ``parallel_config(backend="dask")``
+runs the same search on a Dask cluster. The results are the serial run's bits.
+
 What maps to what
 -----------------
 - ``activation`` {identity, logistic, tanh, relu} -> the plan's hidden activation
@@ -748,7 +753,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The most loss evaluations of ``"lbfgs"``.
     n_threads : int or None, default=None
         fastmlp's extension: threads a training step may use (None: the process default,
-        :func:`fastmlp.get_num_threads`). The results are the same for any.
+        :func:`fastmlp.get_num_threads`, or 1 in a joblib worker thread, as in a search
+        with ``n_jobs`` under the threading backend). The results are the same for any.
     dropout : float in [0, 1), default=0.0
         fastmlp's extension: inverted dropout on every hidden layer while training
         (stochastic solvers), its mask a hash of the step, layer, row and unit.
@@ -1023,7 +1029,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         The most loss evaluations of ``"lbfgs"``.
     n_threads : int or None, default=None
         fastmlp's extension: threads a training step may use (None: the process default,
-        :func:`fastmlp.get_num_threads`). The results are the same for any.
+        :func:`fastmlp.get_num_threads`, or 1 in a joblib worker thread, as in a search
+        with ``n_jobs`` under the threading backend). The results are the same for any.
     dropout : float in [0, 1), default=0.0
         fastmlp's extension: inverted dropout on every hidden layer while training
         (stochastic solvers), its mask a hash of the step, layer, row and unit.

@@ -1,6 +1,9 @@
 # Declarations of the C core (csrc/fastmlp.h) for the Cython wrapper.
 from libc.stdint cimport int32_t, int64_t, uint32_t
 
+cdef extern from "threads/pool.h":
+    void fm_pool_blas_single(int (*get_threads)(), void (*set_threads)(int), int enter)
+
 cdef extern from "fastmlp.h" nogil:
     ctypedef enum fm_status:
         FM_OK

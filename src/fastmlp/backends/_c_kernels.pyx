@@ -110,6 +110,13 @@ SIMD_LEVELS = tuple(fm_simd_name(i).decode() for i in range(4))  # lowest first
 SIMD_ENV_VAR = "FASTMLP_SIMD"
 
 
+def blas_single(bint enter):
+    """Enter (True) or leave (False) a region that holds SciPy's OpenBLAS to one thread:
+    the pool's depth-counted hold, which the steps on several blocks take too (another
+    BLAS: nothing)."""
+    fm_pool_blas_single(BLAS.get_num_threads, BLAS.set_num_threads, enter)
+
+
 def pool_size():
     """Worker threads the C core's pool has started (besides the callers)."""
     return fm_pool_size()
