@@ -137,7 +137,7 @@ def main():
         print(f"\n{'run':<34}{'accuracy':>9}{'s/epoch':>9}{'efficiency':>11}")
         print(f"{'1 process, MLP.fit':<34}{acc_single:>9.4f}{t_single:>9.3f}{'':>11}")
         with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                      host="127.0.0.1", dashboard_address=None) as cluster, \
+                                      host="127.0.0.1", dashboard_address=":0") as cluster, \
                 distributed.Client(cluster) as client:
             Xd, yd = mnist_on_workers(2, len(X) // 2)
             runs = [("model_average", 100, 10), ("model_average", 100, 40),

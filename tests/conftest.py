@@ -85,6 +85,6 @@ def dask_client():
     distributed = pytest.importorskip("distributed",
                                       reason="the 'dask' extra is not installed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         yield client

@@ -115,7 +115,7 @@ def test_a_killed_worker_does_not_lose_the_fit(spiral, monkeypatch):
     Xd, yd = da.from_array(X, chunks=(150, -1)), da.from_array(y, chunks=150)
     options = dict(epochs=4, batch_size=30, sync_every=1)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+                                  host="127.0.0.1", dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         undisturbed = fastmlp.dask.fit(fastmlp.MLP((16,), seed=5), Xd, yd, client=client,
                                        **options)

@@ -260,6 +260,7 @@ def test_validation_data_and_early_stopping_with_a_stream(mnist):
 # -- the scikit-learn drop-ins ----------------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer. Maximum iterations")
 def test_sklearn_fit_streams_a_dask_array_and_chunks(mnist):
     pytest.importorskip("sklearn")
     from fastmlp.sklearn import MLPClassifier, MLPRegressor

@@ -759,7 +759,7 @@ class NetworkPlan:
             self.step += 1
             self._reconfigure()  # the engine counts steps too (Adam's bias correction)
         finally:
-            self._lock.release()
+            self._leave()
 
     @property
     def parameters(self):
