@@ -23,8 +23,12 @@ import numpy as np
 
 from fastmlp import _backend, _files, _threads, streaming, training
 from fastmlp import _validation as check
-from fastmlp._registry import (ACTIVATIONS_WITH_ALPHA, HINGE_LOSSES, LOSS_ALIASES,
-                               SOFT_TARGET_LOSSES)
+from fastmlp._registry import (
+    ACTIVATIONS_WITH_ALPHA,
+    HINGE_LOSSES,
+    LOSS_ALIASES,
+    SOFT_TARGET_LOSSES,
+)
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
 from fastmlp.plan import NetworkPlan, _set_generator_state
