@@ -248,6 +248,9 @@ def test_what_a_stream_does_not_support_is_refused(mnist, tmp_path):
             ((a, b.astype(np.float32)) for a, b in chunks), epochs=2, verbose=0)
     with pytest.raises(ValueError, match="one-shot iterator"):  # the classes' pass
         MLP((8,)).fit(iter(chunks), epochs=1, verbose=0)
+    # fractional targets in the first block say regression (task="auto"): no classes' pass
+    model = MLP((8,)).fit(((a, b + np.float32(0.5)) for a, b in chunks), epochs=1, verbose=0)
+    assert model.task_ == "regression"
 
 
 def test_validation_data_and_early_stopping_with_a_stream(mnist):

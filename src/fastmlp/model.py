@@ -547,9 +547,10 @@ class MLP:
         start the next block's first batch), every row is visited once an epoch. With
         ``shuffle=False`` the batches, and the weights, are an in-memory fit's. Each block
         is validated as an in-memory X and y would be. Before training, one pass finds
-        the classes of a 1-D y (Dask: ``da.unique``) and, with standardize=True, the
-        columns' mean and standard deviation (Dask: its reductions); a 2-D y's task is
-        read from the first block. A one-shot iterator (a generator) can be read once:
+        the classes of a 1-D y (Dask: ``da.unique``; none when the first block's y has
+        fractional values: regression) and, with standardize=True, the columns' mean and
+        standard deviation (Dask: its reductions); a 2-D y's task is read from the first
+        block. A one-shot iterator (a generator) can be read once:
         one epoch, and no such pass (else ValueError). Not with a stream:
         ``validation_split`` (pass ``validation_data``, held in memory), "lbfgs",
         ``checkpoint`` and ``resume``.
@@ -794,6 +795,8 @@ class MLP:
         labels_decide = self.task in ("auto", "classification", "binary") and \
             not self._soft_targets and (self.loss is None or
                                         self._canonical_loss in _CLASSIFIER_LOSSES)
+        if self.task == "auto" and self._resolve_task(y_first) == "regression":
+            labels_decide = False  # fractional values in one block: all of y regresses
         one_column = y_first.ndim == 1 or (y_first.ndim == 2 and y_first.shape[1] == 1)
         labels, moments = streaming.scan(stream, labels=labels_decide and one_column,
                                          moments=self.standardize)
