@@ -177,8 +177,9 @@ typedef struct {
  * RMSprop's or Adagrad's accumulator; state2 = Adam's v; NULL where the optimizer has
  * none), and the activations A[l] and their gradients dA[l]
  * (max_batch x sizes[l+1]). width_l is sizes[l+1], or k sizes[l+1] for a maxout layer of
- * k pieces (fm_layer_width): each unit's pieces are k adjacent columns. X_batch (max_batch x sizes[0]) and y_batch (max_batch labels
- * or max_batch x sizes[n_layers] targets) hold the rows gathered for a shuffled epoch.
+ * k pieces (fm_layer_width): each unit's pieces are k adjacent columns. X_batch
+ * (max_batch x sizes[0]) and y_batch (max_batch labels or max_batch x sizes[n_layers]
+ * targets) hold the rows gathered for a shuffled epoch.
  */
 typedef struct {
     int n_layers;
