@@ -31,7 +31,7 @@ from fastmlp._registry import (
 )
 from fastmlp.layers import LayeredNetwork
 from fastmlp.optimizers import get_optimizer
-from fastmlp.plan import NetworkPlan, _set_generator_state
+from fastmlp.plan import NetworkPlan, _set_generator_state, layer_widths
 from fastmlp.progress import Progress
 
 _TASKS = ("auto", "classification", "binary", "multilabel", "regression")
@@ -1704,9 +1704,8 @@ def _widths(config):
     hidden, names = config["hidden_layer_sizes"], config.get("activation")
     if not isinstance(names, list) or len(names) != len(hidden):
         names = [None] * len(hidden)
-    pieces = config.get("maxout_pieces", 2)
-    return [units * pieces if name == "maxout" else units
-            for units, name in zip(hidden, names)] + [config["n_outputs_"]]
+    return layer_widths([*hidden, config["n_outputs_"]], [*names, None],
+                        [config.get("maxout_pieces", 2)] * (len(hidden) + 1))
 
 
 def _check_model_shapes(config, members, max_bytes):

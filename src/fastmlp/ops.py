@@ -138,9 +138,6 @@ def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
     check.same_dtype(dA=dA, A=A)
     check.shape(dA, "dA", A.shape)
     if code == _MAXOUT:
-        if Z is None:
-            raise ValueError("Z: maxout's derivative needs the pre-activation Z (which "
-                             "piece won)")
         return maxout_backward(dA, Z, int(alpha), out=out)
     Z = _preactivation(code, Z, A)
     out = check.out_array(out, "out", A.shape, A.dtype)
@@ -149,15 +146,24 @@ def activation_backward(name, dA, A, *, Z=None, alpha=None, out=None):
     return out
 
 
-def _pieces_of(Z, pieces, name="Z"):
+def _pieces_of(Z, pieces):
     """Z (n, pieces * units) checked for maxout, and units."""
     pieces = check.positive_int(pieces, "pieces")
     check.activation("maxout", pieces)  # a whole number in range
-    Z = check.float_array(Z, name, ndim=2)
+    Z = check.float_array(Z, "Z", ndim=2)
     if Z.shape[1] % pieces:
-        raise ValueError(f"{name}: maxout's {pieces} pieces per unit need a multiple of "
+        raise ValueError(f"Z: maxout's {pieces} pieces per unit need a multiple of "
                          f"{pieces} columns, got {Z.shape[1]}")
     return Z, Z.shape[1] // pieces
+
+
+def _maxout_preactivation(Z, pieces):
+    """The pre-activation maxout's backward pass reads (required: which piece won), and
+    units."""
+    if Z is None:
+        raise ValueError("Z: maxout's derivative needs the pre-activation Z (which piece "
+                         "won)")
+    return _pieces_of(Z, pieces)
 
 
 def maxout_forward(Z, pieces=2, *, out=None):
@@ -227,7 +233,7 @@ def maxout_backward(dA, Z, pieces=2, *, out=None):
     --------
     maxout_forward : The forward pass.
     """
-    Z, units = _pieces_of(Z, pieces)
+    Z, units = _maxout_preactivation(Z, pieces)
     dA = check.float_array(dA, "dA", ndim=2)
     check.same_dtype(dA=dA, Z=Z)
     check.shape(dA, "dA", (Z.shape[0], units))
@@ -394,10 +400,7 @@ def dense_backward(dA, X, W, A, activation, *, Z=None, alpha=None, l2=0.0, l1=0.
     check.shape(A, "A", (n, _units(code, alpha, W)))
     check.shape(dA, "dA", A.shape)
     if code == _MAXOUT:
-        if Z is None:
-            raise ValueError("Z: maxout's derivative needs the pre-activation Z (which "
-                             "piece won)")
-        Z = check.float_array(Z, "Z", ndim=2)
+        Z, _ = _maxout_preactivation(Z, int(alpha))
         check.same_dtype(A=A, Z=Z)
         check.shape(Z, "Z", (n, W.shape[1]))
     else:

@@ -297,10 +297,7 @@ class NetworkPlan:
         self._n_threads = value
 
     def _widths(self):
-        """Each layer's W columns: its units, times maxout's pieces."""
-        return [units * int(alpha) if name == "maxout" else units
-                for units, name, alpha in zip(self.layer_sizes[1:], self.activations,
-                                              self._activation_alphas)]
+        return layer_widths(self.layer_sizes[1:], self.activations, self._activation_alphas)
 
     def _allocate(self, engine_class):
         sizes, dt, n = self.layer_sizes, self.dtype, self.batch_size
@@ -935,6 +932,12 @@ class NetworkPlan:
             if holds_blas:
                 _threads.hold_blas(False)
         return out
+
+
+def layer_widths(units, activations, alphas):
+    """Each layer's W columns: its units, times its pieces (alpha) for maxout."""
+    return [n * int(alpha) if name == "maxout" else n
+            for n, name, alpha in zip(units, activations, alphas)]
 
 
 def _set_generator_state(rng, state):
